@@ -16,6 +16,7 @@ from tfsfast.server.http.http_protocol import (
     HttpResponse,
     HttpServerLimits,
 )
+from tfsfast.testing.fake_transport import FakeTransport
 from tfsfast.testing.test_util import implementations
 
 IMPLS = implementations("tfsfast.server.http._http_protocol", "tfsfast.server.http.http_protocol")
@@ -25,29 +26,6 @@ IMPLS = implementations("tfsfast.server.http._http_protocol", "tfsfast.server.ht
 def impl(request: pytest.FixtureRequest) -> Any:
     """The module whose ``HttpProtocol`` is under test."""
     return importlib.import_module(request.param)
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
 
 
 def error_body(message: str) -> bytes:

@@ -23,6 +23,7 @@ from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.testing.fake_transport import FakeTransport
 from tfsfast.testing.test_util import implementations
 
 PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
@@ -35,29 +36,6 @@ FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
 def impl(request: pytest.FixtureRequest) -> Any:
     """The module whose ``HttpProtocol`` is under test."""
     return importlib.import_module(request.param)
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
 
 
 def error_body(message: str) -> bytes:

@@ -9,7 +9,6 @@ written, and whether the connection is closed or paused must agree.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -27,29 +26,7 @@ if _extensions.NO_EXTENSIONS:
 
 from tfsfast.server.http import _http_protocol as compiled
 from tfsfast.server.http import _rest_fast_path as compiled_fast_path
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
+from tfsfast.testing.fake_transport import FakeTransport
 
 
 def nobody(name: str, version: int | None, policy: int) -> None:
