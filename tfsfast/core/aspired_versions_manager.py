@@ -112,6 +112,15 @@ class AspiredVersionsManager(Target[Loader]):
     def event_bus(self) -> EventBus[ServableState]:
         return self._bus
 
+    @property
+    def handle_table(self) -> Any:
+        """The lock-free snapshot ``get_servable_handle`` reads (``find(name, version, policy)``).
+
+        For hot paths that want the entry without a ServableRequest/ServableHandle per call;
+        readers must treat it as read-only (only the manager publishes into it).
+        """
+        return self._table
+
     def get_servable_handle(self, request: ServableRequest) -> ServableHandle:
         """A handle to the requested AVAILABLE version; NOT_FOUND if there is none.
 

@@ -256,7 +256,7 @@ class FakeCore:
     def __init__(self, bundle: FakeBundle) -> None:
         self.entry = ServingEntry(ServableId("m", 1), bundle)
         self.manager = self
-        self._table = self
+        self.handle_table = self
 
     def find(self, name: str, version: int | None, policy: int) -> ServingEntry | None:
         return self.entry if name == "m" and version in (None, 1) else None

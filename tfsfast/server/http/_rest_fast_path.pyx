@@ -15,7 +15,7 @@ from libc.string cimport memcpy
 from tfsfast.codecs import json_codec
 from tfsfast.servables import predict_util
 from tfsfast.server.http.http_protocol import HttpResponse, encode_response
-from tfsfast.server.http.http_rest_api_handler import _CORS_HEADERS, RestApiOptions
+from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
 from tfsfast.util.status import ServingError, to_http_status
 
 from tfsfast.core.handle_table import LATEST as _LATEST_POLICY
@@ -222,7 +222,7 @@ cdef class RestFastPath:
             options = RestApiOptions()
         self._timeout_in_ms = options.timeout_in_ms
         self._enforce = options.enforce_signature_method_name
-        self._cors = _CORS_HEADERS if options.enable_cors_support else None
+        self._cors = CORS_HEADERS if options.enable_cors_support else None
         # encode_response's bytes up to Content-Length, for a 200 with these headers.
         full = encode_response(HttpResponse(200, b"", headers=self._cors), True)
         self._ok_head = full[:full.index(_CONTENT_LENGTH)]

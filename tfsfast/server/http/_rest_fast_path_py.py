@@ -41,7 +41,7 @@ from tfsfast.codecs import json_codec
 from tfsfast.core.handle_table import LATEST
 from tfsfast.servables import predict_util
 from tfsfast.server.http.http_protocol import HttpResponse, encode_response
-from tfsfast.server.http.http_rest_api_handler import _CORS_HEADERS, RestApiOptions
+from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
 from tfsfast.util.status import ServingError, to_http_status
 
 _PREFIX = b"/v1/models/"
@@ -137,7 +137,7 @@ class RestFastPath:
         options = options or RestApiOptions()
         self._timeout_in_ms = options.timeout_in_ms
         self._enforce = options.enforce_signature_method_name
-        self._cors = _CORS_HEADERS if options.enable_cors_support else None
+        self._cors = CORS_HEADERS if options.enable_cors_support else None
         self._models: dict[int, _Model] = {}
 
     def answer(self, method: str, path: bytes, headers: Mapping[bytes, bytes], body: bytes,

@@ -45,7 +45,8 @@ _INT64_MAX = (1 << 63) - 1
 
 _NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>"
                    b"\nThe requested URL was not found on this server.</BODY></HTML>\n")
-_CORS_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
+# The headers TF Serving adds with --enable_cors_support (the fast path sends the same).
+CORS_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
                  (b"Access-Control-Allow-Methods", b"POST, GET"),
                  (b"Access-Control-Allow-Headers", b"Content-Type")]
 _ORIGIN_RE = re.compile(rb"https?://")
@@ -66,7 +67,7 @@ class HttpRestApiHandler:
     def __init__(self, core: ServerCore, options: RestApiOptions | None = None) -> None:
         self._core = core
         self._options = options or RestApiOptions()
-        self._cors = _CORS_HEADERS if self._options.enable_cors_support else None
+        self._cors = CORS_HEADERS if self._options.enable_cors_support else None
 
     # --- dispatch ----------------------------------------------------------------------------
 

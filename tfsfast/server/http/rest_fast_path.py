@@ -25,7 +25,7 @@ def for_core(core: Any, options: RestApiOptions, impl: Any = None) -> Any:
     arguments), without building a ServableRequest and a ServableHandle per request. ``impl``
     picks a module (tests run both); the default is the one this façade loaded.
     """
-    table = core.manager._table  # the manager's lock-free snapshot (see handle_table)
+    table = core.manager.handle_table
     return (impl or _impl).RestFastPath(table.find, options)
 
 
