@@ -73,7 +73,7 @@ class StubFastPath:
         self.offers: list[tuple[str, bytes, dict[bytes, bytes], bytes, bool]] = []
 
     def answer(self, method: str, path: bytes, headers: dict[bytes, bytes], body: bytes,
-               keep_alive: bool) -> bytes | None:
+               keep_alive: bool, connection: Any = None) -> bytes | None:
         self.offers.append((method, path, headers, body, keep_alive))
         if path.startswith(b"/raise"):
             raise RuntimeError("fast path bug")

@@ -327,7 +327,7 @@ def test_enforced_method_name_falls_back_before_the_run(impl: Any) -> None:
     assert fast is not None and fast == general
 
 
-def test_a_batching_bundle_is_never_parsed_or_run(impl: Any) -> None:
+def test_a_batching_bundle_without_a_connection_is_never_run(impl: Any) -> None:
     bundle = FakeBundle(lambda inputs: {"y": inputs["x"]}, batching=True)
     core: Any = FakeCore(bundle)
     fast = rest_fast_path.for_core(core, RestApiOptions(), impl)

@@ -34,6 +34,8 @@ cdef class HttpProtocol:
     cdef bint _reading_paused
     cdef bint _closing
     cdef bint _close_after_current
+    # The fast path's BatchedReply while a batched request is out (the connection is busy).
+    cdef object _deferred
     # For the idle sweep.
     cdef public double _last_activity
     cdef bint _in_head
@@ -46,8 +48,8 @@ cdef class HttpProtocol:
 
     cdef bytes _take_body(self)
     cdef Py_ssize_t _serve_scanned(self, bytes data) except -1
-    cdef bint _answer_fast(self, str method, bytes path, dict headers, bytes body,
-                           bint keep_alive) except -1
+    cdef int _answer_fast(self, str method, bytes path, dict headers, bytes body,
+                          bint keep_alive) except -1
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
     cdef _done(self, object task, bint keep_alive)

@@ -5,7 +5,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from tfsfast.server.http.http_protocol import FastPath, Handler, HttpServerLimits
+from tfsfast.server.http.http_protocol import (
+    DeferredAnswer,
+    FastPath,
+    Handler,
+    HttpServerLimits,
+)
 
 class HttpProtocol:
     _last_activity: float
@@ -26,5 +31,6 @@ class HttpProtocol:
     def on_headers_complete(self) -> None: ...
     def on_body(self, body: bytes) -> None: ...
     def on_message_complete(self) -> None: ...
+    def deferred_done(self, reply: DeferredAnswer) -> None: ...
     def check_idle(self, now: float) -> None: ...
     def close(self) -> None: ...

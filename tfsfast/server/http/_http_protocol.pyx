@@ -49,6 +49,12 @@ cdef object _ParserError = httptools.HttpParserError
 cdef object _TooLarge = _RequestTooLarge
 cdef object _ensure_future = asyncio.ensure_future
 
+# What _answer_fast did with a request.
+cdef enum:
+    _NOT_TAKEN = 0  # the handler answers it
+    _ANSWERED = 1   # written
+    _DEFERRED = 2   # batched: the connection is busy until deferred_done
+
 
 cdef inline double _monotonic() noexcept:
     cdef timespec ts
@@ -338,6 +344,7 @@ cdef class HttpProtocol:
         self._reading_paused = False
         self._closing = False
         self._close_after_current = False
+        self._deferred = None
         self._last_activity = _monotonic()
         self._in_head = False
         self._in_body = False
@@ -356,6 +363,9 @@ cdef class HttpProtocol:
     def connection_lost(self, exc):
         self._closing = True
         self._queue.clear()
+        if self._deferred is not None:
+            self._deferred.cancel()  # its task is dropped if it has not run yet
+            self._deferred = None
         if self._connections is not None:
             self._connections.discard(self)
 
@@ -460,7 +470,7 @@ cdef class HttpProtocol:
         if (not self._busy and not self._queue and not self._closing
                 and self._max_pipelined_requests > 0):
             if self._fast_path is not None and method == b"POST":
-                if self._answer_fast("POST", url, self._headers, body, keep_alive):
+                if self._answer_fast("POST", url, self._headers, body, keep_alive) != _NOT_TAKEN:
                     return
                 self._handle(_HttpRequest("POST", url, self._headers, body, keep_alive), False)
             else:
@@ -503,7 +513,7 @@ cdef class HttpProtocol:
             self._header_bytes = scan.header_bytes
             self._body_size = scan.body.end - scan.body.start
             try:
-                if not self._answer_fast("POST", url, None, body, scan.keep_alive):
+                if self._answer_fast("POST", url, None, body, scan.keep_alive) == _NOT_TAKEN:
                     self._headers = _scanned_headers(s + pos - used, &scan)
                     self._handle(_HttpRequest("POST", url, self._headers, body,
                                               scan.keep_alive), False)
@@ -528,27 +538,53 @@ cdef class HttpProtocol:
 
     # --- handling ----------------------------------------------------------------------------
 
-    cdef bint _answer_fast(self, str method, bytes path, dict headers, bytes body,
-                           bint keep_alive) except -1:
-        """Writes the fast path's answer; False if the handler must answer instead."""
-        cdef bytes data
+    cdef int _answer_fast(self, str method, bytes path, dict headers, bytes body,
+                          bint keep_alive) except -1:
+        """Offers the request to the fast path: writes its answer (_ANSWERED), leaves the
+        connection busy until ``deferred_done`` (_DEFERRED), or leaves the request to the handler
+        (_NOT_TAKEN)."""
         keep_alive = keep_alive and not self._close_after_current
         try:
             if headers is None:  # scanned: a POST with plain JSON headers
-                data = self._compiled_fast_path.answer_plain(path, body, keep_alive)
+                data = self._compiled_fast_path.answer_plain(path, body, keep_alive, self)
             elif self._compiled_fast_path is not None:
-                data = self._compiled_fast_path.answer(method, path, headers, body, keep_alive)
+                data = self._compiled_fast_path.answer(method, path, headers, body, keep_alive,
+                                                       self)
             else:
-                data = self._fast_path.answer(method, path, headers, body, keep_alive)
+                data = self._fast_path.answer(method, path, headers, body, keep_alive, self)
         except Exception:
             _log.exception("HTTP handler failed")
             self._write(_HttpResponse(500, self._error_body("Internal server error")),
                         keep_alive)
-            return True
+            return _ANSWERED
         if data is None:
-            return False
-        self._write_encoded(data, keep_alive)
-        return True
+            return _NOT_TAKEN
+        if type(data) is bytes:
+            self._write_encoded(<bytes>data, keep_alive)
+            return _ANSWERED
+        self._busy = True
+        self._deferred = data
+        return _DEFERRED
+
+    def deferred_done(self, reply):
+        """The fast path's batched answer is ready (called on this connection's loop)."""
+        if reply is not self._deferred:
+            return  # cancelled: the connection went away
+        self._deferred = None
+        self._busy = False
+        self._last_activity = _monotonic()
+        if self._closing:
+            return
+        keep_alive = reply.keep_alive and not self._close_after_current
+        try:
+            data = reply.encode(keep_alive)
+        except Exception:
+            _log.exception("HTTP handler failed")
+            self._write(_HttpResponse(500, self._error_body("Internal server error")),
+                        keep_alive)
+        else:
+            self._write_encoded(data, keep_alive)
+        self._next()
 
     cdef _next(self):
         while self._queue and not self._closing:
@@ -563,10 +599,12 @@ cdef class HttpProtocol:
         """Answers ``request`` (the fast path first when ``offer_fast``); False when the answer
         is awaited (the connection is then busy until ``_done``)."""
         cdef _Done done
-        if (offer_fast and self._fast_path is not None and request.method == "POST"
-                and self._answer_fast(request.method, request.path, request.headers,
-                                      request.body, request.keep_alive)):
-            return True
+        cdef int fast
+        if offer_fast and self._fast_path is not None and request.method == "POST":
+            fast = self._answer_fast(request.method, request.path, request.headers,
+                                     request.body, request.keep_alive)
+            if fast != _NOT_TAKEN:
+                return fast == _ANSWERED
         try:
             result = self._handler(request)
         except Exception:

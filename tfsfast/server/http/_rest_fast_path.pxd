@@ -5,6 +5,7 @@
 cdef class _Model:
     cdef readonly object bundle
     cdef readonly bint inline
+    cdef readonly object batching
     cdef readonly object run_inline
     cdef dict _inputs
     cdef dict _outputs
@@ -24,7 +25,29 @@ cdef class RestFastPath:
     cdef bytes _last_path
     cdef tuple _last_route
 
-    cpdef bytes answer(self, str method, bytes path, dict headers, bytes body, bint keep_alive)
-    cdef bytes answer_plain(self, bytes path, bytes body, bint keep_alive)
+    cpdef object answer(self, str method, bytes path, dict headers, bytes body, bint keep_alive,
+                        object connection=*)
+    cdef object answer_plain(self, bytes path, bytes body, bint keep_alive, object connection)
+    cdef object _schedule(self, _Model model, object entry, object key, object parsed,
+                          object output_dtypes, object connection, bint keep_alive)
+    cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
+                               bint keep_alive)
+    cdef bytes _encode_error(self, object error, bint keep_alive)
     cdef tuple _route(self, bytes path)
     cdef _Model _model(self, object bundle)
+
+
+cdef class BatchedReply:
+    cdef RestFastPath _fast_path
+    cdef object _connection
+    cdef object _loop
+    cdef object _entry
+    cdef object _outputs
+    cdef object _error
+    cdef readonly bint columnar
+    cdef readonly object output_dtypes
+    cdef readonly bint keep_alive
+    cdef readonly bint finished
+    cdef public object task
+
+    cdef _finish(self, object outputs, object error)

@@ -6,8 +6,12 @@ the route of the last URL is remembered (a server sees the same few URLs again a
 200 response is assembled in one allocation from a prefix built once, and the compiled protocol
 calls ``answer`` as a C method. Everything that decides the answer (the codec, the handle table,
 the signature checks, ``bundle.run_inline``, the error encoding) is the same code the handler
-and the twin call, so both paths answer with the same bytes.
+and the twin call, so both paths answer with the same bytes. Batched requests are answered later
+through a ``BatchedReply``, as in the twin.
 """
+
+import asyncio
+import logging
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
@@ -24,6 +28,8 @@ cdef object LATEST = _LATEST_POLICY
 cdef int _MAX_VERSION_DIGITS = 18  # always below 2**63, so no range check is needed
 cdef Py_ssize_t _MAX_MODELS = 64
 cdef object _ServingError = ServingError
+cdef object _get_running_loop = asyncio.get_running_loop
+_log = logging.getLogger("tfsfast.server.http.rest_fast_path")
 
 
 class _FallBack(Exception):
@@ -138,11 +144,12 @@ cdef class _Model:
 
     def __cinit__(self, bundle):
         self.bundle = bundle
-        # A batching session takes every run, so such a bundle never answers inline; a servable
-        # without run_inline is not a SavedModelBundle: the handler decides what it gets.
+        # A servable without run_inline is not a SavedModelBundle: the handler decides what it
+        # gets. A bundle's batching session takes every batchable run (run_inline declines).
         self.run_inline = getattr(bundle, "run_inline", None)
-        self.inline = (self.run_inline is not None
-                       and getattr(bundle, "batching_session", None) is None)
+        self.batching = (getattr(bundle, "batching_session", None)
+                         if self.run_inline is not None else None)
+        self.inline = self.run_inline is not None and self.batching is None
         self._inputs = {}   # signature name -> {input alias: DataType}
         self._outputs = {}  # signature name as sent -> (Signature, {output alias: DataType})
 
@@ -230,15 +237,16 @@ cdef class RestFastPath:
         self._last_path = None
         self._last_route = None
 
-    cpdef bytes answer(self, str method, bytes path, dict headers, bytes body,
-                       bint keep_alive):
-        """The whole HTTP response (``Connection: close`` unless ``keep_alive``), or None:
-        hand the request to the handler."""
+    cpdef object answer(self, str method, bytes path, dict headers, bytes body,
+                        bint keep_alive, object connection=None):
+        """The whole HTTP response (``Connection: close`` unless ``keep_alive``); a
+        ``BatchedReply`` when the run was batched for ``connection``; or None: hand the request
+        to the handler."""
         if method != "POST" or not _plain_json(headers):
             return None
-        return self.answer_plain(path, body, keep_alive)
+        return self.answer_plain(path, body, keep_alive, connection)
 
-    cdef bytes answer_plain(self, bytes path, bytes body, bint keep_alive):
+    cdef object answer_plain(self, bytes path, bytes body, bint keep_alive, object connection):
         """``answer`` for a POST whose headers the caller found plain (``plain_json``)."""
         cdef tuple spec = self._route(path)
         if spec is None:
@@ -256,18 +264,61 @@ cdef class RestFastPath:
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
         key, output_dtypes = found
+        if model.batching is not None:
+            if connection is None:
+                return None
+            return self._schedule(model, entry, key, parsed, output_dtypes, connection,
+                                  keep_alive)
         try:
             outputs = model.run_inline(key, parsed.inputs, None, self._timeout_in_ms, None)
             if outputs is None:
                 return None  # not run: it goes to a thread, so the handler awaits it
             response = self._format(outputs, parsed.columnar, output_dtypes)
         except _ServingError as e:
-            return encode_response(HttpResponse(to_http_status(e.code),
-                                                json_codec.format_error(e.message),
-                                                headers=self._cors), keep_alive)
+            return self._encode_error(e, keep_alive)
         if type(response) is not bytes:
             response = bytes(response)
         return _encode_ok(self._ok_head, <bytes>response, keep_alive)
+
+    cdef object _schedule(self, _Model model, object entry, object key, object parsed,
+                          object output_dtypes, object connection, bint keep_alive):
+        cdef BatchedReply reply
+        try:
+            loop = _get_running_loop()  # C-fast; not cached, so a fast path may outlive a loop
+        except RuntimeError:
+            return None  # no loop to answer on: the handler's
+        reply = BatchedReply.__new__(BatchedReply)
+        reply._fast_path = self
+        reply._connection = connection
+        reply._loop = loop
+        reply._entry = entry  # keeps the version loaded until the answer
+        reply.columnar = parsed.columnar
+        reply.output_dtypes = output_dtypes
+        reply.keep_alive = keep_alive
+        try:
+            task = model.batching.schedule(key, parsed.inputs, None, self._timeout_in_ms, None,
+                                           reply)
+        except _ServingError as e:
+            return self._encode_error(e, keep_alive)
+        if task is None:
+            return None  # bypasses the batcher: the handler runs it alone
+        reply.task = task
+        return reply
+
+    cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
+                               bint keep_alive):
+        try:
+            response = self._format(outputs, columnar, output_dtypes)
+        except _ServingError as e:
+            return self._encode_error(e, keep_alive)
+        if type(response) is not bytes:
+            response = bytes(response)
+        return _encode_ok(self._ok_head, <bytes>response, keep_alive)
+
+    cdef bytes _encode_error(self, object error, bint keep_alive):
+        return encode_response(HttpResponse(to_http_status(error.code),
+                                            json_codec.format_error(error.message),
+                                            headers=self._cors), keep_alive)
 
     cdef tuple _route(self, bytes path):
         # The last URL's route is kept: clients repeat the same few URLs.
@@ -290,4 +341,54 @@ cdef class RestFastPath:
                 self._models.clear()
             model = _Model(bundle)
             self._models[key] = model
-        return model if model.inline else None
+        return model if model.inline or model.batching is not None else None
+
+
+cdef class BatchedReply:
+    """The waiter of one batched fast-path request, and later its response (see the twin).
+
+    The batching session treats it as an asyncio future of its loop; its outcome goes to
+    ``connection.deferred_done(self)``, which writes ``encode(keep_alive)``.
+    """
+
+    def get_loop(self):
+        return self._loop
+
+    def done(self):
+        return self.finished
+
+    def set_result(self, outputs):
+        self._finish(outputs, None)
+
+    def set_exception(self, error):
+        self._finish(None, error)
+
+    def cancel(self):
+        """The client went away: the task is dropped if it has not run, the outcome ignored."""
+        self.finished = True
+        self._entry = None
+        if self.task is not None:
+            self.task.cancelled = True
+
+    cdef _finish(self, object outputs, object error):
+        if self.finished:
+            return
+        self.finished = True
+        self._entry = None
+        self._outputs = outputs
+        self._error = error
+        try:
+            self._connection.deferred_done(self)
+        except Exception:  # never into the batch's delivery loop: the other replies still go
+            _log.exception("HTTP handler failed")
+
+    def encode(self, bint keep_alive):
+        """The response: the outputs as the handler formats them, or the batch's ServingError
+        as the handler answers it; any other error is raised (the connection answers 500)."""
+        error = self._error
+        if error is None:
+            return self._fast_path._encode_outputs(self._outputs, self.columnar,
+                                                   self.output_dtypes, keep_alive)
+        if isinstance(error, _ServingError):
+            return self._fast_path._encode_error(error, keep_alive)
+        raise error

@@ -15,25 +15,38 @@ Taken here (everything else returns None):
 * no ``Content-Encoding`` (gzip is the handler's), ``Content-Type`` absent or
   ``application/json`` (parameters allowed, none mentioning msgpack) and ``Accept`` absent,
   ``*/*`` or ``application/json`` (other body and answer formats are the handler's);
-* a model version in the handle table (labels and unknown models are the handler's) whose
-  bundle has no batching session, a body the JSON codec parses, a signature that resolves, and
-  ``bundle.run_inline`` running it now (None: the run must go to a thread or a batch).
+* a model version in the handle table (labels and unknown models are the handler's), a body the
+  JSON codec parses, a signature that resolves, and then either ``bundle.run_inline`` running it
+  now (None: the run must go to a thread, so the handler awaits it), or, when the bundle has a
+  batching session and the caller passed a ``connection``, the batching session taking the run
+  (``schedule`` returning None means it bypasses the batcher: the handler's).
 
-Before the run nothing has side effects, so any failure up to there returns None and the handler
-redoes the request from scratch. Once the model has run, the request is never run a second time:
-a ServingError from the run or from formatting the outputs is answered here exactly as the
-handler answers it (its status from ``to_http_status``, the body from the codec's
-``format_error``); any other exception propagates, as it would out of the handler (the protocol
-answers 500).
+A batched request is answered later: ``answer`` returns a :class:`BatchedReply` (the task's
+waiter) instead of bytes, and when the batch has run, on the connection's event loop, the reply
+calls ``connection.deferred_done(reply)``; the connection then writes ``reply.encode(keep_alive)``
+(and, if the connection went away first, calls ``reply.cancel()``, which drops the task before it
+runs). No coroutine, task or future is made per request, and the batch wakes the loop once. The
+reply holds the version's handle-table entry until it is answered, as the handler holds its
+``ServableHandle``, so the version is not unloaded under a queued request.
+
+Before the run (or the enqueue) nothing has side effects, so any failure up to there returns
+None and the handler redoes the request from scratch. Once the model has run (or the request is
+queued), it is never run a second time: a ServingError from the run, the enqueue, the batch or
+from formatting the outputs is answered here exactly as the handler answers it (its status from
+``to_http_status``, the body from the codec's ``format_error``); any other exception propagates,
+as it would out of the handler (the protocol answers 500).
 
 The run gets ``timeout_in_ms`` and no deadline: the handler's deadline is taken right before the
-same synchronous run, so it can only narrow TF's timeout by the microseconds in between.
+same synchronous run (or enqueue, which bounds the task by ``timeout_in_ms`` from now itself), so
+it can only narrow TF's timeout by the microseconds in between.
 
 Thread-safety: one instance per event loop; the per-model caches are not locked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +56,8 @@ from tfsfast.servables import predict_util
 from tfsfast.server.http.http_protocol import HttpResponse, encode_response
 from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
 from tfsfast.util.status import ServingError, to_http_status
+
+_log = logging.getLogger("tfsfast.server.http.rest_fast_path")
 
 _PREFIX = b"/v1/models/"
 _VERSIONS = b"/versions/"
@@ -92,14 +107,15 @@ def plain_json(headers: Mapping[bytes, bytes]) -> bool:
 class _Model:
     """What the fast path keeps about one bundle: signatures resolved, dtype maps built."""
 
-    __slots__ = ("bundle", "inline", "input_dtypes", "inputs", "outputs")
+    __slots__ = ("batching", "bundle", "inline", "input_dtypes", "inputs", "outputs")
 
     def __init__(self, bundle: Any) -> None:
         self.bundle = bundle
-        # A batching session takes every run, so such a bundle never answers inline; a servable
-        # without run_inline is not a SavedModelBundle: the handler decides what it gets.
-        self.inline = (hasattr(bundle, "run_inline")
-                       and getattr(bundle, "batching_session", None) is None)
+        # A servable without run_inline is not a SavedModelBundle: the handler decides what it
+        # gets. A bundle's batching session takes every batchable run (run_inline declines).
+        saved_model = hasattr(bundle, "run_inline")
+        self.batching = getattr(bundle, "batching_session", None) if saved_model else None
+        self.inline = saved_model and self.batching is None
         # signature name -> {input alias: DataType}
         self.inputs: dict[str, dict[str, Any]] = {}
         # signature name as sent -> (signature key, {output alias: DataType})
@@ -141,9 +157,10 @@ class RestFastPath:
         self._models: dict[int, _Model] = {}
 
     def answer(self, method: str, path: bytes, headers: Mapping[bytes, bytes], body: bytes,
-               keep_alive: bool) -> bytes | None:
-        """The whole HTTP response (``Connection: close`` unless ``keep_alive``), or None:
-        hand the request to the handler."""
+               keep_alive: bool, connection: Any = None) -> bytes | BatchedReply | None:
+        """The whole HTTP response (``Connection: close`` unless ``keep_alive``); a
+        :class:`BatchedReply` when the run was batched for ``connection`` (see the module
+        docstring); or None: hand the request to the handler."""
         if method != "POST" or not plain_json(headers):
             return None
         spec = route(path)
@@ -160,6 +177,11 @@ class RestFastPath:
             key, output_dtypes = model.signature(parsed.signature_name, self._enforce)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
+        if model.batching is not None:
+            if connection is None:
+                return None
+            return self._schedule(model, entry, key, parsed, output_dtypes, connection,
+                                  keep_alive)
         try:
             outputs = model.bundle.run_inline(key, parsed.inputs, None, self._timeout_in_ms,
                                               None)
@@ -171,12 +193,44 @@ class RestFastPath:
             response = self._error(e)
         return encode_response(response, keep_alive)
 
+    def _schedule(self, model: _Model, entry: Any, key: str, parsed: Any,
+                  output_dtypes: dict[str, Any], connection: Any,
+                  keep_alive: bool) -> bytes | BatchedReply | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # no loop to answer on: the handler's
+        reply = BatchedReply(self, connection, loop, entry, parsed.columnar, output_dtypes,
+                             keep_alive)
+        try:
+            task = model.batching.schedule(key, parsed.inputs, None, self._timeout_in_ms, None,
+                                           reply)
+        except ServingError as e:
+            return encode_response(self._error(e), keep_alive)
+        if task is None:
+            return None  # bypasses the batcher: the handler runs it alone
+        reply.task = task
+        return reply
+
+    def encode_outputs(self, outputs: dict[str, Any], columnar: bool,
+                       output_dtypes: dict[str, Any], keep_alive: bool) -> bytes:
+        """The 200 response for ``outputs`` (a ServingError from formatting is answered)."""
+        try:
+            response = HttpResponse(200, json_codec.format_predict_response(
+                outputs, columnar, output_dtypes), headers=self._cors)
+        except ServingError as e:
+            response = self._error(e)
+        return encode_response(response, keep_alive)
+
+    def encode_error(self, error: ServingError, keep_alive: bool) -> bytes:
+        return encode_response(self._error(error), keep_alive)
+
     def _error(self, e: ServingError) -> HttpResponse:
         return HttpResponse(to_http_status(e.code), json_codec.format_error(e.message),
                             headers=self._cors)
 
     def _model(self, bundle: Any) -> _Model | None:
-        """The cache for ``bundle``; None for a bundle whose runs never go inline (batching).
+        """The cache for ``bundle``; None for a servable the fast path does not run.
 
         Keyed by ``id``: the cache holds the bundle, so its id is not reused while cached (and a
         servable need not be hashable)."""
@@ -186,4 +240,74 @@ class RestFastPath:
                 self._models.clear()
             model = _Model(bundle)
             self._models[id(bundle)] = model
-        return model if model.inline else None
+        return model if model.inline or model.batching is not None else None
+
+
+class BatchedReply:
+    """The waiter of one batched fast-path request, and later its response.
+
+    The batching session treats it as an asyncio future of ``loop`` (``get_loop``, ``done``,
+    ``set_result``, ``set_exception``; all called on that loop, once per batch). Its outcome goes
+    to ``connection.deferred_done(self)``, which writes ``encode(keep_alive)``. ``cancel`` (the
+    connection went away) drops the queued task and the outcome.
+    """
+
+    __slots__ = ("_connection", "_entry", "_error", "_fast_path", "_loop", "_outputs",
+                 "columnar", "finished", "keep_alive", "output_dtypes", "task")
+
+    def __init__(self, fast_path: RestFastPath, connection: Any, loop: Any, entry: Any,
+                 columnar: bool, output_dtypes: dict[str, Any], keep_alive: bool) -> None:
+        self._fast_path = fast_path
+        self._connection = connection
+        self._loop = loop
+        self._entry = entry  # keeps the version loaded until the answer (see module docstring)
+        self.columnar = columnar
+        self.output_dtypes = output_dtypes
+        self.keep_alive = keep_alive
+        self.finished = False
+        self.task: Any = None
+        self._outputs: Any = None
+        self._error: BaseException | None = None
+
+    def get_loop(self) -> Any:
+        return self._loop
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, outputs: dict[str, Any]) -> None:
+        self._finish(outputs, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._finish(None, error)
+
+    def cancel(self) -> None:
+        """The client went away: the task is dropped if it has not run, the outcome ignored."""
+        self.finished = True
+        self._entry = None
+        if self.task is not None:
+            self.task.cancelled = True
+
+    def _finish(self, outputs: Any, error: BaseException | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._entry = None
+        self._outputs = outputs
+        self._error = error
+        try:
+            self._connection.deferred_done(self)
+        except Exception:  # never into the batch's delivery loop: the other replies still go
+            _log.exception("HTTP handler failed")
+
+    def encode(self, keep_alive: bool) -> bytes:
+        """The response: the outputs as the handler formats them, or the batch's ServingError as
+        the handler answers it. Any other error is raised (the connection answers 500, as for an
+        exception out of the handler)."""
+        error = self._error
+        if error is None:
+            return self._fast_path.encode_outputs(self._outputs, self.columnar,
+                                                  self.output_dtypes, keep_alive)
+        if isinstance(error, ServingError):
+            return self._fast_path.encode_error(error, keep_alive)
+        raise error

@@ -85,6 +85,12 @@ def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
     return b"".join(parts)
 
 
+# What _answer_fast did with a request.
+_NOT_TAKEN = "not taken"  # the handler answers it
+_ANSWERED = "answered"    # written
+_DEFERRED = "deferred"    # the connection is busy until deferred_done
+
+
 class _RequestTooLarge(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -92,13 +98,31 @@ class _RequestTooLarge(Exception):
         self.message = message
 
 
+class DeferredAnswer(Protocol):
+    """A fast path's answer still to come (``RestFastPath``'s ``BatchedReply``).
+
+    It calls ``connection.deferred_done(self)`` once, on the connection's event loop, when the
+    answer is ready; the connection then writes ``encode(keep_alive)``. ``cancel`` is for a
+    connection that went away first.
+    """
+
+    keep_alive: bool
+
+    def encode(self, keep_alive: bool) -> bytes:
+        """The complete response; may raise (the connection answers 500)."""
+
+    def cancel(self) -> None:
+        """Drops the request if it has not run, and the answer."""
+
+
 class FastPath(Protocol):
     """What a protocol offers each request before its handler (``RestFastPath``)."""
 
     def answer(self, method: str, path: bytes, headers: dict[bytes, bytes], body: bytes,
-               keep_alive: bool) -> bytes | None:
-        """The complete response (``Connection: close`` unless ``keep_alive``), or None: the
-        handler answers. Must answer exactly as the handler would."""
+               keep_alive: bool, connection: object = None) -> bytes | DeferredAnswer | None:
+        """The complete response (``Connection: close`` unless ``keep_alive``); a
+        ``DeferredAnswer`` for ``connection`` to wait for; or None: the handler answers. Must
+        answer exactly as the handler would."""
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -107,7 +131,8 @@ class HttpProtocol(asyncio.Protocol):
     A handler may return the response or an awaitable of it; it must not raise (the REST handler
     turns every failure into an error response), but if it does, the client gets a 500 and the
     connection stays usable. ``fast_path`` (optional) is offered every POST first, in order; when
-    it answers, the handler is not called.
+    it answers, the handler is not called. When it answers later (a ``DeferredAnswer``), the
+    connection is busy, as while a handler's awaitable runs, until ``deferred_done``.
 
     This is the pure-Python twin of the compiled ``_http_protocol.HttpProtocol``;
     ``http_server.HttpServer`` picks one (``TFSFAST_NO_EXTENSIONS=1``: this one).
@@ -137,6 +162,8 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._closing = False
         self._close_after_current = False
+        # The fast path's answer still to come, while the connection is busy with it.
+        self._deferred: DeferredAnswer | None = None
         # For the idle sweep: when the connection last made progress, and what it waits for.
         self._last_activity = time.monotonic()
         self._in_head = False
@@ -156,6 +183,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._queue.clear()
+        if self._deferred is not None:
+            self._deferred.cancel()  # its request is dropped if it has not run yet
+            self._deferred = None
         if self._connections is not None:
             self._connections.discard(self)
 
@@ -250,9 +280,12 @@ class HttpProtocol(asyncio.Protocol):
                 self._reading_paused = False
                 assert self._transport is not None
                 self._transport.resume_reading()
-            if (self._fast_path is not None and request.method == "POST"
-                    and self._answer_fast(request)):
-                continue
+            if self._fast_path is not None and request.method == "POST":
+                fast = self._answer_fast(request)
+                if fast is _DEFERRED:
+                    return
+                if fast is _ANSWERED:
+                    continue
             try:
                 result = self._handler(request)
             except Exception:
@@ -266,22 +299,48 @@ class HttpProtocol(asyncio.Protocol):
             task.add_done_callback(lambda t, r=request: self._done(t, r))
             return
 
-    def _answer_fast(self, request: HttpRequest) -> bool:
-        """Writes the fast path's answer; False if the handler must answer instead."""
+    def _answer_fast(self, request: HttpRequest) -> str:
+        """Offers ``request`` to the fast path: writes its answer (_ANSWERED), leaves the
+        connection busy until ``deferred_done`` (_DEFERRED), or leaves the request to the handler
+        (_NOT_TAKEN)."""
         assert self._fast_path is not None
         keep_alive = request.keep_alive and not self._close_after_current
         try:
             data = self._fast_path.answer(request.method, request.path, request.headers,
-                                          request.body, keep_alive)
+                                          request.body, keep_alive, self)
         except Exception:
             _log.exception("HTTP handler failed")
             self._write(HttpResponse(500, self._error_body("Internal server error")),
                         keep_alive)
-            return True
+            return _ANSWERED
         if data is None:
-            return False
-        self._write_encoded(data, keep_alive)
-        return True
+            return _NOT_TAKEN
+        if isinstance(data, bytes):
+            self._write_encoded(data, keep_alive)
+            return _ANSWERED
+        self._busy = True
+        self._deferred = data
+        return _DEFERRED
+
+    def deferred_done(self, reply: DeferredAnswer) -> None:
+        """The fast path's deferred answer is ready (called on this connection's loop)."""
+        if reply is not self._deferred:
+            return  # cancelled: the connection went away
+        self._deferred = None
+        self._busy = False
+        self._last_activity = time.monotonic()
+        if self._closing:
+            return
+        keep_alive = reply.keep_alive and not self._close_after_current
+        try:
+            data = reply.encode(keep_alive)
+        except Exception:
+            _log.exception("HTTP handler failed")
+            self._write(HttpResponse(500, self._error_body("Internal server error")),
+                        keep_alive)
+        else:
+            self._write_encoded(data, keep_alive)
+        self._next()
 
     def _done(self, task: asyncio.Future, request: HttpRequest) -> None:
         self._busy = False
