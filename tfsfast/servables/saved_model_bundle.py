@@ -16,6 +16,7 @@ import numpy as np
 from tfsfast.core.servable_id import ServableId
 from tfsfast.runtime.signature import Signature
 from tfsfast.runtime.validation import TIMEOUT_MESSAGE
+from tfsfast.util.run_cost import RunCost
 from tfsfast.util.status import Code, ServingError
 
 _default_executor: ThreadPoolExecutor | None = None
@@ -41,11 +42,11 @@ def default_executor() -> Executor:
         return _default_executor
 
 
-# A signature whose runs take less than this (an exponentially weighted average of measured
-# runs) runs on the event loop's own thread: handing a ~5 µs run to a pool thread and back costs
-# ten times the run. Slower signatures go to the executor so the loop keeps serving meanwhile.
+# A signature whose runs take less than this (a spike-robust average of measured runs, see
+# RunCost) runs on the event loop's own thread: handing a ~5 µs run to a pool thread and back
+# costs ten times the run. Slower signatures go to the executor so the loop keeps serving
+# meanwhile. Batched signatures use the same limit for their batches (BatchingSession).
 INLINE_RUN_MAX_SECONDS = 100e-6
-_RUN_COST_WEIGHT = 0.2
 
 
 def _deadline_timeout_ms(timeout_in_ms: int, deadline: float | None) -> int:
@@ -83,9 +84,8 @@ class SavedModelBundle:
             session.meta_graph_def)
         self.executor: Executor | None = None
         self.batching_session: Any = None
-        # Signature key -> average seconds per unbatched run (see INLINE_RUN_MAX_SECONDS).
-        # Updated from several threads without a lock: a lost update only delays the average.
-        self._run_cost: dict[str, float] = {}
+        # Signature key -> seconds per unbatched run (see INLINE_RUN_MAX_SECONDS).
+        self._run_cost: dict[str, RunCost] = {}
 
     def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
             output_aliases: Sequence[str] | None = None,
@@ -150,7 +150,7 @@ class SavedModelBundle:
         if self.batching_session is not None:
             return None
         cost = self._run_cost.get(signature_key)
-        if cost is None or cost >= INLINE_RUN_MAX_SECONDS:
+        if cost is None or not cost.below(INLINE_RUN_MAX_SECONDS):
             return None
         return self._run_before_deadline(signature_key, inputs, output_aliases, timeout_in_ms,
                                          deadline)
@@ -163,8 +163,9 @@ class SavedModelBundle:
         outputs = self.session.run(signature_key, inputs, output_aliases, timeout_in_ms)
         elapsed = time.perf_counter() - start
         cost = self._run_cost.get(signature_key)
-        self._run_cost[signature_key] = elapsed if cost is None else (
-            cost + _RUN_COST_WEIGHT * (elapsed - cost))
+        if cost is None:
+            cost = self._run_cost.setdefault(signature_key, RunCost())
+        cost.add(elapsed)
         return outputs
 
     def close(self) -> None:
