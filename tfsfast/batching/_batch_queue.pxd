@@ -80,7 +80,7 @@ cdef class BatchQueue:
     cdef readonly bint closed
     cdef Py_ssize_t _num_tasks
 
-    cpdef schedule(self, BatchTask task)
+    cpdef schedule(self, BatchTask task, bint notify=*)
     cdef int _add(self, BatchTask task, double now) except -1
     cdef int _append(self, BatchTask task, double now) except -1
     cdef int _start_new_batch(self) except -1

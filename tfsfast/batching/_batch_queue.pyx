@@ -213,9 +213,13 @@ cdef class BatchQueue:
         self.closed = False
         self._num_tasks = 0
 
-    cpdef schedule(self, BatchTask task):
+    cpdef schedule(self, BatchTask task, bint notify=True):
         """Enqueues ``task`` (once), or raises ``ServingError``: INVALID_ARGUMENT when it is larger
-        than ``max_batch_size``, UNAVAILABLE when the queue is full or closed."""
+        than ``max_batch_size``, UNAVAILABLE when the queue is full or closed.
+
+        With ``notify`` False no batch thread is woken for it: the caller takes the batch itself
+        (``take_batch``) or wakes a thread later (``wake_thread``). A thread that wakes for
+        another reason may still take it."""
         cdef SchedulerCore core = self._core
         cdef int status
         cdef bint was_empty
@@ -225,7 +229,7 @@ cdef class BatchQueue:
         try:
             was_empty = len(self._open.tasks) == 0
             status = self._add(task, _now())
-            if status == _ADDED and core._idle > 0 and (
+            if status == _ADDED and notify and core._idle > 0 and (
                     was_empty or self._timeout == 0.0 or len(self._batches) > self._head
                     or self._open.size >= self.max_execution_batch_size):
                 # Ready now, or a new open batch whose timer an idle thread must start to watch.
@@ -334,6 +338,33 @@ cdef class BatchQueue:
         self._open = Batch(self)
         self._num_tasks = 0
         return tasks
+
+    def take_batch(self):
+        """The next ready batch of this queue, taken and formed in the calling thread (as a
+        batch thread would take it), or None when none is ready. The caller processes it."""
+        cdef SchedulerCore core = self._core
+        cdef double now = _now()
+        cdef Batch batch = None
+        core._lock()
+        try:
+            if not self.closed:
+                batch = self._take_batch(now)
+        finally:
+            core._unlock()
+        if batch is not None:
+            batch._form(now)
+        return batch
+
+    def wake_thread(self):
+        """Wakes an idle batch thread to look at the queues (for tasks scheduled without
+        ``notify``, e.g. an open batch that must wait for its timeout)."""
+        cdef SchedulerCore core = self._core
+        core._lock()
+        try:
+            if core._idle > 0:
+                pthread_cond_signal(&core._cond)
+        finally:
+            core._unlock()
 
     def close(self):
         """Stops accepting tasks and hands those still waiting to ``reject_tasks``. Batches

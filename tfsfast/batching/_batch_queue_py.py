@@ -148,15 +148,16 @@ class BatchQueue:
         self.closed = False
         self._num_tasks = 0
 
-    def schedule(self, task: BatchTask) -> None:
-        """Enqueues ``task`` or raises ``ServingError`` (see the compiled module)."""
+    def schedule(self, task: BatchTask, notify: bool = True) -> None:
+        """Enqueues ``task`` or raises ``ServingError``; ``notify`` False wakes no batch thread
+        (see the compiled module)."""
         if task.size > self.max_batch_size:
             raise task_too_large(task.size, self.max_batch_size)
         core = self._core
         with core._cond:
             was_empty = not self._open.tasks
             status = self._add(task, monotonic())
-            if status == _ADDED and core._idle > 0 and (
+            if status == _ADDED and notify and core._idle > 0 and (
                     was_empty or self._timeout == 0.0 or self._batches
                     or self._open.size >= self.max_execution_batch_size):
                 core._cond.notify()
@@ -245,6 +246,23 @@ class BatchQueue:
         self._open = Batch(self)
         self._num_tasks = 0
         return tasks
+
+    def take_batch(self) -> Batch | None:
+        """The next ready batch, taken and formed in the calling thread; None if none is."""
+        now = monotonic()
+        batch = None
+        with self._core._cond:
+            if not self.closed:
+                batch = self._take_batch(now)
+        if batch is not None:
+            batch._form(now)
+        return batch
+
+    def wake_thread(self) -> None:
+        """Wakes an idle batch thread to look at the queues."""
+        with self._core._cond:
+            if self._core._idle > 0:
+                self._core._cond.notify()
 
     def close(self) -> None:
         """Stops accepting tasks; waiting ones go to ``reject_tasks``. Idempotent."""

@@ -10,6 +10,7 @@ import importlib
 import itertools
 import math
 import threading
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -346,6 +347,50 @@ def test_a_waiting_thread_wakes_for_an_open_batch_timeout(harness: Harness) -> N
     thread.join(30)
     assert not thread.is_alive()
     assert got[0].tasks == [task]
+
+
+def test_a_task_scheduled_without_notify_waits_for_wake_thread(harness: Harness) -> None:
+    queue = harness.queue(max_batch_size=4)
+    thread, got = _next_batch_in_thread(harness.core)
+    time.sleep(0.5)  # let the thread go to sleep in next_batch
+    task = harness.task(1)
+    queue.schedule(task, False)  # its caller takes the batch itself, or wakes a thread later
+    time.sleep(0.3)
+    assert thread.is_alive() and queue.num_enqueued_tasks == 1
+    queue.wake_thread()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert got[0].tasks == [task]
+
+
+def test_take_batch_forms_the_next_ready_batch_in_the_caller(harness: Harness) -> None:
+    queue = harness.queue(max_batch_size=4)
+    kept, gone, late = harness.task(1), harness.task(2), harness.task(1, deadline=0.0)
+    for task in (kept, gone):
+        queue.schedule(task, False)
+    gone.cancelled = True
+    queue.schedule(late, False)  # expires in the queue
+    batch = queue.take_batch()
+    assert batch.tasks == [kept] and batch.size == 1 and batch.expired == [late]
+    assert queue.take_batch() is None
+    assert harness.core.next_batch(0) is None
+
+
+def test_take_batch_leaves_an_open_batch_within_its_timeout(harness: Harness) -> None:
+    queue = harness.queue(max_batch_size=4, batch_timeout_micros=HOUR_MICROS)
+    harness.schedule(queue, 1)
+    assert queue.take_batch() is None
+    assert queue.num_enqueued_tasks == 1
+    harness.schedule(queue, 3)  # full: ready
+    assert sizes(queue.take_batch()) == [1, 3]
+
+
+def test_take_batch_of_a_closed_queue_is_none(harness: Harness) -> None:
+    queue = harness.queue(max_batch_size=4)
+    harness.schedule(queue, 1)
+    queue.close()
+    assert queue.take_batch() is None
+    assert [t.payload for t in harness.rejected] == ["t0"]
 
 
 def test_stop_wakes_waiting_threads(harness: Harness) -> None:
