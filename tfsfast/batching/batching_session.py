@@ -35,6 +35,23 @@ of the batch's output arrays; a request split across batches gets its parts conc
 Waiters are woken once per batch: asyncio futures through one ``loop.call_soon_threadsafe`` per
 (batch, event loop), ``concurrent.futures.Future`` s directly.
 
+Where a batch runs: on a batch thread, as in TF Serving, unless the signature's batches are
+measured to run in microseconds: the fastest batch run seen on a thread is below
+``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (the limit unbatched runs go inline by; a thread's
+measurement includes waiting for the GIL after the run, so it can only overstate the run). From
+then on a spike-robust average of the runs on the loop, started from that fastest run, decides:
+past ``LEAVE_LOOP_FACTOR`` times the limit (a margin, so a busy machine's noise does not flip
+the choice back and forth) the batches go back to the threads and the measuring starts over. Then a
+request from an event loop (an asyncio-style waiter, scheduled from its loop's thread) wakes no
+thread: the loop takes the queue's ready batches itself once the requests it is reading now are
+queued (one ``call_soon`` per loop turn), runs them and resolves its own waiters directly. Handing
+a 5 µs run to a thread and back costs more than the run, and a thread's result waits for the GIL
+behind the loop; on the loop, the batch is every request that arrived in the same turn, and the
+only cost per request left is its own decoding and encoding. A batch that is not ready then (an
+open batch within ``batch_timeout_micros``) is left to a batch thread, woken for it. Requests from
+threads (gRPC, warmup) always wake a batch thread. The limits, deadlines, padding and splitting
+are the queue's and the same either way.
+
 Ownership: request arrays are read by the batch thread until the request completes; callers must
 not modify them meanwhile. Thread-safety: ``schedule`` and ``close`` may be called from any thread.
 """
@@ -46,6 +63,7 @@ import concurrent.futures
 import functools
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +78,8 @@ from tfsfast.batching.batching_parameters import (
 )
 from tfsfast.batching.shared_batch_scheduler import SharedBatchScheduler
 from tfsfast.runtime import validation
+from tfsfast.servables import saved_model_bundle
+from tfsfast.util.run_cost import RunCost
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -71,6 +91,10 @@ OUTPUT_RANK_ZERO_MESSAGE = "Batched output tensor has 0 dimensions"
 OUTPUT_SIZE_MESSAGE = ("Batched output tensor's 0th dimension does not equal the sum of the 0th "
                        "dimension sizes of the input tensors")
 EMPTY_PADDING_MESSAGE = "Got empty tensor in batch of non-empty tensors."
+
+# Batches running on the event loop go back to the batch threads when their average run passes
+# this many times ``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (see the module docstring).
+LEAVE_LOOP_FACTOR = 4.0
 
 
 class _Request:
@@ -86,8 +110,8 @@ class _Request:
 class _SignatureBatcher:
     """One batched signature: its aliases, feed dtypes and queue."""
 
-    __slots__ = ("feed_dtypes", "input_aliases", "key", "output_aliases", "output_set", "queue",
-                 "signature")
+    __slots__ = ("cost", "fastest_on_thread", "feed_dtypes", "flushing", "input_aliases", "key",
+                 "output_aliases", "output_set", "queue", "signature")
 
     def __init__(self, key: str, signature: Any) -> None:
         self.key = key
@@ -97,6 +121,33 @@ class _SignatureBatcher:
         self.output_aliases: tuple[str, ...] = tuple(signature.outputs)
         self.output_set = frozenset(self.output_aliases)
         self.queue: Any = None
+        # Seconds per batch run on an event loop; the fastest batch run on a thread (see the
+        # module docstring); the event loops with a flush of this queue to come.
+        self.cost = RunCost()
+        self.fastest_on_thread = math.inf
+        self.flushing: set[asyncio.AbstractEventLoop] = set()
+
+    def runs_on_loop(self) -> bool:
+        """Whether batches should run on the event loop that queued them."""
+        limit = saved_model_bundle.INLINE_RUN_MAX_SECONDS
+        seconds = self.cost.seconds
+        if seconds is None:
+            if self.fastest_on_thread < limit:
+                self.cost = RunCost(self.fastest_on_thread)
+                return True
+            return False
+        if seconds < LEAVE_LOOP_FACTOR * limit:
+            return True
+        # Too slow on the loop: back to the threads, whose runs decide afresh.
+        self.cost = RunCost()
+        self.fastest_on_thread = math.inf
+        return False
+
+    def measured(self, seconds: float, on_loop: bool) -> None:
+        if on_loop:
+            self.cost.add(seconds)
+        elif seconds < self.fastest_on_thread:
+            self.fastest_on_thread = seconds
 
 
 def _copy_error(error: ServingError) -> ServingError:
@@ -117,13 +168,21 @@ def _resolve_futures(items: list[tuple[asyncio.Future[Any], Any, BaseException |
 
 
 class _Completions:
-    """The outcomes of one batch, delivered together at the end (one wake-up per loop)."""
+    """The outcomes of one batch, delivered together at the end (one wake-up per loop).
 
-    __slots__ = ("_by_loop", "_threads")
+    ``current_loop`` is the event loop whose thread delivers (a batch run on the loop): its
+    waiters are resolved directly, without a wake-up."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_by_loop", "_current_loop", "_threads")
+
+    def __init__(self, current_loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         self._threads: list[tuple[concurrent.futures.Future[Any], Any, Any]] = []
+        self._current_loop = current_loop
+
+    @property
+    def on_loop(self) -> bool:
+        return self._current_loop is not None
 
     def succeed(self, task: Any, result: dict[str, np.ndarray]) -> None:
         self._finish(task, result, None)
@@ -153,6 +212,9 @@ class _Completions:
 
     def deliver(self) -> None:
         for loop, items in self._by_loop.items():
+            if loop is self._current_loop:
+                _resolve_futures(items)
+                continue
             try:
                 loop.call_soon_threadsafe(_resolve_futures, items)
             except RuntimeError:
@@ -248,9 +310,11 @@ class BatchingSession:
                  output_aliases: Sequence[str] | None, timeout_in_ms: int,
                  deadline: float | None, waiter: Any) -> Any:
         """Enqueues a run and returns its ``BatchTask``, or None when the run bypasses the
-        batcher. ``waiter`` (an asyncio or ``concurrent.futures`` Future) receives the result
-        dict or the ``ServingError``. Raises ``ServingError`` for a request that cannot be
-        batched, an expired deadline, a full or closed queue, or a task too large."""
+        batcher. ``waiter`` (an asyncio or ``concurrent.futures`` Future, or an object with an
+        asyncio future's ``get_loop``/``done``/``set_result``/``set_exception``) receives the
+        result dict or the ``ServingError``; an asyncio-style waiter must be scheduled from its
+        loop's thread. Raises ``ServingError`` for a request that cannot be batched, an expired
+        deadline, a full or closed queue, or a task too large."""
         batcher = self._batchers.get(signature_key)
         if batcher is None:
             return None
@@ -286,13 +350,39 @@ class BatchingSession:
         if task_deadline <= now:
             raise ServingError(Code.DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE)
         task = self._task_type(size, _Request(arrays, wanted), waiter, task_deadline)
-        batcher.queue.schedule(task)
+        loop = None
+        if not isinstance(waiter, concurrent.futures.Future) and batcher.runs_on_loop():
+            loop = waiter.get_loop()  # microsecond batches: this loop runs them (see above)
+        batcher.queue.schedule(task, loop is None)
+        if loop is not None and loop not in batcher.flushing:
+            batcher.flushing.add(loop)
+            loop.call_soon(self._flush_on_loop, batcher, loop)
         return task
+
+    def _flush_on_loop(self, batcher: _SignatureBatcher,
+                       loop: asyncio.AbstractEventLoop) -> None:
+        """Runs the queue's ready batches on ``loop`` (after the requests of this loop turn
+        were queued); leaves a batch that is not ready yet to a batch thread."""
+        batcher.flushing.discard(loop)
+        queue = batcher.queue
+        try:
+            while True:
+                batch = queue.take_batch()
+                if batch is None:
+                    break
+                self._process_batch(batcher, batch, loop)
+        except Exception:  # a bug: log it, keep the loop serving (as a batch thread would)
+            _log.exception("Batch processing on the event loop failed")
+        if queue.num_enqueued_tasks:
+            queue.wake_thread()
 
     # --- batch threads ----------------------------------------------------------------------
 
-    def _process_batch(self, batcher: _SignatureBatcher, batch: Any) -> None:
-        done = _Completions()
+    def _process_batch(self, batcher: _SignatureBatcher, batch: Any,
+                       loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Runs ``batch`` and delivers its outcomes; ``loop`` is the event loop whose thread
+        this is (None on a batch thread)."""
+        done = _Completions(loop)
         try:
             for task in batch.expired:
                 done.fail(task, ServingError(Code.DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE))
@@ -334,7 +424,9 @@ class BatchingSession:
                     source = next(a for a in reversed(arrays) if a.shape[0])
                     arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
                 inputs[alias] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            start = time.perf_counter()
             outputs = self.session.run(batcher.key, inputs, None, self._timeout_ms(tasks))
+            batcher.measured(time.perf_counter() - start, done.on_loop)
             for array in outputs.values():
                 if array.ndim == 0:
                     raise ServingError(Code.FAILED_PRECONDITION, OUTPUT_RANK_ZERO_MESSAGE)

@@ -588,3 +588,121 @@ def test_bundle_close_closes_queues_then_the_session(make: Any) -> None:
     with pytest.raises(ServingError) as info:
         waiter.result(0)
     assert info.value.code == Code.UNAVAILABLE
+
+
+# --- microsecond batches run on the event loop ------------------------------------------------
+
+
+@pytest.fixture
+def any_run_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every measured batch run counts as microseconds, however slow this machine is."""
+    from tfsfast.servables import saved_model_bundle
+
+    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 10.0)
+
+
+def measure_on_a_thread(setup: Setup) -> None:
+    """One batch run on a (stepped) batch thread: the signature's first measurement."""
+    waiter = setup.schedule("predict", predict_inputs(1, 0.0))
+    setup.step_all()
+    waiter.result(0)
+    setup.fake.calls.clear()
+
+
+def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any, any_run_is_cheap: None) -> None:
+    from tfsfast.batching import batching_session as module
+
+    setup = make()
+    bundle = bundle_over(setup)
+    measure_on_a_thread(setup)
+    requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
+
+    async def main() -> tuple[list[Any], int]:
+        loop = asyncio.get_running_loop()
+        wake_ups = 0
+        original = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal wake_ups
+            if callback is module._resolve_futures:
+                wake_ups += 1
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        # No batch thread is stepped: only the loop can run these.
+        return await asyncio.gather(*(bundle.run_async("predict", r) for r in requests)), wake_ups
+
+    results, wake_ups = asyncio.run(main())
+    assert wake_ups == 0
+    assert len(setup.fake.calls) == 1  # the requests of one loop turn: one batch
+    for request, result in zip(requests, results, strict=True):
+        assert_outputs(result, expected_predict(request))
+
+
+def test_requests_from_threads_still_wait_for_a_batch_thread(make: Any,
+                                                             any_run_is_cheap: None) -> None:
+    setup = make()
+    measure_on_a_thread(setup)
+    request = predict_inputs(2, 5.0)
+    waiter = setup.schedule("predict", request)  # a concurrent.futures waiter: no loop
+
+    async def a_loop_turn() -> None:
+        await asyncio.sleep(0)
+
+    asyncio.run(a_loop_turn())
+    assert not waiter.done() and setup.fake.calls == []
+    assert setup.step_all() == 1
+    assert_outputs(waiter.result(0), expected_predict(request))
+
+
+def test_the_loop_does_not_run_an_open_batch_within_its_timeout(make: Any,
+                                                                 any_run_is_cheap: None) -> None:
+    setup = make(max_batch_size=4, batch_timeout_micros=3_600_000_000)
+    bundle = bundle_over(setup)
+    first, second = predict_inputs(1, 0.0), predict_inputs(3, 10.0)
+    batcher = setup.batching._batchers["predict"]
+    batcher.fastest_on_thread = 1e-6  # measured cheap (as on a thread)
+
+    async def turns() -> list[Any]:
+        one = asyncio.ensure_future(bundle.run_async("predict", first))
+        await asyncio.sleep(0.05)  # a few loop turns: the open batch waits for its hour
+        assert not one.done() and setup.fake.calls == []
+        assert setup.batching.queue("predict").num_enqueued_tasks == 1
+        two = asyncio.ensure_future(bundle.run_async("predict", second))  # fills the batch
+        return list(await asyncio.gather(one, two))
+
+    results = asyncio.run(turns())
+    assert len(setup.fake.calls) == 1
+    assert_outputs(results[0], expected_predict(first))
+    assert_outputs(results[1], expected_predict(second))
+
+
+def test_batches_too_slow_for_the_loop_go_back_to_the_threads(
+        make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tfsfast.servables import saved_model_bundle
+
+    setup = make()
+    bundle = bundle_over(setup)
+    batcher = setup.batching._batchers["predict"]
+    batcher.fastest_on_thread = 1e-6
+    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 1e-3)
+    request = predict_inputs(1, 0.0)
+
+    async def on_the_loop() -> Any:
+        return await bundle.run_async("predict", request)
+
+    assert_outputs(asyncio.run(on_the_loop()), expected_predict(request))
+    assert batcher.cost.seconds is not None  # measured on the loop
+    # The loop's runs now average past the limit (LEAVE_LOOP_FACTOR times it): the next
+    # request goes to the threads, and the measuring starts over.
+    batcher.cost.seconds = 1.0
+
+    async def on_a_thread() -> Any:
+        run = asyncio.ensure_future(bundle.run_async("predict", request))
+        await asyncio.sleep(0.05)
+        assert not run.done()
+        await asyncio.to_thread(setup.step_all)
+        return await run
+
+    assert_outputs(asyncio.run(on_a_thread()), expected_predict(request))
+    assert batcher.fastest_on_thread < 1.0  # measured afresh on the thread

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tfsfast.batching import batching_parameters as bp
+from tfsfast.servables import saved_model_bundle
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
@@ -42,6 +43,14 @@ PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
 PREDICT = b"/v1/models/m:predict"
 ROW = b'{"instances": [[1.0], [2.0], [5.0]]}'
 JSON = {b"content-type": b"application/json"}
+
+
+@pytest.fixture(autouse=True, params=["batch threads", "event loop"])
+def where_batches_run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Batches on batch threads only, or (once a thread has measured one) on the event loop."""
+    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS",
+                        0.0 if request.param == "batch threads" else 10.0)
+    return request.param
 
 
 @pytest.fixture(params=FAST_PATHS)
