@@ -98,13 +98,16 @@ LEAVE_LOOP_FACTOR = 4.0
 
 
 class _Request:
-    """A task's payload: its input arrays (in signature order) and the outputs it wants."""
+    """A task's payload: its input arrays (in signature order), the outputs it wants, and the
+    key of the tasks it may share a run with (``_group_key``, computed once, at enqueue)."""
 
-    __slots__ = ("arrays", "output_aliases")
+    __slots__ = ("arrays", "group", "output_aliases")
 
-    def __init__(self, arrays: list[np.ndarray], output_aliases: tuple[str, ...] | None) -> None:
+    def __init__(self, arrays: list[np.ndarray], output_aliases: tuple[str, ...] | None,
+                 group: tuple[Any, ...]) -> None:
         self.arrays = arrays
         self.output_aliases = output_aliases
+        self.group = group
 
 
 class _SignatureBatcher:
@@ -185,6 +188,18 @@ class _Completions:
         return self._current_loop is not None
 
     def succeed(self, task: Any, result: dict[str, np.ndarray]) -> None:
+        # The common case inline: a whole task whose waiter waits on this loop.
+        if task.parent is None:
+            waiter = task.waiter
+            if (waiter is not None and not task.cancelled
+                    and not isinstance(waiter, concurrent.futures.Future)):
+                loop = waiter.get_loop()
+                items = self._by_loop.get(loop)
+                if items is None:
+                    self._by_loop[loop] = [(waiter, result, None)]
+                else:
+                    items.append((waiter, result, None))
+                return
         self._finish(task, result, None)
 
     def fail(self, task: Any, error: ServingError) -> None:
@@ -349,7 +364,8 @@ class BatchingSession:
             task_deadline = min(task_deadline, now + timeout_in_ms / 1000.0)
         if task_deadline <= now:
             raise ServingError(Code.DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE)
-        task = self._task_type(size, _Request(arrays, wanted), waiter, task_deadline)
+        task = self._task_type(size, _Request(arrays, wanted, _group_key(arrays, self._pad)),
+                               waiter, task_deadline)
         loop = None
         if not isinstance(waiter, concurrent.futures.Future) and batcher.runs_on_loop():
             loop = waiter.get_loop()  # microsecond batches: this loop runs them (see above)
@@ -392,8 +408,8 @@ class BatchingSession:
             elif tasks:
                 groups: dict[tuple[Any, ...], list[Any]] = {}
                 for task in tasks:
-                    key = _group_key(task.root.payload.arrays, self._pad)
-                    groups.setdefault(key, []).append(task)
+                    root = task if task.parent is None else task.parent
+                    groups.setdefault(root.payload.group, []).append(task)
                 for group in groups.values():
                     self._run_group(batcher, group, done)
         finally:
@@ -442,12 +458,22 @@ class BatchingSession:
             for task in tasks:
                 done.fail(task, _copy_error(error))
             return
+        # Each task's rows of every output it wants (views). Written for the common case of
+        # whole tasks wanting every output: no per-task lookups beyond the slices.
         offset = 0
-        all_outputs = batcher.output_aliases
+        everything = list(outputs.items())
+        single = everything[0] if len(everything) == 1 else None
+        succeed = done.succeed
         for task in tasks:
             end = offset + task.size
-            wanted = task.root.payload.output_aliases or all_outputs
-            done.succeed(task, {alias: outputs[alias][offset:end] for alias in wanted})
+            wanted = (task if task.parent is None else task.parent).payload.output_aliases
+            if wanted is not None:
+                result = {alias: outputs[alias][offset:end] for alias in wanted}
+            elif single is not None:
+                result = {single[0]: single[1][offset:end]}
+            else:
+                result = {alias: array[offset:end] for alias, array in everything}
+            succeed(task, result)
             offset = end
 
     def _padded_pieces(self, batcher: _SignatureBatcher, tasks: list[Any],
