@@ -10,6 +10,7 @@ and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,18 @@ def _session_bundle_config(options: so.ServerOptions,
         num_tflite_pools=options.num_tflite_pools,
         num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
         executor=executor)
+
+
+def _freeze_startup_objects() -> None:
+    """Moves every object alive after startup out of the cyclic garbage collector's reach.
+
+    Importing TensorFlow and loading the models leave ~270,000 objects that live as long as the
+    process; a full collection walks all of them (~280 ms measured on a project machine), and
+    it comes at an allocation count, i.e. in the middle of some request: one such pause is a
+    p99. Frozen, they are never walked again; what requests allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class Server:
@@ -255,6 +268,7 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._on_signal, sig)
         await self._start_listeners()
+        _freeze_startup_objects()
         await self._terminate.wait()
         await self._drain()
 
