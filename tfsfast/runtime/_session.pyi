@@ -9,6 +9,7 @@ from tfsfast.runtime.signature import Signature
 
 IMPLEMENTATION: str
 TENSOR_ALIGNMENT: int
+STAGE_MAX_BYTES: int
 
 class TensorBuffer:
     """Owns the TF_Tensor an output array is built on (the array's ``base``)."""

@@ -8,16 +8,28 @@ timeout_in_ms=0) -> {alias: ndarray}`` and ``.close()``.
 
 What it does differently is cost: a run is one ``TF_SessionRun`` with the GIL released, plus a
 few hundred nanoseconds of argument handling, instead of ~90 µs of TF's Python session wrappers.
+Nothing a run needs is built per call that could be built once: feeds and fetches are resolved to
+``TF_Output`` arrays at load, the last signature looked up is remembered, the feed/fetch arrays
+of a run live on the C stack, a ``TF_Status`` is reused, small inputs are staged into reused
+tensors (below), and ``run_options`` is NULL unless there is a timeout.
 
 Buffers:
 
-- Numeric inputs are lent to TensorFlow, not copied: each TF_Tensor is built on the array's
-  memory and holds a reference to the array, dropped when TensorFlow releases the tensor
-  (normally when the run ends; later if the graph kept it). TensorFlow itself copies an input
-  whose data is not aligned to ``TF_TensorDefaultAlignment()`` (64 bytes); use
-  :func:`tfsfast.runtime.arrays.aligned_empty` to decode large inputs straight into memory it can
-  borrow. TensorFlow never writes into a lent buffer (the C API marks it as not owned, which
-  rules out in-place reuse). A non-contiguous array is made contiguous (one copy) first.
+- Numeric inputs larger than ``STAGE_MAX_BYTES`` (4 KiB) are lent to TensorFlow, not copied:
+  each TF_Tensor is built on the array's memory and holds a reference to the array, dropped when
+  TensorFlow releases the tensor (normally when the run ends; later if the graph kept it).
+  TensorFlow itself copies an input whose data is not aligned to ``TF_TensorDefaultAlignment()``
+  (64 bytes); use :func:`tfsfast.runtime.arrays.aligned_empty` to decode large inputs straight
+  into memory it can borrow. TensorFlow never writes into a lent buffer (the C API marks it as
+  not owned, which rules out in-place reuse). A non-contiguous array is made contiguous (one
+  copy) first.
+- Smaller numeric inputs are copied into a staging tensor TensorFlow allocated, kept per
+  signature input and reused by the next run that feeds an array of the same shape: a copy of a
+  few KiB costs less than building and releasing a TF_Tensor around the caller's memory. A
+  staging tensor is reused only when TensorFlow holds no reference to it any more (a graph that
+  kept the fed value keeps that buffer; the next run stages into a new one), and only by one run
+  at a time (a concurrent run lends instead). Either way the caller's array is only read, and
+  no reference to it is kept past the run.
 - Numeric outputs are numpy arrays over the TF_Tensor TensorFlow returned, which the array owns
   (through :class:`TensorBuffer`, its ``base``) and frees when it is collected. An output whose
   buffer TensorFlow still shares (a constant, a variable's value, a fed input passed through) is
@@ -37,6 +49,7 @@ import os
 
 import numpy as np
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 from libc.stdint cimport int64_t
@@ -76,6 +89,13 @@ TENSOR_ALIGNMENT = TF_TensorDefaultAlignment()
 # TF's shape rank limit (TensorShape::MaxDimensions); bounds the dims scratch arrays.
 cdef enum:
     _MAX_DIMS = 254
+    # Feeds plus fetches of a run up to this many live on the C stack (more: one heap block).
+    _STACK_TENSORS = 16
+    # Numeric inputs of at most this many bytes are staged (copied into a reused TF tensor)
+    # rather than lent: past a few KiB the copy costs more than the TF_Tensor it saves.
+    _STAGE_MAX_BYTES = 4096
+
+STAGE_MAX_BYTES = _STAGE_MAX_BYTES
 
 cdef object _ndarray = np.ndarray
 cdef object _object_dtype = np.dtype(object)
@@ -108,6 +128,7 @@ cdef inline double _seconds(timespec* t) noexcept nogil:
 # Tensors
 
 
+@cython.freelist(16)  # one per output array: skips the allocator on the run's hot path
 cdef class TensorBuffer:
     """Owns one TF_Tensor, freed when this object is.
 
@@ -158,13 +179,6 @@ cdef TF_Tensor* _lend(object array, int dtype) except NULL:
                            f"Cannot make a {short_name(dtype)} tensor of shape "
                            f"{list(array.shape)} from {array.dtype} data")
     return tensor
-
-
-cdef TF_Tensor* _lend_any(object array, int dtype) except NULL:
-    """``_lend`` for any array of the right dtype (made C-contiguous first if it is not)."""
-    if not (<tfsfast_ndarray*>array).flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS:
-        array = np.ascontiguousarray(array)
-    return _lend(array, dtype)
 
 
 cdef void _delete_strings(TF_Tensor* tensor) noexcept:
@@ -277,16 +291,29 @@ cdef class _SignatureRunner:
     ``feeds``/``fetches`` follow ``signature.inputs``/``signature.outputs`` (sorted by alias).
     A SignatureDef tensor the graph does not have (e.g. the NoOp "output" of a TF2 export's
     ``__saved_model_init_op``) is recorded in ``unresolved`` and fails only the runs that use it.
+    ``staged`` holds each input's staging tensor (see the module docstring); everything else is
+    immutable after load, so runs on many threads share a runner.
     """
 
     def __cinit__(self):
         self.feeds = NULL
         self.fetches = NULL
+        self.feed_types = NULL
+        self.feed_item_sizes = NULL
         self.feed_strings = NULL
+        self.staged = NULL
 
     def __dealloc__(self):
+        cdef int i
+        if self.staged != NULL:
+            for i in range(self.n_inputs):
+                if self.staged[i].tensor != NULL:
+                    TF_DeleteTensor(self.staged[i].tensor)
+        free(self.staged)
         free(self.feeds)
         free(self.fetches)
+        free(self.feed_types)
+        free(self.feed_item_sizes)
         free(self.feed_strings)
 
     cdef int lend_inputs(self, object inputs, TF_Tensor** values) except -1:
@@ -311,47 +338,112 @@ cdef class _SignatureRunner:
             array = <tfsfast_ndarray*>value
             expected = self.feed_numpy_dtypes[i]
             if expected is None:  # a string (or a type numpy cannot hold)
-                if self.feed_dtypes[i] != DataType.DT_STRING or value.dtype.kind not in "OSU":
+                if not self.feed_strings[i] or value.dtype.kind not in "OSU":
                     break
-                values[i] = _copy_strings(value)
-            elif array.descr == <PyObject*>expected or value.dtype == expected:
-                values[i] = _lend_any(value, self.feed_dtypes[i])
-            else:
+            elif array.descr != <PyObject*>expected and value.dtype != expected:
                 break
+            values[i] = self.feed(i, value)
         else:
             return 1
         self.free_inputs(values)
         return 0
 
+    cdef TF_Tensor* feed(self, int i, object array) except NULL:
+        """The tensor to feed input ``i`` from ``array``, an ndarray of the input's dtype."""
+        if self.feed_strings[i]:
+            return _copy_strings(array)
+        if not (<tfsfast_ndarray*>array).flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS:
+            array = np.ascontiguousarray(array)
+        return self._stage_or_lend(i, array)
+
+    cdef TF_Tensor* _stage_or_lend(self, int i, object array) except NULL:
+        """``array`` (C-contiguous) copied into input ``i``'s staging tensor if it is small and
+        the staging tensor is free, else lent (see the module docstring)."""
+        cdef tfsfast_ndarray* a = <tfsfast_ndarray*>array
+        cdef _Staged* staged = &self.staged[i]
+        cdef int d, nd = a.nd
+        cdef size_t nbytes = self.feed_item_sizes[i]
+        cdef bint same_shape
+        cdef int64_t dims[_STAGE_MAX_DIMS]
+        cdef TF_Tensor* tensor
+        if staged.in_use or nd > _STAGE_MAX_DIMS:
+            return _lend(array, self.feed_types[i])
+        for d in range(nd):
+            nbytes *= <size_t>a.dimensions[d]
+        if nbytes == 0 or nbytes > _STAGE_MAX_BYTES:
+            return _lend(array, self.feed_types[i])
+        same_shape = staged.tensor != NULL and staged.ndim == nd
+        if same_shape:
+            for d in range(nd):
+                if staged.dims[d] != a.dimensions[d]:
+                    same_shape = False
+                    break
+        if not same_shape:
+            for d in range(nd):
+                dims[d] = a.dimensions[d]
+            tensor = TF_AllocateTensor(<TF_DataType>self.feed_types[i], dims, nd, nbytes)
+            if tensor == NULL:
+                raise MemoryError()
+            # The slot changes only once the new tensor exists: its shape and buffer always
+            # match.
+            if staged.tensor != NULL:
+                TF_DeleteTensor(staged.tensor)
+            staged.tensor = tensor
+            staged.data = TF_TensorData(tensor)
+            staged.ndim = nd
+            memcpy(staged.dims, dims, nd * sizeof(int64_t))
+        memcpy(staged.data, a.data, nbytes)
+        staged.in_use = True
+        return staged.tensor
+
     cdef void free_inputs(self, TF_Tensor** values) noexcept:
         cdef int i
+        cdef TF_Tensor* tensor
+        cdef _Staged* staged
         for i in range(self.n_inputs):
-            if values[i] != NULL:
-                if self.feed_strings[i]:
-                    _delete_strings(values[i])
-                else:
-                    TF_DeleteTensor(values[i])
-                values[i] = NULL
+            tensor = values[i]
+            if tensor == NULL:
+                continue
+            values[i] = NULL
+            staged = &self.staged[i]
+            if tensor == staged.tensor and staged.in_use:
+                staged.in_use = False
+                if TF_TensorMaybeMove(tensor) == NULL:
+                    # TensorFlow kept a reference (the graph stored the fed value): the buffer
+                    # is its now; the next run stages into a new one.
+                    staged.tensor = NULL
+                    TF_DeleteTensor(tensor)
+            elif self.feed_strings[i]:
+                _delete_strings(tensor)
+            else:
+                TF_DeleteTensor(tensor)
 
-    cdef list fetch_positions(self, object output_aliases):
-        """Positions in ``fetches`` to fetch, in the requested order; None for all of them."""
-        cdef list positions
-        if output_aliases is None or len(output_aliases) == 0:
-            positions = None
-            aliases = self.output_aliases
-        else:
-            positions = []
-            for alias in output_aliases:
-                position = self.output_position.get(alias)
-                if position is None or position in positions:
+    cdef int select_fetches(self, object output_aliases, int n, TF_Output* fetches,
+                            int* positions) except -1:
+        """Fills ``fetches`` with the ``n`` outputs ``output_aliases`` names, in its order.
+
+        Unknown or repeated aliases fail as :func:`validation.fetch_aliases` words it.
+        """
+        cdef int i, j, position
+        for i in range(n):
+            found = self.output_position.get(output_aliases[i])
+            if found is None:
+                validation.fetch_aliases(self.signature, output_aliases)  # raises
+            position = <int>found
+            for j in range(i):
+                if positions[j] == position:
                     validation.fetch_aliases(self.signature, output_aliases)  # raises
-                positions.append(position)
-            aliases = output_aliases
+            positions[i] = position
+            fetches[i] = self.fetches[position]
+        return 0
+
+    cdef int check_fetched(self, object aliases) except -1:
+        """Fails the run if an output it fetches is not in the graph."""
         if self.unresolved:
             for alias in aliases:
                 if alias in self.unresolved:
                     raise self.unresolved[alias]
-        return positions
+        return 0
 
 
 cdef TF_Output _resolve(TF_Graph* graph, str name, int* dtype) except *:
@@ -398,10 +490,16 @@ cdef _SignatureRunner _make_runner(TF_Graph* graph, object signature):
     runner.feed_dtypes = tuple(feed_dtypes)
     runner.feed_numpy_dtypes = tuple(
         _NUMPY_BY_TF[d] if 0 <= d < len(_NUMPY_BY_TF) else None for d in feed_dtypes)
+    runner.feed_types = <int*>calloc(max(runner.n_inputs, 1), sizeof(int))
+    runner.feed_item_sizes = <size_t*>calloc(max(runner.n_inputs, 1), sizeof(size_t))
     runner.feed_strings = <bint*>calloc(max(runner.n_inputs, 1), sizeof(bint))
-    if runner.feed_strings == NULL:
+    runner.staged = <_Staged*>calloc(max(runner.n_inputs, 1), sizeof(_Staged))
+    if (runner.feed_types == NULL or runner.feed_item_sizes == NULL
+            or runner.feed_strings == NULL or runner.staged == NULL):
         raise MemoryError()
     for i in range(runner.n_inputs):
+        runner.feed_types[i] = feed_dtypes[i]
+        runner.feed_item_sizes[i] = TF_DataTypeSize(<TF_DataType>runner.feed_types[i])
         runner.feed_strings[i] = feed_dtypes[i] == DataType.DT_STRING
     runner.output_position = {alias: i for i, alias in enumerate(runner.output_aliases)}
     runner.unresolved = unresolved or None
@@ -426,6 +524,9 @@ cdef class SavedModelSession:
         self._closed = False
         self._runners = {}
         self._derived_runners = {}
+        self._last_key = None
+        self._last_runner = None
+        self._spare_status = NULL
 
     def __init__(self, export_dir, tags, session_config=None):
         cdef bytes config = session_config_for_export(session_config, export_dir)
@@ -484,9 +585,16 @@ cdef class SavedModelSession:
         :mod:`tfsfast.runtime.validation`, TensorFlow's own status (code and message kept), and
         DEADLINE_EXCEEDED when ``timeout_in_ms`` > 0 and the run took longer.
         """
-        cdef _SignatureRunner runner = self._runners.get(signature_key)
-        if runner is None:
-            raise validation.signature_not_found(signature_key)
+        cdef _SignatureRunner runner
+        if signature_key is self._last_key:  # a server asks for the same signature again and again
+            runner = self._last_runner
+        else:
+            runner = self._runners.get(signature_key)
+            if runner is None:
+                raise validation.signature_not_found(signature_key)
+            # Both fields change together: no Python code (so no other thread) runs in between.
+            self._last_key = signature_key
+            self._last_runner = runner
         return self._run_active(runner, inputs, output_aliases, timeout_in_ms)
 
     def run_signature(self, object signature, object inputs, object output_aliases=None,
@@ -524,13 +632,20 @@ cdef class SavedModelSession:
 
     cdef object _run(self, _SignatureRunner runner, object inputs, object output_aliases,
                      long long timeout_in_ms):
-        cdef list positions = runner.fetch_positions(output_aliases)
         cdef int n_in = runner.n_inputs
-        cdef int n_out = runner.n_outputs if positions is None else len(positions)
+        cdef int n_out
         cdef int i
-        cdef TF_Tensor** values = <TF_Tensor**>calloc(n_in + n_out + 1, sizeof(TF_Tensor*))
-        cdef TF_Tensor** out_values = values + n_in
+        cdef bint select = output_aliases is not None and len(output_aliases) > 0
+        # Scratch for the run: input and output tensors, and the selected fetches with their
+        # positions. On the C stack unless the run has more than _STACK_TENSORS of them.
+        cdef TF_Tensor* stack_values[_STACK_TENSORS]
+        cdef TF_Output stack_fetches[_STACK_TENSORS]
+        cdef int stack_positions[_STACK_TENSORS]
+        cdef TF_Tensor** values = &stack_values[0]
+        cdef TF_Tensor** out_values
         cdef TF_Output* fetches = runner.fetches
+        cdef int* positions = &stack_positions[0]
+        cdef void* heap = NULL
         cdef TF_Status* status = NULL
         cdef TF_Buffer run_options
         cdef const TF_Buffer* run_options_ptr = NULL
@@ -540,25 +655,45 @@ cdef class SavedModelSession:
         cdef timespec started, finished
         cdef TF_Session* session = self._session
         cdef TF_Tensor* tensor
-        if values == NULL:
-            raise MemoryError()
+        if select:
+            if type(output_aliases) is not list and type(output_aliases) is not tuple:
+                output_aliases = tuple(output_aliases)  # indexed below
+            n_out = len(output_aliases)
+        else:
+            n_out = runner.n_outputs
+        if n_in + n_out > _STACK_TENSORS:
+            # One block: values, then (when selecting) fetches and positions.
+            heap = calloc(1, (n_in + n_out) * sizeof(TF_Tensor*)
+                          + n_out * (sizeof(TF_Output) + sizeof(int)))
+            if heap == NULL:
+                raise MemoryError()
+            values = <TF_Tensor**>heap
+            positions = <int*>(<char*>heap + (n_in + n_out) * sizeof(TF_Tensor*)
+                               + n_out * sizeof(TF_Output))
+        else:
+            for i in range(n_in + n_out):
+                values[i] = NULL
+        out_values = values + n_in
         try:
+            if select:
+                if heap == NULL:
+                    fetches = &stack_fetches[0]
+                else:
+                    fetches = <TF_Output*>(<char*>heap + (n_in + n_out) * sizeof(TF_Tensor*))
+                runner.select_fetches(output_aliases, n_out, fetches, positions)
+                aliases = output_aliases
+            else:
+                aliases = runner.output_aliases
+            runner.check_fetched(aliases)
             if not runner.lend_inputs(inputs, values):
                 arrays = validation.feed_arrays(runner.signature, inputs, runner.feed_dtypes)
                 for i in range(n_in):
-                    if runner.feed_strings[i]:
-                        values[i] = _copy_strings(arrays[i])
-                    else:
-                        values[i] = _lend_any(arrays[i], runner.feed_dtypes[i])
-            if positions is not None:
-                fetches = <TF_Output*>malloc(n_out * sizeof(TF_Output))
-                if fetches == NULL:
-                    raise MemoryError()
-                for i in range(n_out):
-                    fetches[i] = runner.fetches[<int>positions[i]]
+                    values[i] = runner.feed(i, arrays[i])
             if timeout_in_ms > 0:
                 # RunOptions{timeout_in_ms (field 2, varint)}, encoded by hand: it is the only
-                # field ever set, and this avoids a protobuf round trip per run.
+                # field ever set, and this avoids a protobuf round trip per run. With no
+                # timeout run_options stays NULL: TF then runs the graph synchronously in this
+                # thread (a timeout makes it run asynchronously and wait on a notification).
                 ms = <unsigned long long>timeout_in_ms
                 options_bytes[0] = 0x10
                 n_options = 1
@@ -572,7 +707,14 @@ cdef class SavedModelSession:
                 run_options.length = n_options
                 run_options.data_deallocator = NULL
                 run_options_ptr = &run_options
-            status = TF_NewStatus()
+            # A status is reused across runs (taken and given back under the GIL, so two runs
+            # never share one); TF_SessionRun sets it on every call.
+            status = self._spare_status
+            self._spare_status = NULL
+            if status == NULL:
+                status = TF_NewStatus()
+                if status == NULL:
+                    raise MemoryError()
             with nogil:
                 if run_options_ptr != NULL:
                     clock_gettime(CLOCK_MONOTONIC, &started)
@@ -588,8 +730,8 @@ cdef class SavedModelSession:
                 # thread past it still fails, as it would under TF Serving's thread pools.
                 raise ServingError(Code.DEADLINE_EXCEEDED, validation.TIMEOUT_MESSAGE)
             # Outputs before inputs are freed: a fed tensor passed through to an output is then
-            # still shared, so it is copied rather than handed over with the caller's memory.
-            aliases = runner.output_aliases if positions is None else output_aliases
+            # still shared, so it is copied rather than handed over with the caller's memory
+            # (or a staging tensor's).
             result = {}
             for i in range(n_out):
                 tensor = out_values[i]
@@ -601,11 +743,12 @@ cdef class SavedModelSession:
             for i in range(n_out):
                 if out_values[i] != NULL:
                     TF_DeleteTensor(out_values[i])
-            free(values)
-            if fetches != runner.fetches:
-                free(fetches)
+            free(heap)
             if status != NULL:
-                TF_DeleteStatus(status)
+                if self._spare_status == NULL and TF_GetCode(status) == TF_OK:
+                    self._spare_status = status
+                else:
+                    TF_DeleteStatus(status)
 
     def close(self):
         """Closes the session: later runs fail; the session is freed once in-flight runs end."""
@@ -627,6 +770,9 @@ cdef class SavedModelSession:
 
     def __dealloc__(self):
         self._release()
+        if self._spare_status != NULL:
+            TF_DeleteStatus(self._spare_status)
+            self._spare_status = NULL
 
 
 def load_saved_model(export_dir, tags, session_config=None):
