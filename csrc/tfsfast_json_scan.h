@@ -68,6 +68,7 @@ typedef struct {
     int depth, max_depth;
     int max_int_digits;
     int64_t max_tensor_elements, max_request_elements, leaves;
+    int64_t held; /* sum of the tapes' capacities (what tfs_json_trim may have to free) */
     int status;
     tfs_tensor t[TFS_MAX_TENSORS];
     int nt;
@@ -112,11 +113,14 @@ static tfs_json *tfs_json_new(void) {
 /* Keeps tapes (in slot order) while their capacities add up to at most max_leaves, and frees
  * the others (all of them for max_leaves 0): what a reused parser retains is bounded. */
 static void tfs_json_trim(tfs_json *P, int64_t max_leaves) {
+    /* The usual case, without a scan (max_leaves 0 always scans: it also frees a tape whose
+     * growth failed half way, which holds memory without capacity). */
+    if (max_leaves > 0 && P->held <= max_leaves) return;
     int64_t kept = 0;
     for (int i = 0; i < TFS_MAX_TENSORS; i++) {
         tfs_tensor *t = &P->t[i];
-        if (t->cap == 0) continue;
-        if (kept + t->cap <= max_leaves) {
+        if (t->kind == NULL && t->val == NULL) continue;
+        if (t->cap > 0 && kept + t->cap <= max_leaves) {
             kept += t->cap;
             continue;
         }
@@ -124,6 +128,7 @@ static void tfs_json_trim(tfs_json *P, int64_t max_leaves) {
         free(t->val);
         t->kind = NULL;
         t->val = NULL;
+        P->held -= t->cap;
         t->cap = 0;
     }
 }
@@ -460,6 +465,7 @@ static int tfs_leaf(tfs_json *P, tfs_tensor *t, int level, int kind, uint64_t pa
         uint64_t *v = (uint64_t *)realloc(t->val, (size_t)cap * sizeof(uint64_t));
         if (v == NULL) return (P->status = TFS_NOMEM, -1);
         t->val = v;
+        P->held += cap - t->cap;
         t->cap = cap;
     }
     t->kind[t->n] = (uint8_t)kind;

@@ -51,6 +51,7 @@ cdef extern from "tfsfast_json_scan.h" nogil:
     void tfs_json_trim(tfs_json *P, int64_t max_leaves)
     void tfs_json_free(tfs_json *P)
     int tfs_json_parse(tfs_json *P)
+    tfs_tensor *tfs_find_tensor(tfs_json *P, const uint8_t *key, int64_t len, int hint)
     int tfs_convert(const tfs_tensor *t, int dtype, void *out)
     size_t tfs_string_span(const uint8_t *s, int *escaped)
     size_t tfs_unescape(const uint8_t *s, size_t n, uint8_t *dst)

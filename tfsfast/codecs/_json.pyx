@@ -16,7 +16,12 @@ Design: a fast path for well-formed bodies, the twin for everything else.
   correctly rounded double (Clinger's exact path, else ``strtod_l`` in the "C" locale) or a
   string offset. No Python object is made per number, and the parser and its tapes are kept
   across requests. Once the signature's dtypes are known, each tensor is allocated once (64-byte
-  aligned when large, so TensorFlow can borrow it) and filled from the tape in one typed loop. Whenever the C pass meets anything unusual (a syntax
+  aligned when large, so TensorFlow can borrow it; through numpy's C API when small) and filled
+  from the tape in one typed loop. What a signature's ``{alias: DataType}`` dict implies (sorted
+  aliases, their UTF-8 keys, dtypes) is derived once per dict and reused while the dict holds
+  the same items; the limits are C integers re-read only when a module attribute changes; the
+  ``PredictRequest`` is filled without a Python frame. Whenever the C pass meets anything
+  unusual (a syntax
   error, an odd number spelling, invalid UTF-8, a ragged or mistyped tensor, a limit, escaped
   keys, duplicate keys ...), or a conversion does not fit the dtype, the body is handed to the
   twin, which produces TF Serving's exact result or message. Errors are rare, so messages stay
@@ -25,8 +30,11 @@ Design: a fast path for well-formed bodies, the twin for everything else.
   buffer kept across responses (its pages stay mapped), then copied once into an exactly sized
   ``bytes``: integers with register-built digit words, float32 with TF Serving's rule (``%.6g``
   if it reads back, else ``%.9g``) from one 64x128-bit integer multiply per value, float64 from
-  exact 128-bit arithmetic; no printf, except for values outside those exact paths. Strings are
-  escaped in C. Anything the twin would reject, and dtypes written rarely, go to the twin.
+  exact 128-bit arithmetic; no printf, except for values outside those exact paths. A response
+  of a few model outputs (exact ndarrays, C-contiguous, of the native dtype their DataType
+  names) is assembled from the array structs alone, with no Python object but the body; other
+  outputs take the general writer, which converts dtypes and renders strings (escaped in C).
+  Anything the twin would reject, and dtypes written rarely, go to the twin.
 
 Ownership: the request body is borrowed for the call only; returned arrays own their memory.
 Response arrays are only read. Thread-safety: reentrant; all per-call state is local. When the
@@ -36,15 +44,26 @@ other limits, at that very moment could observe them).
 """
 
 import binascii
+import dataclasses
 import threading
 
 import numpy as np
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_Next, PyDict_Size
+from cpython.list cimport PyList_GET_ITEM
+from cpython.long cimport PyLong_AsLongAndOverflow
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, strlen
+
+from tfsfast.runtime._numpy_api cimport (
+    TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray,
+)
 
 from tfsfast.codecs import _json_py as _twin
 from tfsfast.runtime.arrays import aligned_empty
@@ -65,6 +84,10 @@ __all__ = [
 
 cdef extern from "tfsfast_json_scan.h" nogil:
     const signed char *tfs_b64_table()
+tfsfast_import_numpy()
+if sizeof(Py_ssize_t) != sizeof(int64_t):
+    # shapes are handed between numpy (Py_ssize_t) and the C side (int64_t) as they are
+    raise ImportError("tfsfast.codecs._json: needs a 64-bit Py_ssize_t")
 
 # Limits (hardening.md), with the twin's defaults; read at each call.
 MAX_JSON_DEPTH = _twin.MAX_JSON_DEPTH
@@ -85,6 +108,10 @@ _lend_lock = threading.RLock()
 if tfs_number_init() != 0:
     raise ImportError("tfsfast.codecs._json: cannot create the C locale")
 tfs_b64_table()
+tfsfast_import_numpy()
+if sizeof(Py_ssize_t) != sizeof(int64_t):
+    # shapes are handed between numpy (Py_ssize_t) and the C side (int64_t) as they are
+    raise ImportError("tfsfast.codecs._json: needs a 64-bit Py_ssize_t")
 
 # TF DataType -> numpy dtype, for the dtypes the C conversion fills.
 cdef dict _NUMERIC = {
@@ -140,11 +167,134 @@ cdef class _SignatureLookup:
         return self.fn(name)
 
 
-cdef inline int64_t _clamp(object value, int64_t hi):
-    v = int(value)
-    if v < 0:
-        return 0
-    return hi if v > hi else <int64_t>v
+# ---------------------------------------------------------------------------------------------
+# The limits as C integers. The module attributes are read at each call, but only turned into C
+# integers when one of them is a different object than last time (ints are immutable, so the
+# same object means the same value). A limit that is not an int sends every body to the twin,
+# which then decides what such a limit means.
+
+cdef object _seen_depth = None, _seen_digits = None, _seen_tensor = None
+cdef object _seen_request = None, _seen_rank = None
+cdef bint _limits_plain = False
+# For the C pass: clamped to what it can use.
+cdef int _c_depth = 0, _c_digits = 0
+cdef int64_t _c_tensor = 0, _c_request = 0
+# For the checks after it (`count > limit`, ...): clamped so those comparisons keep their
+# outcome for every count the C pass can produce (0 .. 2^62).
+cdef int64_t _c_rank = 0, _c_tensor_cmp = 0, _c_request_cmp = 0
+
+
+cdef int64_t _clip(object value, int64_t lo, int64_t hi) except? -2:
+    if value < lo:
+        return lo
+    if value > hi:
+        return hi
+    return <int64_t>value
+
+
+cdef int _load_limits(object depth, object digits, object tensor, object request,
+                      object rank) except -1:
+    global _seen_depth, _seen_digits, _seen_tensor, _seen_request, _seen_rank, _limits_plain
+    global _c_depth, _c_digits, _c_tensor, _c_request, _c_rank, _c_tensor_cmp, _c_request_cmp
+    cdef int64_t big = (<int64_t>1) << 62
+    plain = all([isinstance(v, int) for v in (depth, digits, tensor, request, rank)])
+    if plain:
+        _c_depth = <int>_clip(depth, 0, 1 << 30)
+        _c_digits = <int>_clip(digits, 0, 20)
+        _c_tensor = _clip(tensor, 0, big)
+        _c_request = _clip(request, 0, big)
+        _c_rank = _clip(rank, -1, 1 << 30)
+        _c_tensor_cmp = _clip(tensor, -1, big)
+        _c_request_cmp = _clip(request, -1, big)
+    _limits_plain = plain
+    _seen_depth, _seen_digits, _seen_tensor = depth, digits, tensor
+    _seen_request, _seen_rank = request, rank
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What parsing needs to know about a signature's inputs, derived once per ``{alias: DataType}``
+# dict that ``input_dtypes`` returns (callers such as the REST fast path return the same dict
+# for the same signature each time).
+
+cdef class _Inputs:
+    """A signature's inputs in sorted alias order, derived from ``answer``.
+
+    ``items`` holds ``answer``'s keys and values as they were at derivation (alternating, in
+    dict order): the entry is valid for ``answer`` while it is that same dict holding those
+    same objects in that same order (``_unchanged``), so a dict changed in place is derived
+    again. Holding ``answer`` also keeps its id from being reused while it is cached.
+    """
+
+    cdef object answer
+    cdef tuple items
+    cdef Py_ssize_t count
+    cdef list names   # the aliases, sorted
+    cdef list keys    # each alias as UTF-8 bytes, or None where no body key can spell it
+    cdef list codes   # each alias's DataType as an int
+    cdef list descrs  # each alias's numpy dtype where the C conversion fills it, else None
+
+
+cdef _Inputs _derive_inputs(object answer):
+    """The ``_Inputs`` of ``answer``; raises as the reference's ``int(dt)`` and ``sorted``."""
+    cdef _Inputs s = _Inputs.__new__(_Inputs)
+    dtypes = {name: int(dt) for name, dt in answer.items()}
+    s.answer = answer
+    if type(answer) is dict:
+        s.items = tuple([x for item in (<dict>answer).items() for x in item])
+    s.names = sorted(dtypes)
+    s.count = len(s.names)
+    s.keys = []
+    s.codes = []
+    s.descrs = []
+    for name in s.names:
+        key = None
+        if type(name) is str:
+            try:
+                key = (<str>name).encode("utf-8")
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: never equal to a (valid UTF-8) key in a body
+        s.keys.append(key)
+        s.codes.append(dtypes[name])
+        s.descrs.append(_NUMERIC.get(dtypes[name]))
+    return s
+
+
+cdef bint _unchanged(dict answer, _Inputs s):
+    """Whether ``answer`` is ``s.answer`` with the keys and values ``s`` was derived from."""
+    cdef Py_ssize_t pos = 0, i = 0
+    cdef PyObject *key
+    cdef PyObject *value
+    if answer is not s.answer or 2 * PyDict_Size(answer) != PyTuple_GET_SIZE(s.items):
+        return False
+    while PyDict_Next(answer, &pos, &key, &value):
+        if (key != PyTuple_GET_ITEM(s.items, i)
+                or value != PyTuple_GET_ITEM(s.items, i + 1)):
+            return False
+        i += 2
+    return True
+
+
+cdef _Inputs _last_inputs = None
+cdef dict _inputs_cache = {}  # id(answer) -> _Inputs, for callers with several signatures
+cdef Py_ssize_t _INPUTS_CACHE_MAX = 256
+
+
+cdef _Inputs _inputs_for(object answer):
+    global _last_inputs
+    cdef _Inputs s = _last_inputs
+    if type(answer) is not dict:
+        return _derive_inputs(answer)  # a Mapping of unknown kind: nothing is kept
+    if s is not None and _unchanged(<dict>answer, s):
+        return s
+    s = _inputs_cache.get(id(answer))
+    if s is None or not _unchanged(<dict>answer, s):
+        s = _derive_inputs(answer)
+        if len(_inputs_cache) >= _INPUTS_CACHE_MAX:
+            _inputs_cache.clear()
+        _inputs_cache[id(answer)] = s
+    _last_inputs = s
+    return s
 
 
 def parse_predict_request(body, input_dtypes):
@@ -176,18 +326,22 @@ cdef object _fallback(bint use_twin, object data, object input_dtypes):
 cdef object _parse(object body, object input_dtypes, bint use_twin):
     cdef bytes data = body if type(body) is bytes else bytes(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    if n == 0:
-        return _fallback(use_twin, data, input_dtypes) if use_twin else None
-    cdef int max_depth = <int>_clamp(MAX_JSON_DEPTH, 1 << 30)
-    cdef int max_int_digits = <int>_clamp(MAX_INT_DIGITS, 20)
-    cdef int64_t max_tensor = _clamp(MAX_TENSOR_ELEMENTS, (<int64_t>1) << 62)
-    cdef int64_t max_request = _clamp(MAX_REQUEST_ELEMENTS, (<int64_t>1) << 62)
+    depth = MAX_JSON_DEPTH
+    digits = MAX_INT_DIGITS
+    tensor = MAX_TENSOR_ELEMENTS
+    request = MAX_REQUEST_ELEMENTS
+    rank = MAX_TENSOR_RANK
+    if not (depth is _seen_depth and digits is _seen_digits and tensor is _seen_tensor
+            and request is _seen_request and rank is _seen_rank):
+        _load_limits(depth, digits, tensor, request, rank)
+    if n == 0 or not _limits_plain:
+        return _reference_parse(data, input_dtypes) if use_twin else None
     cdef tfs_json *P = _parser_take()
     if P == NULL:
         raise MemoryError()
     cdef const uint8_t *buf = <const uint8_t *>PyBytes_AS_STRING(data)
     cdef int status
-    tfs_json_init(P, buf, <size_t>n, max_depth, max_int_digits, max_tensor, max_request)
+    tfs_json_init(P, buf, <size_t>n, _c_depth, _c_digits, _c_tensor, _c_request)
     try:
         if n >= _NOGIL_FROM:
             with nogil:
@@ -240,51 +394,96 @@ cdef object _build(tfs_json *P, bytes data, object input_dtypes, bint use_twin):
     """The request from a successful C pass, or the twin's answer if a tensor does not fit."""
     cdef const uint8_t *base = <const uint8_t *>PyBytes_AS_STRING(data)
     cdef tfs_tensor *t
-    cdef int i, j
-    raw_name = _string_at(base, <uint64_t>P.sig_off).decode("utf-8") if P.sig_off >= 0 else ""
-    signature_name = raw_name or DEFAULT_SIGNATURE
-    answer = input_dtypes(signature_name)
-    lookup = _SignatureLookup(input_dtypes, signature_name, answer)
-    dtypes = {name: int(dt) for name, dt in answer.items()}
-    if not dtypes:
-        return _fallback(use_twin, data, lookup)
-    names = sorted(dtypes)
-    cdef dict index = {}
-    if P.named:
-        for i in range(P.nt):
-            t = &P.t[i]
-            key = data[t.key_off:t.key_off + t.key_len].decode("utf-8")
-            index[key] = i
-        if P.mode == TFS_MODE_INSTANCES:
-            if len(index) != len(names) or any(name not in index for name in names):
-                return _fallback(use_twin, data, lookup)
-        elif any(name not in index for name in names):
-            return _fallback(use_twin, data, lookup)
+    cdef int j, k
+    cdef int order[TFS_MAX_TENSORS]  # the tensor of each alias, in sorted alias order
+    cdef int64_t count, used = 0
+    cdef bint zero
+    if P.sig_off >= 0:
+        raw_name = _string_at(base, <uint64_t>P.sig_off).decode("utf-8")
+        signature_name = raw_name or DEFAULT_SIGNATURE
     else:
-        if len(names) != 1:
-            return _fallback(use_twin, data, lookup)
-        index[names[0]] = 0
-    max_rank = MAX_TENSOR_RANK
-    max_tensor = MAX_TENSOR_ELEMENTS
-    max_request = MAX_REQUEST_ELEMENTS
-    used = 0
+        signature_name = DEFAULT_SIGNATURE
+    answer = input_dtypes(signature_name)
+    cdef _Inputs s = _inputs_for(answer)
+    if s.count == 0:
+        return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+    if P.named:
+        # The C pass leaves no duplicate keys, so "the same keys" is "as many, all found".
+        if s.count > P.nt or (P.mode == TFS_MODE_INSTANCES and s.count != P.nt):
+            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        for k in range(s.count):
+            key = s.keys[k]
+            if key is None:
+                return _fallback(use_twin, data,
+                                 _SignatureLookup(input_dtypes, signature_name, answer))
+            t = tfs_find_tensor(P, <const uint8_t *>PyBytes_AS_STRING(key),
+                                PyBytes_GET_SIZE(key), k)
+            if t == NULL:
+                return _fallback(use_twin, data,
+                                 _SignatureLookup(input_dtypes, signature_name, answer))
+            order[k] = <int>(t - P.t)
+    else:
+        if s.count != 1:
+            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        order[0] = 0
     inputs = {}
-    for name in names:
-        t = &P.t[<int>index[name]]
-        if t.broken or t.rank < 0 or t.rank > max_rank:
-            return _fallback(use_twin, data, lookup)
-        shape = tuple([t.shape[j] for j in range(t.rank)])
-        count = 1
+    for k in range(s.count):
+        t = &P.t[order[k]]
+        if t.broken or t.rank < 0 or t.rank > _c_rank:
+            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        # The element count the shape says, which must be the leaves read (no overflow: a
+        # product past t.n already disagrees, unless a later dimension is 0).
+        zero = False
         for j in range(t.rank):
-            count *= t.shape[j]
-        if count != t.n or count > max_tensor or used + count > max_request:
-            return _fallback(use_twin, data, lookup)
+            if t.shape[j] < 0:
+                return _fallback(use_twin, data,
+                                 _SignatureLookup(input_dtypes, signature_name, answer))
+            zero = zero or t.shape[j] == 0
+        if zero:
+            count = 0
+        else:
+            count = 1
+            for j in range(t.rank):
+                if count > t.n // t.shape[j]:
+                    count = -1
+                    break
+                count *= t.shape[j]
+        if count != t.n or count > _c_tensor_cmp or used + count > _c_request_cmp:
+            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
         used += count
-        a = _tensor(t, dtypes[name], shape, base)
+        a = _tensor(t, <int>s.codes[k], s.descrs[k], base)
         if a is None:
-            return _fallback(use_twin, data, lookup)
-        inputs[name] = a
-    return PredictRequest(signature_name, inputs, columnar=P.mode == TFS_MODE_INPUTS)
+            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        inputs[s.names[k]] = a
+    return _new_request(signature_name, inputs, P.mode == TFS_MODE_INPUTS)
+
+
+# PredictRequest is the twin's plain (slotted) dataclass: its generated __init__ only assigns
+# the three fields, in order. Allocating the instance and assigning them here does exactly that
+# without a Python frame (that frame was a fifth of a small parse). Should the class ever do
+# more (a __post_init__, a hand-written __init__ or __new__, frozen fields, other fields), the
+# check below fails and its __init__ is called.
+cdef bint _DIRECT_REQUEST = (
+    tuple([f.name for f in dataclasses.fields(PredictRequest)])
+    == ("signature_name", "inputs", "columnar")
+    and not hasattr(PredictRequest, "__post_init__")
+    and PredictRequest.__dataclass_params__.init
+    and not PredictRequest.__dataclass_params__.frozen
+    and PredictRequest.__new__ is object.__new__
+    and type(PredictRequest) is type
+)
+cdef tuple _NO_ARGS = ()
+
+
+cdef object _new_request(object signature_name, dict inputs, bint columnar):
+    if not _DIRECT_REQUEST:
+        return PredictRequest(signature_name, inputs, columnar)
+    cls = PredictRequest
+    request = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
+    request.signature_name = signature_name
+    request.inputs = inputs
+    request.columnar = columnar
+    return request
 
 
 cdef bytes _string_at(const uint8_t *base, uint64_t off):
@@ -322,11 +521,16 @@ cdef object _b64_at(const uint8_t *base, uint64_t off):
         free(tmp)
 
 
-cdef object _tensor(tfs_tensor *t, int dtype, tuple shape, const uint8_t *base):
-    """Tensor ``t`` as an array of ``dtype``, or None if a leaf does not fit it."""
+cdef tuple _shape_of(tfs_tensor *t):
+    return tuple([t.shape[j] for j in range(t.rank)])
+
+
+cdef object _tensor(tfs_tensor *t, int dtype, object np_dtype, const uint8_t *base):
+    """Tensor ``t`` as an array of ``dtype`` (``np_dtype`` its numpy dtype where the C
+    conversion fills it, else None), or None if a leaf does not fit it."""
     cdef Py_ssize_t i
-    cdef Py_buffer view
     cdef int rc
+    cdef void *out
     if dtype == DT_STRING:
         values = []
         for i in range(t.n):
@@ -339,27 +543,26 @@ cdef object _tensor(tfs_tensor *t, int dtype, tuple shape, const uint8_t *base):
                 values.append(v)
             else:
                 return None
-        out = np.empty(t.n, dtype=object)
-        out[:] = values
-        return out.reshape(shape)
-    np_dtype = _NUMERIC.get(dtype)
+        arr = np.empty(t.n, dtype=object)
+        arr[:] = values
+        return arr.reshape(_shape_of(t))
     if np_dtype is None:
         return None
-    if t.n * np_dtype.itemsize >= _ALIGN_FROM:
-        arr = aligned_empty(shape, np_dtype)
+    # (itemsizes are at most 8, so fewer leaves than _ALIGN_FROM // 8 are always small)
+    if t.n >= _ALIGN_FROM // 8 and t.n * (<Py_ssize_t>np_dtype.itemsize) >= _ALIGN_FROM:
+        arr = aligned_empty(_shape_of(t), np_dtype)
     else:
-        arr = np.empty(shape, np_dtype)
+        # numpy's own allocation, as np.empty, without its argument parsing (t.shape holds
+        # int64_t, which is Py_ssize_t here: checked at import)
+        arr = tfsfast_array_new(np_dtype, t.rank, <const Py_ssize_t *>t.shape, NULL, NULL)
     if t.n == 0:
         return arr
-    PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
-    try:
-        if t.n >= 16384:
-            with nogil:
-                rc = tfs_convert(t, dtype, view.buf)
-        else:
-            rc = tfs_convert(t, dtype, view.buf)
-    finally:
-        PyBuffer_Release(&view)
+    out = (<tfsfast_ndarray *>arr).data
+    if t.n >= 16384:
+        with nogil:
+            rc = tfs_convert(t, dtype, out)
+    else:
+        rc = tfs_convert(t, dtype, out)
     return arr if rc == 0 else None
 
 
@@ -528,6 +731,219 @@ def _format_fast(outputs, columnar, output_dtypes=None):
 
 
 cdef object _format(object outputs, bint columnar, object output_dtypes):
+    """The body, or None where the twin should write (or reject) the outputs: the small-response
+    writer when it applies, else the general one."""
+    cdef object body
+    if (type(outputs) is dict and 0 < len(<dict>outputs) <= _SMALL_OUTPUTS
+            and (output_dtypes is None or type(output_dtypes) is dict)):
+        body = _format_small(<dict>outputs, columnar, <dict>output_dtypes)
+        if body is not _GENERAL:
+            return body
+    return _format_general(outputs, columnar, output_dtypes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The small-response writer: up to _SMALL_OUTPUTS outputs, each an exact ndarray that is
+# C-contiguous, aligned and of a native numeric dtype its declared DataType writes without a
+# conversion (what a model run returns). Everything is read off the array struct; no Python
+# object is made but the body (and, for several outputs, the sorted alias list).
+
+cdef enum:
+    _SMALL_OUTPUTS = 8
+    _NPY_ARRAY_ALIGNED = 0x0100  # numpy's flag bit (stable ABI, as the C-contiguous bit)
+
+cdef object _GENERAL = object()  # _format_small's "the general writer decides"
+cdef object _ndarray = np.ndarray
+
+
+cdef class _Writer:
+    """How the small-response writer writes one DataType: from arrays of dtype ``descr``, with
+    writer ``kind``, at most ``per_value`` bytes a value."""
+
+    cdef object descr
+    cdef int kind
+    cdef int per_value
+
+
+cdef _Writer _writer(object descr, int kind, int per_value):
+    cdef _Writer w = _Writer.__new__(_Writer)
+    w.descr = descr
+    w.kind = kind
+    w.per_value = per_value
+    return w
+
+
+# DataType -> _Writer, for the declared DataTypes written without a conversion (a list indexed
+# by the DataType's int value, None elsewhere); and numpy dtype -> _Writer for undeclared
+# outputs (the DataType the reference's from_numpy gives).
+cdef dict _DECLARED_WRITERS = {
+    DT_FLOAT: _writer(np.dtype(np.float32), TFS_W_F32, TFS_MAX_F32_TEXT),
+    DT_DOUBLE: _writer(np.dtype(np.float64), TFS_W_F64, TFS_MAX_F64_TEXT),
+    DT_BOOL: _writer(np.dtype(np.bool_), TFS_W_BOOL, TFS_MAX_BOOL_TEXT),
+}
+for _code, (_np_dtype, _kind) in _INT_WRITERS.items():
+    _DECLARED_WRITERS[_code] = _writer(_np_dtype, _kind, TFS_MAX_INT_TEXT)
+cdef list _WRITER_OF_CODE = [_DECLARED_WRITERS.get(code) for code in range(32)]
+cdef dict _UNDECLARED_WRITERS = {
+    (<_Writer>w).descr: w for code, w in _DECLARED_WRITERS.items()
+    if int(from_numpy((<_Writer>w).descr)) == code
+}
+
+
+cdef object _declared_writer(object declared):
+    """The _Writer of a declared DataType, or None. Read as a C integer, as the reference's
+    ``int(declared)`` reads an int (a DataType is one; hashing it into a dict of ints would
+    compare through Python's IntEnum slots); anything else is for the general writer."""
+    cdef int overflow = 0
+    cdef long code
+    if not isinstance(declared, int):
+        return None
+    code = PyLong_AsLongAndOverflow(declared, &overflow)
+    if overflow or code < 0 or code >= 32:
+        return None
+    return <object>PyList_GET_ITEM(_WRITER_OF_CODE, code)
+
+
+# Alias -> its JSON key text (as the reference's _json_string writes it, UTF-8), for responses
+# with several outputs; bounded.
+cdef dict _key_texts = {}
+cdef Py_ssize_t _KEY_TEXTS_MAX = 4096
+
+
+cdef bytes _key_text(object name):
+    key = _key_texts.get(name)
+    if key is None:
+        key = _twin._json_string(name).encode("utf-8")
+        if len(_key_texts) >= _KEY_TEXTS_MAX:
+            _key_texts.clear()
+        _key_texts[name] = key
+    return <bytes>key
+
+
+cdef object _format_small(dict outputs, bint columnar, dict output_dtypes):
+    """The body, or _GENERAL when an output is not one this writer takes (or the row format's
+    rules fail: the general writer and the twin then decide what is said)."""
+    cdef Py_ssize_t n = len(outputs)
+    cdef tfs_wsrc src[_SMALL_OUTPUTS]
+    cdef const int64_t *shapes[_SMALL_OUTPUTS]
+    cdef int ndims[_SMALL_OUTPUTS]
+    cdef int64_t positions[_SMALL_OUTPUTS]
+    cdef Py_ssize_t k, row, batch = -1
+    cdef int64_t idx, bound = 64, values, lists, span, d
+    cdef int j
+    cdef tfsfast_ndarray *arr
+    cdef _Writer w
+    cdef list keys = None
+    cdef list held = None  # several outputs: the arrays, kept alive while they are read
+    cdef bint several = n > 1
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *first_key
+    cdef PyObject *first_value
+    cdef int64_t key_text = 0
+    if several:
+        names = sorted(outputs)
+        held = []
+    else:
+        PyDict_Next(outputs, &pos, &first_key, &first_value)
+        name = <object>first_key
+    for k in range(n):
+        if several:
+            name = names[k]
+            a = outputs[name]
+            held.append(a)
+        else:
+            a = <object>first_value  # (a reference held while it is read)
+        if type(a) is not _ndarray:
+            return _GENERAL
+        arr = <tfsfast_ndarray *>a
+        if (arr.flags & (TFSFAST_NPY_ARRAY_C_CONTIGUOUS | _NPY_ARRAY_ALIGNED)
+                != (TFSFAST_NPY_ARRAY_C_CONTIGUOUS | _NPY_ARRAY_ALIGNED)):
+            return _GENERAL
+        descr = <object>arr.descr
+        declared = None if output_dtypes is None else output_dtypes.get(name)
+        if declared is None:
+            w = _UNDECLARED_WRITERS.get(descr)
+            if w is None:
+                return _GENERAL
+        else:
+            w = _declared_writer(declared)
+            if w is None or (descr is not w.descr and not (descr == w.descr)):
+                return _GENERAL
+        if not columnar:
+            if arr.nd == 0 or (batch >= 0 and arr.dimensions[0] != batch):
+                return _GENERAL
+            batch = arr.dimensions[0]
+        # The reference's _text_bound, in C: values * (per_value + 2) + 4 * lists + 2, where
+        # lists counts the brackets of every level (a huge empty shape goes to the general one).
+        lists = 0
+        span = 1
+        for j in range(arr.nd):
+            d = arr.dimensions[j]
+            lists += span
+            if span > (<int64_t>1 << 40) or d > (<int64_t>1 << 40):
+                return _GENERAL
+            span *= d
+        values = span
+        bound += values * (w.per_value + 2) + 4 * lists + 2
+        src[k].kind = w.kind
+        src[k].data = arr.data
+        src[k].tokens = NULL
+        src[k].token_lens = NULL
+        shapes[k] = <const int64_t *>arr.dimensions
+        ndims[k] = arr.nd
+    if several:
+        keys = [_key_text(name) for name in names]
+        for key in keys:
+            key_text += PyBytes_GET_SIZE(<bytes>key) + 4
+        bound += key_text * (batch + 1 if not columnar else 1) + 4 * (batch if batch > 0 else 0)
+    cdef char *start = _scratch_take(<size_t>bound)
+    if start == NULL:
+        raise MemoryError()
+    cdef char *o = start
+    try:
+        if columnar:
+            o = _puts(o, b'{"outputs": ')
+            if several:
+                o = _puts(o, b"{")
+            for k in range(n):
+                if several:
+                    if k:
+                        o = _puts(o, b", ")
+                    o = _putb(o, <bytes>keys[k])
+                    o = _puts(o, b": ")
+                idx = 0
+                o = tfs_write_nested(o, &src[k], &idx, shapes[k], ndims[k])
+            o = _puts(o, b"}}") if several else _puts(o, b"}")
+        elif not several:
+            o = _puts(o, b'{"predictions": ')
+            idx = 0
+            o = tfs_write_nested(o, &src[0], &idx, shapes[0], ndims[0])
+            o = _puts(o, b"}")
+        else:
+            o = _puts(o, b'{"predictions": [')
+            for k in range(n):
+                positions[k] = 0
+            for row in range(batch):
+                if row:
+                    o = _puts(o, b", ")
+                o = _puts(o, b"{")
+                for k in range(n):
+                    if k:
+                        o = _puts(o, b", ")
+                    o = _putb(o, <bytes>keys[k])
+                    o = _puts(o, b": ")
+                    o = tfs_write_nested(o, &src[k], &positions[k], shapes[k] + 1, ndims[k] - 1)
+                o = _puts(o, b"}")
+            o = _puts(o, b"]}")
+        return PyBytes_FromStringAndSize(start, o - start)
+    finally:
+        _scratch_give(start)
+
+
+# ---------------------------------------------------------------------------------------------
+# The general writer: any number of outputs, any array-likes, conversions and strings.
+
+cdef object _format_general(object outputs, bint columnar, object output_dtypes):
     if not outputs:
         return None
     names = sorted(outputs)

@@ -97,14 +97,15 @@ MAX_DEBUG_STRING_BYTES = 256  # TF Serving's kMaxJsonDebugStringBytes
 DEFAULT_SIGNATURE = "serving_default"
 
 
-@dataclass
+@dataclass(slots=True)
 class PredictRequest:
     """A parsed REST predict body.
 
     ``signature_name`` is never empty (an empty or missing name becomes ``serving_default``);
     ``inputs`` maps each signature input alias to its tensor, whose dtype is the signature's;
     ``columnar`` is True for an ``inputs`` body and False for an ``instances`` body (it decides the
-    response format).
+    response format). Slotted: one is made per request, and the compiled codec fills the three
+    fields directly (see ``_json._new_request``), which a slotted layout makes cheapest.
     """
 
     signature_name: str

@@ -1061,3 +1061,86 @@ def test_mutated_bodies_fail_cleanly(body) -> None:
 ])
 def test_rapidjson_1_1_number_and_escape_quirks(codec, body, message, offset) -> None:
     assert error(codec, body) == f"JSON Parse error: {message} at offset: {offset}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What an implementation may keep between calls must not outlive what it was derived from
+
+
+def test_a_signature_dict_changed_in_place_is_read_again(codec) -> None:
+    # The REST fast path hands back the same dict for a signature every time; the compiled
+    # codec derives what it needs from that dict once, so changes to it must still show.
+    dtypes = {"x": FLOAT}
+    lookup = lambda name: dtypes  # noqa: E731
+    body = b'{"instances": [[1], [2]]}'
+    assert values(codec.parse_predict_request(body, lookup)) == {
+        "x": (np.float32, (2, 1), [[1.0], [2.0]])}
+    dtypes["x"] = INT32
+    assert values(codec.parse_predict_request(body, lookup)) == {
+        "x": (np.int32, (2, 1), [[1], [2]])}
+    dtypes["y"] = INT32
+    with pytest.raises(ServingError) as info:
+        codec.parse_predict_request(body, lookup)
+    assert info.value.message.startswith("instances is a plain list, but expecting list of objects")
+    del dtypes["y"]
+    dtypes["x"] = int(FLOAT)  # an equal value of another type reads the same
+    assert values(codec.parse_predict_request(body, lookup))["x"][0] == np.float32
+    del dtypes["x"]
+    dtypes["z"] = INT64  # same size, other alias
+    request = codec.parse_predict_request(b'{"inputs": {"z": [7]}}', lookup)
+    assert values(request) == {"z": (np.int64, (1,), [7])}
+
+
+def test_several_signature_dicts_in_turn(codec) -> None:
+    signatures = {"a": {"x": FLOAT}, "b": {"x": INT64, "y": BOOL}}
+    lookup = signatures.__getitem__
+    for _ in range(3):
+        request = codec.parse_predict_request(b'{"signature_name": "a", "inputs": [1]}', lookup)
+        assert values(request) == {"x": (np.float32, (1,), [1.0])}
+        request = codec.parse_predict_request(
+            b'{"signature_name": "b", "instances": [{"x": 1, "y": true}]}', lookup)
+        assert values(request) == {"x": (np.int64, (1,), [1]), "y": (np.bool_, (1,), [True])}
+        assert request.signature_name == "b" and request.columnar is False
+
+
+def test_a_new_dict_in_place_of_a_collected_one_is_read_afresh(codec) -> None:
+    # A cache keyed by id() would be fooled by a new dict at a freed one's address.
+    for dtype, np_dtype in [(FLOAT, np.float32), (INT32, np.int32), (DOUBLE, np.float64)] * 3:
+        request = codec.parse_predict_request(b'{"inputs": [1]}', lambda _, d=dtype: {"x": d})
+        assert request.inputs["x"].dtype == np_dtype
+
+
+def test_the_request_is_a_plain_predict_request(codec) -> None:
+    request = parse(codec, '{"inputs": [1.0]}')
+    assert type(request) is codec.PredictRequest
+    assert (request.signature_name, request.columnar) == ("serving_default", True)
+    assert request == codec.PredictRequest("serving_default", request.inputs, True)
+    with pytest.raises(AttributeError):
+        request.extra = 1  # slotted
+
+
+def test_limits_changed_between_calls_apply_to_the_next_call(codec, monkeypatch) -> None:
+    body = b'{"inputs": [[1, 2], [3, 4]]}'
+    assert parse(codec, body).inputs["x"].shape == (2, 2)
+    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 3)
+    assert "exceeds the maximum of 3 elements per tensor" in error(codec, body)
+    monkeypatch.setattr(codec, "MAX_TENSOR_RANK", 1)
+    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 2**28)
+    assert "rank" in error(codec, body)
+    monkeypatch.setattr(codec, "MAX_TENSOR_RANK", 32)
+    monkeypatch.setattr(codec, "MAX_REQUEST_ELEMENTS", 3)
+    assert error(codec, body) == "Request has more than 3 tensor elements, the maximum per request"
+    monkeypatch.undo()
+    assert parse(codec, body).inputs["x"].shape == (2, 2)
+
+
+def test_format_with_output_dtypes_changed_in_place(codec) -> None:
+    out = {"y": np.array([1, 2], np.int64)}
+    declared = {"y": INT64}
+    assert codec.format_predict_response(out, True, declared) == b'{"outputs": [1, 2]}'
+    declared["y"] = DOUBLE
+    assert codec.format_predict_response(out, True, declared) == b'{"outputs": [1.0, 2.0]}'
+    declared["y"] = HALF
+    with pytest.raises(ServingError) as info:
+        codec.format_predict_response(out, True, declared)
+    assert info.value.message == "Failed to write JSON value for tensor type: half"

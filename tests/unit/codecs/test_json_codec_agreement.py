@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -521,3 +522,109 @@ def test_common_outputs_take_the_compiled_writer(outputs) -> None:
         body = compiled._format_fast(outputs, columnar, None)
         assert body is not None
         assert body == twin.format_predict_response(outputs, columnar)
+
+
+# ---------------------------------------------------------------------------------------------
+# The small-response writer (model outputs, written from the array structs) and the inputs it
+# leaves to the general writer: the same bytes as the twin either way
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def _unaligned(n: int) -> np.ndarray:
+    buf = np.zeros(4 * n + 1, np.uint8)
+    a = buf[1:].view(np.float32)
+    a[:] = np.arange(n, dtype=np.float32) + 0.5
+    assert not a.flags.aligned
+    return a
+
+
+_F = np.array([[2.5], [3.0], [4.5]], np.float32)
+
+
+@pytest.mark.parametrize(("outputs", "declared"), [
+    ({"y": _F}, {"y": FLOAT}),
+    ({"y": _F}, None),
+    ({"y": _F.astype(">f4")}, {"y": FLOAT}),  # foreign byte order
+    ({"y": _F.astype(">f4")}, None),
+    ({"y": np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]}, {"y": FLOAT}),  # a view
+    ({"y": _unaligned(3)}, {"y": FLOAT}),
+    ({"y": _F.view(_Sub)}, {"y": FLOAT}),
+    ({"y": [[1.5], [2.0]]}, {"y": FLOAT}),  # not an array
+    ({"y": _F}, {"y": 1}),  # declared as a plain int, a bool, a float, a string, out of range
+    ({"y": _F}, {"y": True}),
+    ({"y": _F}, {"y": 1.0}),
+    ({"y": _F}, {"y": 1.5}),
+    ({"y": _F}, {"y": "DT_FLOAT"}),
+    ({"y": _F}, {"y": 2**70}),
+    ({"y": _F}, {"y": -1}),
+    ({"y": _F}, {"y": 40}),
+    ({"y": _F}, {"y": DOUBLE}),  # a conversion
+    ({"y": np.arange(3, dtype=np.int64)}, {"y": FLOAT}),
+    ({"y": np.arange(3, dtype=np.longlong)}, {"y": INT64}),  # int64 of another numpy type
+    ({"y": np.arange(3, dtype=np.longlong)}, None),
+    ({"y": np.arange(3, dtype=np.uint16)}, None),
+    ({"y": np.arange(3, dtype=np.float16)}, None),
+    ({"y": np.array([True, False])}, {"y": BOOL}),
+    ({"y": np.array([1, 0], np.uint8)}, {"y": BOOL}),
+    ({"y": np.array(7.5, np.float32)}, {"y": FLOAT}),  # 0-d
+    ({"y": np.zeros((2, 0, 3), np.float32)}, {"y": FLOAT}),
+    ({"a": _F, "b": np.arange(3, dtype=np.int32)}, {"a": FLOAT, "b": INT32}),
+    ({"b": np.arange(3, dtype=np.int32), "a": _F}, {"a": FLOAT}),
+    ({"a": _F, "b": np.arange(4, dtype=np.int32)}, None),  # batch sizes differ
+    ({'q"uote': _F, "\x01é": _F, "日本": _F}, None),  # keys to escape
+    ({f"o{i}": _F for i in range(9)}, None),  # more outputs than the small writer takes
+    ({f"o{i}": _F for i in range(8)}, None),
+    ({"y": _F, "y_bytes": np.array([b"a", b"b", b"\xff"], object)}, None),
+])
+def test_small_and_general_writers_agree_with_the_twin(outputs, declared) -> None:
+    def outcome(impl, columnar):
+        try:
+            return format_outcome(impl, outputs, columnar, declared)
+        except Exception as e:  # not a ServingError: then the same exception
+            return ("raised", type(e), str(e))
+
+    for columnar in (False, True):
+        assert outcome(compiled, columnar) == outcome(twin, columnar)
+
+
+def test_writers_take_other_mappings() -> None:
+    outputs = types.MappingProxyType({"y": _F})
+    declared = types.MappingProxyType({"y": FLOAT})
+    for columnar in (False, True):
+        assert (compiled.format_predict_response(outputs, columnar, declared)
+                == twin.format_predict_response(outputs, columnar, declared))
+
+
+def test_an_unencodable_alias_fails_the_same_way() -> None:
+    outputs = {"\ud800": _F, "b": _F}
+    for impl in (twin, compiled):
+        with pytest.raises(UnicodeEncodeError):
+            impl.format_predict_response(outputs, True)
+    # one output has no key text: both write it
+    assert (compiled.format_predict_response({"\ud800": _F}, True)
+            == twin.format_predict_response({"\ud800": _F}, True))
+
+
+def test_limits_that_are_not_ints_leave_every_body_to_the_twin(monkeypatch) -> None:
+    body = b'{"inputs": [[1, 2], [3, 4]]}'
+    assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is not None
+    for value in (4.0, 3.5):
+        monkeypatch.setattr(compiled, "MAX_TENSOR_ELEMENTS", value)
+        monkeypatch.setattr(twin, "MAX_TENSOR_ELEMENTS", value)
+        assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is None
+        assert_parse_agrees(body, {"x": FLOAT})
+    monkeypatch.undo()
+    assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is not None
+
+
+def test_cached_signatures_never_leak_between_alias_sets() -> None:
+    # Same aliases, different dtypes, and same dtypes, different aliases, in quick succession.
+    cases = [({"x": FLOAT}, b'{"inputs": {"x": [1]}}'), ({"x": INT8}, b'{"inputs": {"x": [1]}}'),
+             ({"w": INT8}, b'{"inputs": {"x": [1]}}'), ({"w": INT8, "x": FLOAT},
+                                                         b'{"instances": [{"x": 1, "w": 2}]}')]
+    for _ in range(2):
+        for dtypes, body in cases:
+            assert_parse_agrees(body, dtypes)
