@@ -4,15 +4,17 @@ Serves PredictionService and ModelService, plus server reflection (both versions
 ``--enable_grpc_healthcheck_service``, ``grpc.health.v1.Health``; on ``0.0.0.0:<port>`` and/or
 ``unix:<socket_path>``, both with the ``--ssl_config_file`` credentials when one is given.
 
-Why grpcio's synchronous server and not ``grpc.aio`` on the REST event loop: its handler
-threads run the model directly (the runtime releases the GIL), where an aio handler must hand the
-run to a thread pool and back or block the loop. Measured on the project machine (2 cores,
-server pinned to one, h2load on the other, 32 Predicts in flight, same run): this server ~160-260
-µs of server CPU per Predict (``bench/grpc.py``), a grpcio aio servicer returning a fixed
-response ~230-360 µs; prototypes of this service on ``grpc.aio`` reached 0.55-0.9x of the sync
-server's requests/s with the model run inline on the loop and ~0.5-0.6x with a thread-pool hop.
-Almost all of the remaining cost is grpcio's own per-call machinery, not tfsfast's handler. The
-handler pool is ``--grpc_max_threads`` threads, TF Serving's bound on gRPC threads.
+PredictionService's methods are answered from tfsfast's own completion-queue loop
+(``fast_unary``): grpcio's synchronous server spent ~190-260 µs of CPU per Predict in its own
+Python machinery (measured on the project machine, server pinned to one core, h2load on the
+other, 32 Predicts in flight), the loop ~80 µs for the same call with a fixed answer. Predict
+runs whose measured cost is microseconds run on the loop thread; slower ones, batched ones and
+the other PredictionService methods go to the handler pool, ``--grpc_max_threads`` threads (TF
+Serving's bound on gRPC threads). ModelService, health and reflection stay on grpcio's
+synchronous server, which also owns the listeners, TLS and shutdown; with
+``TFSFAST_GRPC_FAST_UNARY=0`` (or a grpcio without the hooks the loop needs) PredictionService
+is served there too, through the same handlers. Why not ``grpc.aio``: a grpcio aio servicer
+returning a fixed response costs more CPU per call than the synchronous server did.
 
 Channel settings, lowest precedence first: tfsfast's hardening defaults
 (``grpc.max_concurrent_streams`` 100 per connection, SO_REUSEPORT off so that a port in use is an
@@ -25,13 +27,20 @@ refuses it (``Received message larger than max``) without buffering it whole.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
 
-from tfsfast.server.grpc import health, model_service_impl, prediction_service_impl, reflection
+from tfsfast.server.grpc import (
+    fast_unary,
+    health,
+    model_service_impl,
+    prediction_service_impl,
+    reflection,
+)
 from tfsfast.server.grpc.ssl_config import credentials_from_file
 from tfsfast.server.server_core import ServerCore
 from tfsfast.util.status import Code, ServingError
@@ -39,6 +48,8 @@ from tfsfast.util.status import Code, ServingError
 INT32_MAX = 2**31 - 1
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# False serves PredictionService through grpcio's generic handlers only (see fast_unary).
+USE_FAST_UNARY = os.environ.get("TFSFAST_GRPC_FAST_UNARY", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class GrpcServer:
         self._core = core
         self._server: grpc.Server | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._fast: fast_unary.FastUnaryMethods | None = None
 
     def start(self) -> None:
         """Binds the listeners and starts serving; ServingError when a listener cannot bind."""
@@ -98,6 +110,12 @@ class GrpcServer:
             serialize_as_tensor_content=o.serialize_as_tensor_content,
             max_message_bytes=o.max_message_bytes))
         services = [prediction_service_impl.SERVICE_NAME, model_service_impl.SERVICE_NAME]
+        # PredictionService's methods are served from the completion-queue loop when this
+        # grpcio allows it (fast_unary); its generic handler stays registered either way, as
+        # the fallback, and core never routes a registered method to it.
+        fast = fast_unary.FastUnaryMethods(prediction.fast_methods(), self._executor,
+                                           o.max_message_bytes)
+        self._fast = fast if USE_FAST_UNARY and fast.attach(server) else None
         handlers = [prediction.handler(),
                     model_service_impl.ModelServiceImpl(self._core).handler()]
         if o.enable_healthcheck_service:
@@ -115,6 +133,8 @@ class GrpcServer:
             self._executor.shutdown(wait=False)
             raise
         server.start()
+        if self._fast is not None:
+            self._fast.start()
         self._server = server
 
     @staticmethod
@@ -148,9 +168,15 @@ class GrpcServer:
             done.set()
             return done
         event = self._server.stop(grace)
-        executor = self._executor
-        if executor is not None:
-            # The pool may only go once no handler can still be scheduled on it.
-            threading.Thread(target=lambda: (event.wait(), executor.shutdown(wait=False)),
-                             name="tfsfast_grpc_stop", daemon=True).start()
+        executor, fast = self._executor, self._fast
+        if executor is not None or fast is not None:
+            # The loop and the pool may only go once no call can still need them.
+            def finish() -> None:
+                event.wait()
+                if fast is not None:
+                    fast.stop()
+                if executor is not None:
+                    executor.shutdown(wait=False)
+
+            threading.Thread(target=finish, name="tfsfast_grpc_stop", daemon=True).start()
         return event

@@ -18,13 +18,16 @@ Every method takes the request's raw bytes and returns the response's bytes:
 Around every method: a request larger than ``max_message_bytes`` is RESOURCE_EXHAUSTED naming
 ``--grpc_max_message_bytes``, and so is a response that would be; a request whose deadline has
 already passed is DEADLINE_EXCEEDED without running, otherwise the time left becomes the run's
-``timeout_in_ms``. Handlers are synchronous and run in gRPC's handler threads; the model runs in
-that thread, with the GIL released by the runtime.
+``timeout_in_ms``. Handlers are synchronous. Served from ``fast_unary``'s loop (see
+``grpc_server``), Predict starts on the loop thread and runs the model there when its measured
+cost allows (``RunCosts``), else returns a continuation for the handler pool; the other methods
+run in the pool. The model runs with the GIL released by the runtime.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +37,12 @@ import grpc
 from tfsfast.codecs import tensor_proto
 from tfsfast.runtime import validation
 from tfsfast.runtime.signature import Signature
-from tfsfast.servables import classifier, predict_util, regressor
+from tfsfast.servables import classifier, predict_util, regressor, saved_model_bundle
 from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
 from tfsfast.server.get_model_metadata_impl import get_model_metadata
 from tfsfast.server.grpc import grpc_status_util
+from tfsfast.server.grpc.fast_unary import Answer, check_message_size
 from tfsfast.server.grpc.model_spec_util import (
     get_servable_handle,
     get_servable_handle_for_spec,
@@ -48,7 +52,11 @@ from tfsfast.server.server_core import ServerCore
 from tfsfast.util.status import Code, ServingError
 
 SERVICE_NAME = "tensorflow.serving.PredictionService"
-MAX_MESSAGE_FLAG = "--grpc_max_message_bytes"
+
+
+# Larger Predict requests always run in the pool, whatever their signature's measured cost: a
+# big batch can take far longer than the small ones that made the average.
+INLINE_MAX_REQUEST_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -61,13 +69,6 @@ class PredictionServiceOptions:
 
 def missing_model_spec() -> ServingError:
     return ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
-
-
-def check_message_size(size: int, limit: int, what: str) -> None:
-    if size > limit:
-        raise ServingError(Code.RESOURCE_EXHAUSTED,
-                           f"{what} message of {size} bytes exceeds the maximum of {limit} "
-                           f"bytes (flag {MAX_MESSAGE_FLAG})")
 
 
 def timeout_in_ms(context: grpc.ServicerContext) -> int:
@@ -89,6 +90,52 @@ def _parse(cls: Any, data: bytes) -> Any:
                            ) from None
 
 
+class RunCosts:
+    """Which Predict runs may happen on the completion-queue loop's own thread.
+
+    A run does when its servable has no batching session (a batched run waits for its batch)
+    and the estimated cost of its runs, per (servable version, signature), is below
+    ``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (the threshold the REST loop uses too):
+    handing a ~10 µs run to a pool thread and back costs several times the run. A signature not
+    measured yet runs in the pool.
+
+    The estimate follows a faster run at once and a slower one by ``RISE`` of the difference.
+    Why not a plain average: on a shared machine a run's wall time also holds preemptions, and a
+    run in the pool waits for the GIL the loop holds; both only ever add time, so the fastest
+    recent runs say what the run costs, and a plain average would keep a microsecond model in
+    the pool forever after a burst of such waits. A model that really became slower still
+    crosses the threshold after a few runs.
+
+    Entries are dropped wholesale past ``MAX_ENTRIES`` (versions come and go with reloads).
+    Updated without a lock from several threads: a lost update only delays the estimate.
+    """
+
+    MAX_ENTRIES = 1024
+    RISE = 0.1
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[Any, str], float] = {}
+
+    def runs_inline(self, bundle: Any, servable_id: Any, key: str) -> bool:
+        cost = self._seconds.get((servable_id, key))
+        return (cost is not None and cost < saved_model_bundle.INLINE_RUN_MAX_SECONDS
+                and getattr(bundle, "batching_session", None) is None)
+
+    def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
+            aliases: list[str] | None, timeout: int) -> dict[str, Any]:
+        """``bundle.run``, measured."""
+        start = time.perf_counter()
+        outputs = bundle.run(key, inputs, aliases, timeout)
+        elapsed = time.perf_counter() - start
+        seconds = self._seconds
+        cost = seconds.get((servable_id, key))
+        if cost is None and len(seconds) >= self.MAX_ENTRIES:
+            seconds.clear()
+        seconds[(servable_id, key)] = elapsed if cost is None or elapsed < cost else (
+            cost + self.RISE * (elapsed - cost))
+        return outputs
+
+
 class PredictionServiceImpl:
     """The service's handlers; thread-safe (no state besides the core and the options)."""
 
@@ -107,17 +154,21 @@ class PredictionServiceImpl:
         self._classification_response = classification_pb2.ClassificationResponse
         self._regression_response = regression_pb2.RegressionResponse
         self._metadata_request = get_model_metadata_pb2.GetModelMetadataRequest
+        self._run_costs = RunCosts()
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _call(self, method: Callable[[bytes, grpc.ServicerContext], bytes]
+    def _call(self, method: Callable[[bytes, grpc.ServicerContext], Answer]
               ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        """``method`` as a grpcio handler (the path when the completion-queue loop is off)."""
         limit = self._options.max_message_bytes
 
         def handler(data: bytes, context: grpc.ServicerContext) -> bytes:
             try:
                 check_message_size(len(data), limit, "Request")
                 response = method(data, context)
+                if type(response) is not bytes:
+                    response = response()
                 check_message_size(len(response), limit, "Response")
                 return response
             except ServingError as e:
@@ -128,18 +179,26 @@ class PredictionServiceImpl:
         handler.__name__ = method.__name__
         return handler
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        def unary(method: Callable[[bytes, grpc.ServicerContext], bytes]) -> Any:
-            # Raw bytes in and out: each method parses and writes its own messages.
-            return grpc.unary_unary_rpc_method_handler(self._call(method))
+    def _methods(self) -> dict[str, tuple[Callable[[bytes, Any], Answer], bool]]:
+        return {
+            "Predict": (self.predict_answer, True),
+            "Classify": (self.classify, False),
+            "Regress": (self.regress, False),
+            "MultiInference": (self.multi_inference, False),
+            "GetModelMetadata": (self.get_model_metadata, False),
+        }
 
+    def fast_methods(self) -> dict[str, tuple[Callable[[bytes, Any], Answer], bool]]:
+        """The methods for ``fast_unary.FastUnaryMethods``: full name -> (handler, inline).
+        Predict starts on the loop thread (it hands slow runs over itself); the others run
+        their blocking work in the pool from the start."""
+        return {f"/{SERVICE_NAME}/{name}": entry for name, entry in self._methods().items()}
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        # Raw bytes in and out: each method parses and writes its own messages.
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-            "Predict": unary(self.predict),
-            "Classify": unary(self.classify),
-            "Regress": unary(self.regress),
-            "MultiInference": unary(self.multi_inference),
-            "GetModelMetadata": unary(self.get_model_metadata),
-        })
+            name: grpc.unary_unary_rpc_method_handler(self._call(method))
+            for name, (method, _) in self._methods().items()})
 
     # --- Predict -------------------------------------------------------------------------------
 
@@ -156,24 +215,56 @@ class PredictionServiceImpl:
                 for alias, data in inputs.items()}
 
     def predict(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """Predict, answered on the calling thread."""
+        answer = self.predict_answer(data, context)
+        return answer if type(answer) is bytes else answer()
+
+    def predict_answer(self, data: bytes, context: grpc.ServicerContext) -> Answer:
+        """Predict up to the model run; then the response, when the run is cheap enough for the
+        calling thread (``RunCosts.runs_inline``), else a continuation that runs the model and
+        returns the response (it holds the servable handle until the run is over)."""
         options = self._options
         timeout = timeout_in_ms(context)
         request = tensor_proto.decode_predict_request(data)
         if not request.has_model_spec:
             raise missing_model_spec()
-        with get_servable_handle(self._core, request.model_name, request.version,
-                                 request.version_label) as handle:
+        handle = get_servable_handle(self._core, request.model_name, request.version,
+                                     request.version_label)
+        try:
+            servable_id = handle.id
             bundle = handle.servable
             signature = predict_util.get_predict_signature(
                 bundle, request.signature_name, options.enforce_signature_method_name)
             inputs = self._decode_inputs(signature, request.inputs)
             aliases = predict_util.resolve_output_filter(signature, request.output_filter)
-            outputs = bundle.run(signature.key, inputs, aliases, timeout)
-            version = handle.id.version
+        except BaseException:
+            handle.release()
+            raise
+        key = signature.key
         order = aliases if aliases is not None else list(signature.outputs)
-        return tensor_proto.encode_predict_response(
-            request.model_name, signature.key, version, [(a, outputs[a]) for a in order],
-            options.serialize_as_tensor_content)
+        costs = self._run_costs
+
+        def respond(outputs: dict[str, Any]) -> bytes:
+            return tensor_proto.encode_predict_response(
+                request.model_name, key, servable_id.version, [(a, outputs[a]) for a in order],
+                options.serialize_as_tensor_content)
+
+        if len(data) <= INLINE_MAX_REQUEST_BYTES and costs.runs_inline(bundle, servable_id, key):
+            try:
+                outputs = costs.run(bundle, servable_id, key, inputs, aliases, timeout)
+            finally:
+                handle.release()
+            return respond(outputs)
+
+        def run() -> bytes:
+            try:  # the time spent waiting for a pool thread counts against the deadline
+                outputs = costs.run(bundle, servable_id, key, inputs, aliases,
+                                    timeout_in_ms(context))
+            finally:
+                handle.release()
+            return respond(outputs)
+
+        return run
 
     # --- Classify / Regress / MultiInference -------------------------------------------------
 
