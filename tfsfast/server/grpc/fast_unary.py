@@ -23,11 +23,12 @@ reflection) is still served by it. The loop thread, per call:
 
 Contracts the handlers see (what grpcio's server gives them, and what TF Serving's clients get):
 the context passed to a handler has ``time_remaining()`` (seconds, None without a deadline,
-never negative), ``is_active()`` and ``peer()``; a handler raises ``ServingError`` for a status
-(code unchanged, message cut at 1024 characters as ``grpc_status_util`` does) and any other
-exception becomes INTERNAL ``<type>: <message>``; a request above ``max_message_bytes`` is
-RESOURCE_EXHAUSTED naming the flag before the handler runs, and so is a response above it. A
-unary call that ends without a request message is UNIMPLEMENTED, as grpcio answers it.
+never negative; the only part of ``grpc.ServicerContext`` PredictionService uses). A handler
+raises ``ServingError`` for a status (code unchanged, message cut at 1024 characters as
+``grpc_status_util`` does); any other exception becomes INTERNAL ``<type>: <message>``. A
+request above ``max_message_bytes`` is RESOURCE_EXHAUSTED naming the flag before the handler
+runs, and so is a response above it. A unary call that ends without a request message is
+UNIMPLEMENTED, as grpcio answers it.
 
 Shutdown is grpcio's: ``grpc.Server.stop`` shuts the core server down, which fails the pending
 registered requests and, after the grace, cancels the calls in flight (ours included); the
@@ -121,12 +122,6 @@ class UnaryCall:
         if self.deadline >= _NO_DEADLINE:
             return None
         return max(self.deadline - time.time(), 0.0)
-
-    def is_active(self) -> bool:
-        return self.call.is_valid()
-
-    def peer(self) -> str:
-        return self.call.peer().decode("utf-8", "replace")
 
     # --- completion-queue callbacks ---------------------------------------------------------
 
