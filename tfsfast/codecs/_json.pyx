@@ -46,6 +46,7 @@ other limits, at that very moment could observe them).
 import binascii
 import dataclasses
 import threading
+import types
 
 import numpy as np
 
@@ -56,7 +57,7 @@ from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, strlen
@@ -474,16 +475,76 @@ cdef bint _DIRECT_REQUEST = (
 )
 cdef tuple _NO_ARGS = ()
 
+# Its three slots, written through their offsets (what the slot descriptors' __set__ does on a
+# fresh instance, minus the attribute lookup and checks: the costliest part of a small parse
+# after numpy's allocation). Found from the member descriptors and proved on a probe at import;
+# -1 (any doubt) makes _new_request assign the attributes instead.
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    enum:
+        T_OBJECT_EX
+        READONLY
+
+cdef Py_ssize_t _SLOT_SIGNATURE = -1, _SLOT_INPUTS = -1, _SLOT_COLUMNAR = -1
+
+
+cdef Py_ssize_t _slot_offset(str name) except -2:
+    descr = PredictRequest.__dict__.get(name)
+    if type(descr) is not types.MemberDescriptorType:
+        return -1
+    cdef PyMemberDef *m = (<PyMemberDescrObject *><PyObject *>descr).d_member
+    if m.type != T_OBJECT_EX or m.flags & READONLY or m.offset < <Py_ssize_t>sizeof(PyObject):
+        return -1
+    if m.offset + <Py_ssize_t>sizeof(PyObject *) > (<PyTypeObject *>PredictRequest).tp_basicsize:
+        return -1
+    return m.offset
+
+
+cdef inline void _put_slot(object obj, Py_ssize_t offset, object value):
+    """Stores a new reference to ``value`` in the (empty) slot at ``offset`` of ``obj``."""
+    cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + offset)
+    Py_INCREF(value)
+    Py_XDECREF(slot[0])
+    slot[0] = <PyObject *>value
+
 
 cdef object _new_request(object signature_name, dict inputs, bint columnar):
     if not _DIRECT_REQUEST:
         return PredictRequest(signature_name, inputs, columnar)
     cls = PredictRequest
     request = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
-    request.signature_name = signature_name
-    request.inputs = inputs
-    request.columnar = columnar
+    if _SLOT_COLUMNAR >= 0:
+        _put_slot(request, _SLOT_SIGNATURE, signature_name)
+        _put_slot(request, _SLOT_INPUTS, inputs)
+        _put_slot(request, _SLOT_COLUMNAR, True if columnar else False)
+    else:
+        request.signature_name = signature_name
+        request.inputs = inputs
+        request.columnar = columnar
     return request
+
+
+cdef int _find_slots() except -1:
+    global _SLOT_SIGNATURE, _SLOT_INPUTS, _SLOT_COLUMNAR
+    offsets = [_slot_offset(name) for name in ("signature_name", "inputs", "columnar")]
+    if not _DIRECT_REQUEST or -1 in offsets or len(set(offsets)) != 3:
+        return 0
+    _SLOT_SIGNATURE, _SLOT_INPUTS, _SLOT_COLUMNAR = offsets
+    probe_inputs = {}
+    probe = _new_request("probe", probe_inputs, True)
+    if not (probe.signature_name == "probe" and probe.inputs is probe_inputs
+            and probe.columnar is True
+            and probe == PredictRequest("probe", probe_inputs, True)):
+        _SLOT_SIGNATURE = _SLOT_INPUTS = _SLOT_COLUMNAR = -1
+    return 0
+
+
+_find_slots()
 
 
 cdef bytes _string_at(const uint8_t *base, uint64_t off):

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import math
+import pickle
 import struct
 import warnings
 from fractions import Fraction
@@ -1117,6 +1118,11 @@ def test_the_request_is_a_plain_predict_request(codec) -> None:
     assert request == codec.PredictRequest("serving_default", request.inputs, True)
     with pytest.raises(AttributeError):
         request.extra = 1  # slotted
+    copy = pickle.loads(pickle.dumps(request))
+    assert (copy.signature_name, copy.columnar) == ("serving_default", True)
+    assert copy.inputs["x"].tolist() == [1.0]
+    request.inputs = {}  # the fields stay assignable
+    assert request.inputs == {}
 
 
 def test_limits_changed_between_calls_apply_to_the_next_call(codec, monkeypatch) -> None:
