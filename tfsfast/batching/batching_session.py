@@ -36,13 +36,9 @@ Waiters are woken once per batch: asyncio futures through one ``loop.call_soon_t
 (batch, event loop), ``concurrent.futures.Future`` s directly.
 
 Where a batch runs: on a batch thread, as in TF Serving, unless the signature's batches are
-measured to run in microseconds: the fastest batch run seen on a thread is below
-``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (the limit unbatched runs go inline by; a thread's
-measurement includes waiting for the GIL after the run, so it can only overstate the run). From
-then on a spike-robust average of the runs on the loop, started from that fastest run, decides:
-past ``LEAVE_LOOP_FACTOR`` times the limit (a margin, so a busy machine's noise does not flip
-the choice back and forth) the batches go back to the threads and the measuring starts over. Then a
-request from an event loop (an asyncio-style waiter, scheduled from its loop's thread) wakes no
+measured to run in microseconds (a ``RunCost`` estimate of its batch runs, wherever they ran,
+below ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``, the limit unbatched runs go inline by). Then
+a request from an event loop (an asyncio-style waiter, scheduled from its loop's thread) wakes no
 thread: the loop takes the queue's ready batches itself once the requests it is reading now are
 queued (one ``call_soon`` per loop turn), runs them and resolves its own waiters directly. Handing
 a 5 µs run to a thread and back costs more than the run, and a thread's result waits for the GIL
@@ -92,10 +88,6 @@ OUTPUT_SIZE_MESSAGE = ("Batched output tensor's 0th dimension does not equal the
                        "dimension sizes of the input tensors")
 EMPTY_PADDING_MESSAGE = "Got empty tensor in batch of non-empty tensors."
 
-# Batches running on the event loop go back to the batch threads when their average run passes
-# this many times ``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (see the module docstring).
-LEAVE_LOOP_FACTOR = 4.0
-
 
 class _Request:
     """A task's payload: its input arrays (in signature order), the outputs it wants, and the
@@ -113,8 +105,8 @@ class _Request:
 class _SignatureBatcher:
     """One batched signature: its aliases, feed dtypes and queue."""
 
-    __slots__ = ("cost", "fastest_on_thread", "feed_dtypes", "flushing", "input_aliases", "key",
-                 "output_aliases", "output_set", "queue", "signature")
+    __slots__ = ("cost", "feed_dtypes", "flushing", "input_aliases", "key", "output_aliases",
+                 "output_set", "queue", "signature")
 
     def __init__(self, key: str, signature: Any) -> None:
         self.key = key
@@ -124,33 +116,10 @@ class _SignatureBatcher:
         self.output_aliases: tuple[str, ...] = tuple(signature.outputs)
         self.output_set = frozenset(self.output_aliases)
         self.queue: Any = None
-        # Seconds per batch run on an event loop; the fastest batch run on a thread (see the
-        # module docstring); the event loops with a flush of this queue to come.
+        # Seconds per batch run (see the module docstring); the event loops with a flush of
+        # this queue to come.
         self.cost = RunCost()
-        self.fastest_on_thread = math.inf
         self.flushing: set[asyncio.AbstractEventLoop] = set()
-
-    def runs_on_loop(self) -> bool:
-        """Whether batches should run on the event loop that queued them."""
-        limit = saved_model_bundle.INLINE_RUN_MAX_SECONDS
-        seconds = self.cost.seconds
-        if seconds is None:
-            if self.fastest_on_thread < limit:
-                self.cost = RunCost(self.fastest_on_thread)
-                return True
-            return False
-        if seconds < LEAVE_LOOP_FACTOR * limit:
-            return True
-        # Too slow on the loop: back to the threads, whose runs decide afresh.
-        self.cost = RunCost()
-        self.fastest_on_thread = math.inf
-        return False
-
-    def measured(self, seconds: float, on_loop: bool) -> None:
-        if on_loop:
-            self.cost.add(seconds)
-        elif seconds < self.fastest_on_thread:
-            self.fastest_on_thread = seconds
 
 
 def _copy_error(error: ServingError) -> ServingError:
@@ -182,10 +151,6 @@ class _Completions:
         self._by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         self._threads: list[tuple[concurrent.futures.Future[Any], Any, Any]] = []
         self._current_loop = current_loop
-
-    @property
-    def on_loop(self) -> bool:
-        return self._current_loop is not None
 
     def succeed(self, task: Any, result: dict[str, np.ndarray]) -> None:
         # The common case inline: a whole task whose waiter waits on this loop.
@@ -367,7 +332,8 @@ class BatchingSession:
         task = self._task_type(size, _Request(arrays, wanted, _group_key(arrays, self._pad)),
                                waiter, task_deadline)
         loop = None
-        if not isinstance(waiter, concurrent.futures.Future) and batcher.runs_on_loop():
+        if (not isinstance(waiter, concurrent.futures.Future)
+                and batcher.cost.below(saved_model_bundle.INLINE_RUN_MAX_SECONDS)):
             loop = waiter.get_loop()  # microsecond batches: this loop runs them (see above)
         batcher.queue.schedule(task, loop is None)
         if loop is not None and loop not in batcher.flushing:
@@ -442,7 +408,7 @@ class BatchingSession:
                 inputs[alias] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
             start = time.perf_counter()
             outputs = self.session.run(batcher.key, inputs, None, self._timeout_ms(tasks))
-            batcher.measured(time.perf_counter() - start, done.on_loop)
+            batcher.cost.add(time.perf_counter() - start)
             for array in outputs.values():
                 if array.ndim == 0:
                     raise ServingError(Code.FAILED_PRECONDITION, OUTPUT_RANK_ZERO_MESSAGE)

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-# A run more than this many times the average is a spike: alone, it is taken for the machine
+# A run this many times slower than the estimate is a spike: alone, it is taken for the machine
 # (the thread was preempted, a page fault, a neighbour's burst), not for the model.
 SPIKE_FACTOR = 4.0
-# The weight of a new run in the average (an exponentially weighted moving average).
-WEIGHT = 0.2
+# How far a slower run (not a spike) moves the estimate towards itself.
+RISE = 0.1
 
 
 class RunCost:
-    """The average seconds per run of one signature, robust to isolated spikes.
+    """The estimated seconds per run of one signature, robust to a busy machine.
 
-    The event loop runs a signature itself only while this average is tiny (see
-    ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``). On a shared machine a ~5 µs run now and then
-    measures milliseconds because its thread was preempted; one such sample in a plain average
-    sends every later run to a thread pool, where the GIL hand-offs inflate the measurements
-    further and the average may never come back. So a sample above ``SPIKE_FACTOR`` times the
-    average is ignored when it comes alone; two in a row are believed (a model that really got
-    slower, or a much larger request, moves the average on its second run).
+    The event loop runs a signature itself only while this estimate is tiny (see
+    ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``), so it must not be fooled by what a shared
+    machine adds to a run's wall time: preemptions, and, for a run on a pool or batch thread,
+    the wait for the GIL after it (the loop holds it while busy). Both only ever add time. So:
 
-    Not locked: concurrent ``add`` calls may lose a sample, which only delays the average.
+    - a faster run than the estimate becomes the estimate at once (the fastest recent runs say
+      what a run costs);
+    - a slower one moves it by ``RISE`` of the difference;
+    - a run over ``SPIKE_FACTOR`` times the estimate is ignored when it comes alone; the second
+      in a row counts. A model that really got slower (or much larger requests) moves the
+      estimate by its second run; one preempted run does not send a microsecond signature to a
+      thread, where the GIL waits could then keep it.
+
+    Not locked: concurrent ``add`` calls may lose a sample, which only delays the estimate.
     """
 
     __slots__ = ("_spiked", "seconds")
@@ -32,17 +37,18 @@ class RunCost:
 
     def add(self, elapsed: float) -> None:
         cost = self.seconds
-        if cost is None:
+        if cost is None or elapsed <= cost:
             self.seconds = elapsed
+            self._spiked = False
             return
         if elapsed > SPIKE_FACTOR * cost and not self._spiked:
             self._spiked = True
             return
         self._spiked = False
-        self.seconds = cost + WEIGHT * (elapsed - cost)
+        self.seconds = cost + RISE * (elapsed - cost)
 
     def below(self, limit: float) -> bool:
-        """Whether runs have been measured and average less than ``limit`` seconds."""
+        """Whether runs have been measured and are estimated at less than ``limit`` seconds."""
         cost = self.seconds
         return cost is not None and cost < limit
 

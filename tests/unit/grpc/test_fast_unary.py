@@ -247,7 +247,7 @@ def test_one_slow_run_does_not_move_a_fast_signature_but_a_slow_streak_does(
         costs: RunCosts) -> None:
     bundle = _Bundle(1e-5)
     costs.run(bundle, "v", "s", {}, None, 0)
-    bundle.seconds = 5e-4  # a preemption-sized outlier: 10% of it lands in the estimate
+    bundle.seconds = 5e-4  # a preemption-sized outlier, alone: ignored
     costs.run(bundle, "v", "s", {}, None, 0)
     assert costs.runs_inline(bundle, "v", "s")
     for _ in range(10):

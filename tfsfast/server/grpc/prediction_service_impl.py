@@ -49,6 +49,7 @@ from tfsfast.server.grpc.model_spec_util import (
     version_choice,
 )
 from tfsfast.server.server_core import ServerCore
+from tfsfast.util.run_cost import RunCost
 from tfsfast.util.status import Code, ServingError
 
 SERVICE_NAME = "tensorflow.serving.PredictionService"
@@ -99,26 +100,21 @@ class RunCosts:
     handing a ~10 µs run to a pool thread and back costs several times the run. A signature not
     measured yet runs in the pool.
 
-    The estimate follows a faster run at once and a slower one by ``RISE`` of the difference.
-    Why not a plain average: on a shared machine a run's wall time also holds preemptions, and a
-    run in the pool waits for the GIL the loop holds; both only ever add time, so the fastest
-    recent runs say what the run costs, and a plain average would keep a microsecond model in
-    the pool forever after a burst of such waits. A model that really became slower still
-    crosses the threshold after a few runs.
-
-    Entries are dropped wholesale past ``MAX_ENTRIES`` (versions come and go with reloads).
-    Updated without a lock from several threads: a lost update only delays the estimate.
+    The estimate per entry is a ``RunCost`` (a faster run counts at once, a slower one a little,
+    an isolated spike not at all: a run's wall time on a shared machine also holds preemptions
+    and, in the pool, the wait for the GIL the loop holds). Entries are dropped wholesale past
+    ``MAX_ENTRIES`` (versions come and go with reloads). Updated without a lock from several
+    threads: a lost update only delays the estimate.
     """
 
     MAX_ENTRIES = 1024
-    RISE = 0.1
 
     def __init__(self) -> None:
-        self._seconds: dict[tuple[Any, str], float] = {}
+        self._costs: dict[tuple[Any, str], RunCost] = {}
 
     def runs_inline(self, bundle: Any, servable_id: Any, key: str) -> bool:
-        cost = self._seconds.get((servable_id, key))
-        return (cost is not None and cost < saved_model_bundle.INLINE_RUN_MAX_SECONDS
+        cost = self._costs.get((servable_id, key))
+        return (cost is not None and cost.below(saved_model_bundle.INLINE_RUN_MAX_SECONDS)
                 and getattr(bundle, "batching_session", None) is None)
 
     def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
@@ -127,12 +123,13 @@ class RunCosts:
         start = time.perf_counter()
         outputs = bundle.run(key, inputs, aliases, timeout)
         elapsed = time.perf_counter() - start
-        seconds = self._seconds
-        cost = seconds.get((servable_id, key))
-        if cost is None and len(seconds) >= self.MAX_ENTRIES:
-            seconds.clear()
-        seconds[(servable_id, key)] = elapsed if cost is None or elapsed < cost else (
-            cost + self.RISE * (elapsed - cost))
+        costs = self._costs
+        cost = costs.get((servable_id, key))
+        if cost is None:
+            if len(costs) >= self.MAX_ENTRIES:
+                costs.clear()
+            cost = costs.setdefault((servable_id, key), RunCost())
+        cost.add(elapsed)
         return outputs
 
 
