@@ -62,6 +62,8 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, strlen
 
+# (all of the C side's declarations: this module is its only user)
+from tfsfast.codecs._json_c cimport *
 from tfsfast.runtime._numpy_api cimport (
     TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray,
 )
@@ -305,6 +307,11 @@ def parse_predict_request(body, input_dtypes):
     ServingError itself for an unknown signature; it is called once. Every failure is a
     ServingError with TF Serving's code and message (see ``_json_py``).
     """
+    return _parse(body, input_dtypes, True)
+
+
+cdef object parse_request(object body, object input_dtypes):
+    """``parse_predict_request`` for compiled callers (declared in ``_json.pxd``)."""
     return _parse(body, input_dtypes, True)
 
 
@@ -774,6 +781,11 @@ def format_predict_response(outputs, columnar, output_dtypes=None):
     """The JSON body of a predict response, exactly as the twin writes it (see ``_json_py``):
     ``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (columnar), TF Serving's value text,
     outputs in sorted alias order, TF Serving's errors."""
+    return format_response(outputs, columnar, output_dtypes)
+
+
+cdef object format_response(object outputs, bint columnar, object output_dtypes):
+    """``format_predict_response`` for compiled callers (declared in ``_json.pxd``)."""
     try:
         body = _format(outputs, columnar, output_dtypes)
     except (MemoryError, KeyboardInterrupt):
