@@ -37,16 +37,17 @@ Waiters are woken once per batch: asyncio futures through one ``loop.call_soon_t
 
 Where a batch runs: on a batch thread, as in TF Serving, unless the signature's batches are
 measured to run in microseconds (a ``RunCost`` estimate of its batch runs, wherever they ran,
-below ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``, the limit unbatched runs go inline by). Then
-a request from an event loop (an asyncio-style waiter, scheduled from its loop's thread) wakes no
-thread: the loop takes the queue's ready batches itself once the requests it is reading now are
-queued (one ``call_soon`` per loop turn), runs them and resolves its own waiters directly. Handing
-a 5 µs run to a thread and back costs more than the run, and a thread's result waits for the GIL
-behind the loop; on the loop, the batch is every request that arrived in the same turn, and the
-only cost per request left is its own decoding and encoding. A batch that is not ready then (an
-open batch within ``batch_timeout_micros``) is left to a batch thread, woken for it. Requests from
-threads (gRPC, warmup) always wake a batch thread. The limits, deadlines, padding and splitting
-are the queue's and the same either way.
+below ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``, the limit unbatched runs go inline by; over
+it, a probe batch now and then, see ``RunCost.allows``). Then a request from an event loop (an
+asyncio-style waiter, scheduled from its loop's thread) wakes no thread: the loop takes the
+queue's ready batches itself once the requests it is reading now are queued (one ``call_soon``
+per loop turn), runs them and resolves its own waiters directly. Handing a 5 µs run to a thread
+and back costs more than the run, and a thread's result waits for the GIL behind the loop; on
+the loop, the batch is every request that arrived in the same turn, and the only cost per
+request left is its own decoding and encoding. A batch that is not ready then (an open batch
+within ``batch_timeout_micros``) is left to a batch thread, woken for it. Requests from threads
+(gRPC, warmup) always wake a batch thread. The limits, deadlines, padding and splitting are the
+queue's and the same either way.
 
 Ownership: request arrays are read by the batch thread until the request completes; callers must
 not modify them meanwhile. Thread-safety: ``schedule`` and ``close`` may be called from any thread.
@@ -333,7 +334,7 @@ class BatchingSession:
                                waiter, task_deadline)
         loop = None
         if (not isinstance(waiter, concurrent.futures.Future)
-                and batcher.cost.below(saved_model_bundle.INLINE_RUN_MAX_SECONDS)):
+                and batcher.cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS, now)):
             loop = waiter.get_loop()  # microsecond batches: this loop runs them (see above)
         batcher.queue.schedule(task, loop is None)
         if loop is not None and loop not in batcher.flushing:

@@ -150,7 +150,7 @@ class SavedModelBundle:
         if self.batching_session is not None:
             return None
         cost = self._run_cost.get(signature_key)
-        if cost is None or not cost.below(INLINE_RUN_MAX_SECONDS):
+        if cost is None or not cost.allows(INLINE_RUN_MAX_SECONDS):
             return None
         return self._run_before_deadline(signature_key, inputs, output_aliases, timeout_in_ms,
                                          deadline)

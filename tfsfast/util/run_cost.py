@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 # A run this many times slower than the estimate is a spike: alone, it is taken for the machine
 # (the thread was preempted, a page fault, a neighbour's burst), not for the model.
 SPIKE_FACTOR = 4.0
 # How far a slower run (not a spike) moves the estimate towards itself.
 RISE = 0.1
+# While the estimate is over the limit, one run is still let through to be measured where the
+# cheap ones run (a probe), at most every PROBE_INTERVAL seconds and so that probes take at most
+# PROBE_SHARE of the time.
+PROBE_INTERVAL = 1.0
+PROBE_SHARE = 1e-3
 
 
 class RunCost:
@@ -23,17 +30,22 @@ class RunCost:
     - a run over ``SPIKE_FACTOR`` times the estimate is ignored when it comes alone; the second
       in a row counts. A model that really got slower (or much larger requests) moves the
       estimate by its second run; one preempted run does not send a microsecond signature to a
-      thread, where the GIL waits could then keep it.
+      thread;
+    - yet runs on a thread under load all wait for the GIL, so none of them is faster than the
+      estimate, and once a signature is sent there it would stay: ``allows`` lets a probe run
+      where the cheap ones run now and then (``PROBE_INTERVAL``, ``PROBE_SHARE``), whose clean
+      measurement brings the estimate down at once if the runs are in fact cheap.
 
     Not locked: concurrent ``add`` calls may lose a sample, which only delays the estimate.
     """
 
-    __slots__ = ("_spiked", "seconds")
+    __slots__ = ("_next_probe", "_spiked", "seconds")
 
     def __init__(self, seconds: float | None = None) -> None:
         """``seconds``: a first estimate (None: the first run's time is taken as it is)."""
         self.seconds = seconds
         self._spiked = False
+        self._next_probe = 0.0
 
     def add(self, elapsed: float) -> None:
         cost = self.seconds
@@ -51,6 +63,27 @@ class RunCost:
         """Whether runs have been measured and are estimated at less than ``limit`` seconds."""
         cost = self.seconds
         return cost is not None and cost < limit
+
+    def allows(self, limit: float, now: float | None = None) -> bool:
+        """Whether the next run may go where only cheap runs go: ``below(limit)``, or a probe
+        is due (then the next one is scheduled). ``now``: ``time.monotonic()`` (read here if
+        None, only when a probe could be due)."""
+        cost = self.seconds
+        if cost is None:
+            return False
+        if cost < limit:
+            return True
+        if now is None:
+            now = time.monotonic()
+        due = self._next_probe
+        next_probe = now + max(PROBE_INTERVAL, cost / PROBE_SHARE)
+        if due == 0.0:  # the first decision over the limit: the first probe comes later
+            self._next_probe = next_probe
+            return False
+        if now < due:
+            return False
+        self._next_probe = next_probe
+        return True
 
     def __repr__(self) -> str:
         return f"RunCost({self.seconds!r})"

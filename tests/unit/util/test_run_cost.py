@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfsfast.util.run_cost import RISE, SPIKE_FACTOR, RunCost
+from tfsfast.util.run_cost import PROBE_INTERVAL, PROBE_SHARE, RISE, SPIKE_FACTOR, RunCost
 
 
 def test_the_first_run_is_taken_as_it_is() -> None:
@@ -48,3 +48,26 @@ def test_a_rise_within_the_spike_factor_counts_at_once() -> None:
     cost = RunCost(10e-6)
     cost.add(SPIKE_FACTOR * 10e-6)
     assert cost.seconds > 10e-6
+
+
+def test_a_cheap_estimate_allows_every_run() -> None:
+    cost = RunCost(5e-6)
+    assert all(cost.allows(100e-6, now=t) for t in (0.0, 0.1, 0.2))
+    assert not RunCost().allows(100e-6, now=0.0)  # never measured
+
+
+def test_over_the_limit_a_probe_is_let_through_now_and_then() -> None:
+    cost = RunCost(5e-4)  # e.g. runs on a thread that all waited for the GIL
+    assert not cost.allows(100e-6, now=10.0)  # the first probe comes later
+    assert not cost.allows(100e-6, now=10.5)
+    assert cost.allows(100e-6, now=10.0 + PROBE_INTERVAL)  # a probe
+    assert not cost.allows(100e-6, now=10.0 + PROBE_INTERVAL + 0.1)
+    cost.add(5e-6)  # the probe ran cheap: believed at once
+    assert cost.allows(100e-6, now=10.0 + PROBE_INTERVAL + 0.2)
+
+
+def test_probes_of_a_slow_signature_take_a_small_share_of_the_time() -> None:
+    cost = RunCost(0.1)  # 100 ms runs: a probe every 100 s at most
+    cost.allows(100e-6, now=0.0)
+    assert not cost.allows(100e-6, now=50.0)
+    assert cost.allows(100e-6, now=0.1 / PROBE_SHARE)

@@ -114,8 +114,8 @@ class RunCosts:
 
     def runs_inline(self, bundle: Any, servable_id: Any, key: str) -> bool:
         cost = self._costs.get((servable_id, key))
-        return (cost is not None and cost.below(saved_model_bundle.INLINE_RUN_MAX_SECONDS)
-                and getattr(bundle, "batching_session", None) is None)
+        return (cost is not None and getattr(bundle, "batching_session", None) is None
+                and cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS))
 
     def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
             aliases: list[str] | None, timeout: int) -> dict[str, Any]:
