@@ -460,29 +460,33 @@ def bundle_over(setup: Setup) -> SavedModelBundle:
     return bundle
 
 
-def test_one_event_loop_wake_up_per_batch(make: Any) -> None:
+def count_wake_ups(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """A counter (in ``[0]``) of the batch deliveries that wake ``loop`` from another thread."""
     from tfsfast.batching import batching_session as module
 
+    count = [0]
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if callback is module._resolve_futures:
+            count[0] += 1
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    return count
+
+
+def test_one_event_loop_wake_up_per_batch(make: Any) -> None:
     setup = make()
     bundle = bundle_over(setup)
     requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
 
     async def main() -> tuple[list[Any], int]:
-        loop = asyncio.get_running_loop()
-        wake_ups = 0
-        original = loop.call_soon_threadsafe
-
-        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-            nonlocal wake_ups
-            if callback is module._resolve_futures:
-                wake_ups += 1
-            return original(callback, *args, **kwargs)
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        wake_ups = count_wake_ups(asyncio.get_running_loop())
         runs = [asyncio.create_task(bundle.run_async("predict", r)) for r in requests]
         await asyncio.sleep(0)  # every request reaches its queue
         assert await asyncio.to_thread(setup.step_all) == 1
-        return await asyncio.gather(*runs), wake_ups
+        return await asyncio.gather(*runs), wake_ups[0]
 
     results, wake_ups = asyncio.run(main())
     assert wake_ups == 1
@@ -610,27 +614,16 @@ def measure_on_a_thread(setup: Setup) -> None:
 
 
 def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any, any_run_is_cheap: None) -> None:
-    from tfsfast.batching import batching_session as module
-
     setup = make()
     bundle = bundle_over(setup)
     measure_on_a_thread(setup)
     requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
 
     async def main() -> tuple[list[Any], int]:
-        loop = asyncio.get_running_loop()
-        wake_ups = 0
-        original = loop.call_soon_threadsafe
-
-        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-            nonlocal wake_ups
-            if callback is module._resolve_futures:
-                wake_ups += 1
-            return original(callback, *args, **kwargs)
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        wake_ups = count_wake_ups(asyncio.get_running_loop())
         # No batch thread is stepped: only the loop can run these.
-        return await asyncio.gather(*(bundle.run_async("predict", r) for r in requests)), wake_ups
+        results = await asyncio.gather(*(bundle.run_async("predict", r) for r in requests))
+        return results, wake_ups[0]
 
     results, wake_ups = asyncio.run(main())
     assert wake_ups == 0
