@@ -14,6 +14,10 @@ RISE = 0.1
 # PROBE_SHARE of the time.
 PROBE_INTERVAL = 1.0
 PROBE_SHARE = 1e-3
+# Once allowed, runs stay allowed until the estimate passes this many times the limit: a burst of
+# preemptions that lifts a microsecond estimate a little must not send the runs to a thread, where
+# each batch would wait up to the GIL's switch interval (5 ms) to be handed back.
+STAY_FACTOR = 4.0
 
 
 class RunCost:
@@ -34,18 +38,21 @@ class RunCost:
     - yet runs on a thread under load all wait for the GIL, so none of them is faster than the
       estimate, and once a signature is sent there it would stay: ``allows`` lets a probe run
       where the cheap ones run now and then (``PROBE_INTERVAL``, ``PROBE_SHARE``), whose clean
-      measurement brings the estimate down at once if the runs are in fact cheap.
+      measurement brings the estimate down at once if the runs are in fact cheap;
+    - and once allowed, runs stay allowed until the estimate passes ``STAY_FACTOR`` times the
+      limit (hysteresis: noise near the limit does not flip them back and forth).
 
     Not locked: concurrent ``add`` calls may lose a sample, which only delays the estimate.
     """
 
-    __slots__ = ("_next_probe", "_spiked", "seconds")
+    __slots__ = ("_allowed", "_next_probe", "_spiked", "seconds")
 
     def __init__(self, seconds: float | None = None) -> None:
         """``seconds``: a first estimate (None: the first run's time is taken as it is)."""
         self.seconds = seconds
         self._spiked = False
         self._next_probe = 0.0
+        self._allowed = False
 
     def add(self, elapsed: float) -> None:
         cost = self.seconds
@@ -71,8 +78,10 @@ class RunCost:
         cost = self.seconds
         if cost is None:
             return False
-        if cost < limit:
+        if cost < limit or (self._allowed and cost < STAY_FACTOR * limit):
+            self._allowed = True
             return True
+        self._allowed = False
         if now is None:
             now = time.monotonic()
         due = self._next_probe

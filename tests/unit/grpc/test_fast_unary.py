@@ -250,7 +250,7 @@ def test_one_slow_run_does_not_move_a_fast_signature_but_a_slow_streak_does(
     bundle.seconds = 5e-4  # a preemption-sized outlier, alone: ignored
     costs.run(bundle, "v", "s", {}, None, 0)
     assert costs.runs_inline(bundle, "v", "s")
-    for _ in range(10):
+    for _ in range(30):  # a streak: past STAY_FACTOR times the limit, the loop lets go
         costs.run(bundle, "v", "s", {}, None, 0)
     assert not costs.runs_inline(bundle, "v", "s")
     bundle.seconds = 1e-5  # one fast run is believed at once

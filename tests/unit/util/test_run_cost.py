@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tfsfast.util.run_cost import PROBE_INTERVAL, PROBE_SHARE, RISE, SPIKE_FACTOR, RunCost
+from tfsfast.util.run_cost import (
+    PROBE_INTERVAL,
+    PROBE_SHARE,
+    RISE,
+    SPIKE_FACTOR,
+    STAY_FACTOR,
+    RunCost,
+)
 
 
 def test_the_first_run_is_taken_as_it_is() -> None:
@@ -71,3 +78,16 @@ def test_probes_of_a_slow_signature_take_a_small_share_of_the_time() -> None:
     cost.allows(100e-6, now=0.0)
     assert not cost.allows(100e-6, now=50.0)
     assert cost.allows(100e-6, now=0.1 / PROBE_SHARE)
+
+
+def test_allowed_runs_stay_allowed_until_well_past_the_limit() -> None:
+    cost = RunCost(50e-6)
+    assert cost.allows(100e-6, now=0.0)
+    cost.seconds = 150e-6  # a burst of preemptions lifted the estimate a little
+    assert cost.allows(100e-6, now=0.1)
+    cost.seconds = STAY_FACTOR * 100e-6  # well past: sent away, and probed from now on
+    assert not cost.allows(100e-6, now=0.2)
+    cost.seconds = 150e-6
+    assert not cost.allows(100e-6, now=0.3)  # once away, only under the limit brings it back
+    cost.seconds = 90e-6
+    assert cost.allows(100e-6, now=0.4)
