@@ -102,29 +102,16 @@ def _session_bundle_config(options: so.ServerOptions,
         executor=executor)
 
 
-# Young-generation collections start after this many more tracked objects were allocated than
-# freed (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 10_000
-
-
 def _freeze_startup_objects() -> None:
-    """Sets the cyclic garbage collector up for serving.
+    """Moves every object alive after startup out of the cyclic garbage collector's reach.
 
     Importing TensorFlow and loading the models leave ~270,000 objects that live as long as the
     process; a full collection walks all of them (~280 ms measured on a project machine), and
     it comes at an allocation count, i.e. in the middle of some request: one such pause is a
-    p99. Frozen, they are never walked again.
-
-    What requests allocate is freed by reference counting as soon as the answer is written; the
-    collector only finds cycles. At CPython's default threshold (700) a batch of 256 requests
-    in flight (~10 tracked objects each) sets off several young collections, each walking every
-    request object still alive (~5% of the loop's time in a profile at c256). At
-    ``GC_YOUNG_THRESHOLD`` they come ~14 times less often while walking as many live objects, and
-    cyclic garbage waits for at most that many allocations.
+    p99. Frozen, they are never walked again; what requests allocate is collected as before.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class Server:

@@ -13,11 +13,9 @@ from tfsfast.server import server
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
-    thresholds = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
-    gc.set_threshold(*thresholds)
 
 
 def test_startup_objects_are_frozen(unfrozen: None) -> None:
@@ -39,9 +37,3 @@ def test_garbage_made_after_startup_is_still_collected(unfrozen: None) -> None:
     del a, b
     gc.collect()
     assert ref() is None
-
-
-def test_young_collections_wait_for_more_allocations(unfrozen: None) -> None:
-    gc.set_threshold(700, 10, 10)
-    server._freeze_startup_objects()
-    assert gc.get_threshold() == (server.GC_YOUNG_THRESHOLD, 10, 10)
