@@ -12,8 +12,8 @@ RISE = 0.1
 # While the estimate is over the limit, one run is still let through to be measured where the
 # cheap ones run (a probe), at most every PROBE_INTERVAL seconds and so that probes take at most
 # PROBE_SHARE of the time.
-PROBE_INTERVAL = 1.0
-PROBE_SHARE = 1e-3
+PROBE_INTERVAL = 0.05
+PROBE_SHARE = 0.01
 # Once allowed, runs stay allowed until the estimate passes this many times the limit: a burst of
 # preemptions that lifts a microsecond estimate a little must not send the runs to a thread, where
 # each batch would wait up to the GIL's switch interval (5 ms) to be handed back.
