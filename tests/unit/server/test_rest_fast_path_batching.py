@@ -77,14 +77,20 @@ def make_core(tmp_path: Path, model: Path, batching: str) -> ServerCore:
             batching_parameters=bp.parse_batching_parameters(batching))))
 
 
-@pytest.fixture
-def core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCore]:
-    """half_plus_two, batched at once (no batch timeout)."""
+def serving(tmp_path: Path, exported_models: dict[str, Path],
+            batch_timeout_micros: int) -> Iterator[ServerCore]:
     core = make_core(tmp_path, exported_models["tf1"],
-                     "max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
+                     f"max_batch_size {{ value: 64 }} "
+                     f"batch_timeout_micros {{ value: {batch_timeout_micros} }} "
                      "max_enqueued_batches { value: 100 } num_batch_threads { value: 1 }")
     yield core
     core.stop()
+
+
+@pytest.fixture
+def core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCore]:
+    """half_plus_two, batched at once (no batch timeout)."""
+    yield from serving(tmp_path, exported_models, 0)
 
 
 def error_body(message: str) -> bytes:
@@ -236,11 +242,7 @@ class Recording:
 @pytest.fixture
 def slow_core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCore]:
     """half_plus_two whose batches wait 30 s to fill: a request stays queued during a test."""
-    core = make_core(tmp_path, exported_models["tf1"],
-                     "max_batch_size { value: 64 } batch_timeout_micros { value: 30000000 } "
-                     "num_batch_threads { value: 1 }")
-    yield core
-    core.stop()
+    yield from serving(tmp_path, exported_models, 30_000_000)
 
 
 def test_a_closed_connection_drops_its_queued_request(protocol_impl: Any, fast_impl: Any,
