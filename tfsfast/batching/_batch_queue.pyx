@@ -355,6 +355,20 @@ cdef class BatchQueue:
             batch._form(now)
         return batch
 
+    def open_batch_wait(self):
+        """Seconds until the open batch is ready by its timeout (0 if it is already), or None
+        when the open batch is empty."""
+        cdef SchedulerCore core = self._core
+        cdef double wait
+        core._lock()
+        try:
+            if len(self._open.tasks) == 0:
+                return None
+            wait = self._open._start_time + self._timeout - _now()
+        finally:
+            core._unlock()
+        return wait if wait > 0.0 else 0.0
+
     def wake_thread(self):
         """Wakes an idle batch thread to look at the queues (for tasks scheduled without
         ``notify``, e.g. an open batch that must wait for its timeout)."""

@@ -258,6 +258,15 @@ class BatchQueue:
             batch._form(now)
         return batch
 
+    def open_batch_wait(self) -> float | None:
+        """Seconds until the open batch is ready by its timeout (0 if it is already), or None
+        when it is empty."""
+        with self._core._cond:
+            if not self._open.tasks:
+                return None
+            wait = self._open._start_time + self._timeout - monotonic()
+        return max(wait, 0.0)
+
     def wake_thread(self) -> None:
         """Wakes an idle batch thread to look at the queues."""
         with self._core._cond:

@@ -45,9 +45,10 @@ per loop turn), runs them and resolves its own waiters directly. Handing a 5 µs
 and back costs more than the run, and a thread's result waits for the GIL behind the loop; on
 the loop, the batch is every request that arrived in the same turn, and the only cost per
 request left is its own decoding and encoding. A batch that is not ready then (an open batch
-within ``batch_timeout_micros``) is left to a batch thread, woken for it. Requests from threads
-(gRPC, warmup) always wake a batch thread. The limits, deadlines, padding and splitting are the
-queue's and the same either way.
+within ``batch_timeout_micros``) is taken by the loop when its timeout comes (a loop timer), or,
+when that is under ``LOOP_TIMER_MIN_SECONDS`` (an event loop's timers are not finer), left to a
+batch thread, woken for it. Requests from threads (gRPC, warmup) always wake a batch thread.
+The limits, deadlines, padding and splitting are the queue's and the same either way.
 
 Ownership: request arrays are read by the batch thread until the request completes; callers must
 not modify them meanwhile. Thread-safety: ``schedule`` and ``close`` may be called from any thread.
@@ -89,6 +90,10 @@ OUTPUT_SIZE_MESSAGE = ("Batched output tensor's 0th dimension does not equal the
                        "dimension sizes of the input tensors")
 EMPTY_PADDING_MESSAGE = "Got empty tensor in batch of non-empty tensors."
 
+# An open batch due sooner than this is left to a batch thread rather than to a loop timer:
+# libuv's timers count whole milliseconds.
+LOOP_TIMER_MIN_SECONDS = 1e-3
+
 
 class _Request:
     """A task's payload: its input arrays (in signature order), the outputs it wants, and the
@@ -107,7 +112,7 @@ class _SignatureBatcher:
     """One batched signature: its aliases, feed dtypes and queue."""
 
     __slots__ = ("cost", "feed_dtypes", "flushing", "input_aliases", "key", "output_aliases",
-                 "output_set", "queue", "signature")
+                 "output_set", "queue", "signature", "timers")
 
     def __init__(self, key: str, signature: Any) -> None:
         self.key = key
@@ -118,9 +123,10 @@ class _SignatureBatcher:
         self.output_set = frozenset(self.output_aliases)
         self.queue: Any = None
         # Seconds per batch run (see the module docstring); the event loops with a flush of
-        # this queue to come.
+        # this queue to come, and those with a timer for its open batch.
         self.cost = RunCost()
         self.flushing: set[asyncio.AbstractEventLoop] = set()
+        self.timers: set[asyncio.AbstractEventLoop] = set()
 
 
 def _copy_error(error: ServingError) -> ServingError:
@@ -356,8 +362,19 @@ class BatchingSession:
                 self._process_batch(batcher, batch, loop)
         except Exception:  # a bug: log it, keep the loop serving (as a batch thread would)
             _log.exception("Batch processing on the event loop failed")
-        if queue.num_enqueued_tasks:
+        if not queue.num_enqueued_tasks:
+            return
+        wait = queue.open_batch_wait()
+        if wait is None or wait < LOOP_TIMER_MIN_SECONDS:
             queue.wake_thread()
+        elif loop not in batcher.timers:
+            batcher.timers.add(loop)
+            loop.call_later(wait, self._flush_on_timer, batcher, loop)
+
+    def _flush_on_timer(self, batcher: _SignatureBatcher,
+                        loop: asyncio.AbstractEventLoop) -> None:
+        batcher.timers.discard(loop)
+        self._flush_on_loop(batcher, loop)
 
     # --- batch threads ----------------------------------------------------------------------
 

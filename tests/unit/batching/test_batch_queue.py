@@ -385,6 +385,16 @@ def test_take_batch_leaves_an_open_batch_within_its_timeout(harness: Harness) ->
     assert sizes(queue.take_batch()) == [1, 3]
 
 
+def test_open_batch_wait_says_when_the_open_batch_times_out(harness: Harness) -> None:
+    queue = harness.queue(max_batch_size=4, batch_timeout_micros=HOUR_MICROS)
+    assert queue.open_batch_wait() is None  # nothing open
+    harness.schedule(queue, 1)
+    assert 3000 < queue.open_batch_wait() <= 3600
+    at_once = harness.queue(max_batch_size=4)
+    harness.schedule(at_once, 1)
+    assert at_once.open_batch_wait() == 0.0
+
+
 def test_take_batch_of_a_closed_queue_is_none(harness: Harness) -> None:
     queue = harness.queue(max_batch_size=4)
     harness.schedule(queue, 1)

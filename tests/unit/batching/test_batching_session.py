@@ -698,3 +698,25 @@ def test_batches_too_slow_for_the_loop_go_back_to_the_threads(
 
     assert_outputs(asyncio.run(on_a_thread()), expected_predict(request))
     assert batcher.cost.seconds < 1.0  # the thread's faster run is the estimate at once
+
+
+def test_the_loop_takes_an_open_batch_when_its_timeout_comes(make: Any,
+                                                             any_run_is_cheap: None) -> None:
+    # No batch thread runs (the scheduler is stepped by hand, and not at all here): a partial
+    # batch is answered by the loop's timer once its 20 ms have passed.
+    setup = make(max_batch_size=8, batch_timeout_micros=20_000)
+    bundle = bundle_over(setup)
+    setup.batching._batchers["predict"].cost.seconds = 1e-6  # measured cheap
+    requests = [predict_inputs(1, 0.0), predict_inputs(2, 10.0)]
+
+    async def main() -> tuple[list[Any], float]:
+        start = time.monotonic()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(bundle.run_async("predict", r) for r in requests)), 30)
+        return list(results), time.monotonic() - start
+
+    results, waited = asyncio.run(main())
+    assert waited >= 0.019
+    assert len(setup.fake.calls) == 1  # both in the one timed-out batch
+    for request, result in zip(requests, results, strict=True):
+        assert_outputs(result, expected_predict(request))
