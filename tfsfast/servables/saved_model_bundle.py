@@ -42,8 +42,8 @@ def default_executor() -> Executor:
         return _default_executor
 
 
-# A signature whose runs take less than this (a spike-robust average of measured runs, see
-# RunCost) runs on the event loop's own thread: handing a ~5 µs run to a pool thread and back
+# A signature whose runs take less than this (a RunCost estimate of its measured runs) runs on
+# the event loop's own thread: handing a ~5 µs run to a pool thread and back
 # costs ten times the run. Slower signatures go to the executor so the loop keeps serving
 # meanwhile. Batched signatures use the same limit for their batches (BatchingSession).
 INLINE_RUN_MAX_SECONDS = 100e-6
@@ -159,14 +159,11 @@ class SavedModelBundle:
                              output_aliases: Sequence[str] | None, timeout_in_ms: int,
                              deadline: float | None) -> dict[str, np.ndarray]:
         timeout_in_ms = _deadline_timeout_ms(timeout_in_ms, deadline)
-        start = time.perf_counter()
-        outputs = self.session.run(signature_key, inputs, output_aliases, timeout_in_ms)
-        elapsed = time.perf_counter() - start
         cost = self._run_cost.get(signature_key)
         if cost is None:
             cost = self._run_cost.setdefault(signature_key, RunCost())
-        cost.add(elapsed)
-        return outputs
+        return cost.timed(self.session.run, signature_key, inputs, output_aliases,
+                          timeout_in_ms)
 
     def close(self) -> None:
         """Fails requests still queued for batching (UNAVAILABLE), then closes the session."""

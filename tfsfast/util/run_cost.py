@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 # A run this many times slower than the estimate is a spike: alone, it is taken for the machine
 # (the thread was preempted, a page fault, a neighbour's burst), not for the model.
@@ -65,6 +69,14 @@ class RunCost:
             return
         self._spiked = False
         self.seconds = cost + RISE * (elapsed - cost)
+
+    def timed(self, run: Callable[..., _T], *args: Any) -> _T:
+        """``run(*args)``, its wall time added to the estimate (nothing is added when it
+        raises)."""
+        start = time.perf_counter()
+        result = run(*args)
+        self.add(time.perf_counter() - start)
+        return result
 
     def below(self, limit: float) -> bool:
         """Whether runs have been measured and are estimated at less than ``limit`` seconds."""

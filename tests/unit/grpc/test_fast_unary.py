@@ -14,11 +14,12 @@ import grpc
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tfsfast.server.grpc import grpc_server, prediction_service_impl
+from tfsfast.server.grpc import grpc_server
 from tfsfast.server.grpc.fast_unary import FastUnaryMethods, UnaryCall
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
 from tfsfast.server.grpc.prediction_service_impl import RunCosts
 from tfsfast.server.server_core import ServerCore
+from tfsfast.util import run_cost
 from tfsfast.util.status import Code, ServingError
 
 from .test_prediction_service_impl import predict_request, rpc_error
@@ -226,8 +227,9 @@ class _Bundle:
 
 @pytest.fixture()
 def costs(monkeypatch: pytest.MonkeyPatch) -> RunCosts:
-    monkeypatch.setattr(prediction_service_impl, "time",
-                        types.SimpleNamespace(perf_counter=lambda: _Bundle.clock[0]))
+    monkeypatch.setattr(run_cost, "time",
+                        types.SimpleNamespace(perf_counter=lambda: _Bundle.clock[0],
+                                              monotonic=time.monotonic))
     return RunCosts()
 
 

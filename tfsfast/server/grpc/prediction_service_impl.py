@@ -27,7 +27,6 @@ run in the pool. The model runs with the GIL released by the runtime.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,17 +119,13 @@ class RunCosts:
     def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
             aliases: list[str] | None, timeout: int) -> dict[str, Any]:
         """``bundle.run``, measured."""
-        start = time.perf_counter()
-        outputs = bundle.run(key, inputs, aliases, timeout)
-        elapsed = time.perf_counter() - start
         costs = self._costs
         cost = costs.get((servable_id, key))
         if cost is None:
             if len(costs) >= self.MAX_ENTRIES:
                 costs.clear()
             cost = costs.setdefault((servable_id, key), RunCost())
-        cost.add(elapsed)
-        return outputs
+        return cost.timed(bundle.run, key, inputs, aliases, timeout)
 
 
 class PredictionServiceImpl:
