@@ -61,7 +61,6 @@ import concurrent.futures
 import functools
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -160,18 +159,6 @@ class _Completions:
         self._current_loop = current_loop
 
     def succeed(self, task: Any, result: dict[str, np.ndarray]) -> None:
-        # The common case inline: a whole task whose waiter waits on this loop.
-        if task.parent is None:
-            waiter = task.waiter
-            if (waiter is not None and not task.cancelled
-                    and not isinstance(waiter, concurrent.futures.Future)):
-                loop = waiter.get_loop()
-                items = self._by_loop.get(loop)
-                if items is None:
-                    self._by_loop[loop] = [(waiter, result, None)]
-                else:
-                    items.append((waiter, result, None))
-                return
         self._finish(task, result, None)
 
     def fail(self, task: Any, error: ServingError) -> None:
@@ -351,7 +338,8 @@ class BatchingSession:
     def _flush_on_loop(self, batcher: _SignatureBatcher,
                        loop: asyncio.AbstractEventLoop) -> None:
         """Runs the queue's ready batches on ``loop`` (after the requests of this loop turn
-        were queued); leaves a batch that is not ready yet to a batch thread."""
+        were queued); an open batch that is not ready yet gets a loop timer for its timeout, or
+        a batch thread (see the module docstring)."""
         batcher.flushing.discard(loop)
         queue = batcher.queue
         try:
@@ -392,8 +380,7 @@ class BatchingSession:
             elif tasks:
                 groups: dict[tuple[Any, ...], list[Any]] = {}
                 for task in tasks:
-                    root = task if task.parent is None else task.parent
-                    groups.setdefault(root.payload.group, []).append(task)
+                    groups.setdefault(task.root.payload.group, []).append(task)
                 for group in groups.values():
                     self._run_group(batcher, group, done)
         finally:
@@ -424,9 +411,8 @@ class BatchingSession:
                     source = next(a for a in reversed(arrays) if a.shape[0])
                     arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
                 inputs[alias] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-            start = time.perf_counter()
-            outputs = self.session.run(batcher.key, inputs, None, self._timeout_ms(tasks))
-            batcher.cost.add(time.perf_counter() - start)
+            outputs = batcher.cost.timed(self.session.run, batcher.key, inputs, None,
+                                         self._timeout_ms(tasks))
             for array in outputs.values():
                 if array.ndim == 0:
                     raise ServingError(Code.FAILED_PRECONDITION, OUTPUT_RANK_ZERO_MESSAGE)
@@ -442,22 +428,17 @@ class BatchingSession:
             for task in tasks:
                 done.fail(task, _copy_error(error))
             return
-        # Each task's rows of every output it wants (views). Written for the common case of
-        # whole tasks wanting every output: no per-task lookups beyond the slices.
+        # Each task's rows of every output it wants (views).
         offset = 0
         everything = list(outputs.items())
-        single = everything[0] if len(everything) == 1 else None
-        succeed = done.succeed
         for task in tasks:
             end = offset + task.size
-            wanted = (task if task.parent is None else task.parent).payload.output_aliases
-            if wanted is not None:
-                result = {alias: outputs[alias][offset:end] for alias in wanted}
-            elif single is not None:
-                result = {single[0]: single[1][offset:end]}
-            else:
+            wanted = task.root.payload.output_aliases
+            if wanted is None:
                 result = {alias: array[offset:end] for alias, array in everything}
-            succeed(task, result)
+            else:
+                result = {alias: outputs[alias][offset:end] for alias in wanted}
+            done.succeed(task, result)
             offset = end
 
     def _padded_pieces(self, batcher: _SignatureBatcher, tasks: list[Any],
