@@ -271,14 +271,11 @@ cdef class RestFastPath:
                                   keep_alive)
         try:
             outputs = model.run_inline(key, parsed.inputs, None, self._timeout_in_ms, None)
-            if outputs is None:
-                return None  # not run: it goes to a thread, so the handler awaits it
-            response = self._format(outputs, parsed.columnar, output_dtypes)
         except _ServingError as e:
             return self._encode_error(e, keep_alive)
-        if type(response) is not bytes:
-            response = bytes(response)
-        return _encode_ok(self._ok_head, <bytes>response, keep_alive)
+        if outputs is None:
+            return None  # not run: it goes to a thread, so the handler awaits it
+        return self._encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
 
     cdef object _schedule(self, _Model model, object entry, object key, object parsed,
                           object output_dtypes, object connection, bint keep_alive):

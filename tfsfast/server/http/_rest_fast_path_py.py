@@ -185,13 +185,11 @@ class RestFastPath:
         try:
             outputs = model.bundle.run_inline(key, parsed.inputs, None, self._timeout_in_ms,
                                               None)
-            if outputs is None:
-                return None  # not run: it goes to a thread, so the handler awaits it
-            response = HttpResponse(200, json_codec.format_predict_response(
-                outputs, parsed.columnar, output_dtypes), headers=self._cors)
         except ServingError as e:
-            response = self._error(e)
-        return encode_response(response, keep_alive)
+            return self.encode_error(e, keep_alive)
+        if outputs is None:
+            return None  # not run: it goes to a thread, so the handler awaits it
+        return self.encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
 
     def _schedule(self, model: _Model, entry: Any, key: str, parsed: Any,
                   output_dtypes: dict[str, Any], connection: Any,
@@ -206,7 +204,7 @@ class RestFastPath:
             task = model.batching.schedule(key, parsed.inputs, None, self._timeout_in_ms, None,
                                            reply)
         except ServingError as e:
-            return encode_response(self._error(e), keep_alive)
+            return self.encode_error(e, keep_alive)
         if task is None:
             return None  # bypasses the batcher: the handler runs it alone
         reply.task = task
