@@ -39,6 +39,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
 from tfsfast.codecs import _msgpack_py as _twin
+from tfsfast.codecs import twin_fallback
 from tfsfast.runtime.dtypes import DataType, to_numpy
 
 __all__ = [
@@ -82,38 +83,11 @@ cdef int _DT_STRING = int(DataType.DT_STRING)
 
 def _reference_parse(body, input_dtypes):
     """The twin's parse, under this module's limits."""
-    g = globals()
-    mine = [g[name] for name in _LIMITS]
-    if all(getattr(_twin, name) == value for name, value in zip(_LIMITS, mine)):
-        return _twin.parse_predict_request(body, input_dtypes)
-    with _lend_lock:
-        saved = [getattr(_twin, name) for name in _LIMITS]
-        try:
-            for name, value in zip(_LIMITS, mine):
-                setattr(_twin, name, value)
-            return _twin.parse_predict_request(body, input_dtypes)
-        finally:
-            for name, value in zip(_LIMITS, saved):
-                setattr(_twin, name, value)
+    return twin_fallback.reference_parse(_twin, _LIMITS, globals(), _lend_lock, body,
+                                         input_dtypes)
 
 
-cdef class _SignatureLookup:
-    """``input_dtypes`` for the twin once ours has asked: same name, same answer, no second
-    lookup."""
-
-    cdef object fn
-    cdef object name
-    cdef object answer
-
-    def __cinit__(self, fn, name, answer):
-        self.fn = fn
-        self.name = name
-        self.answer = answer
-
-    def __call__(self, name):
-        if name == self.name:
-            return self.answer
-        return self.fn(name)
+_SignatureLookup = twin_fallback.SignatureLookup
 
 
 # ---------------------------------------------------------------------------------------------
