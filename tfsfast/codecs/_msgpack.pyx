@@ -106,17 +106,19 @@ cdef inline uint64_t _be(const uint8_t *p, int width):
     return v
 
 
-cdef int _map_header(_Cursor *c, Py_ssize_t *n):
+cdef int _container_header(_Cursor *c, Py_ssize_t *n, uint8_t fix, uint8_t wide16):
+    """A map or array header: ``fix`` is its fix-size family (0x80 map, 0x90 array, size in the
+    low nibble), ``wide16`` its 16-bit form (0xDE, 0xDC); the 32-bit form is the next code."""
     if _left(c) < 1:
         return -1
     cdef uint8_t b = c.p[0]
-    if 0x80 <= b <= 0x8F:
+    if fix <= b <= fix + 0x0F:
         n[0] = b & 0x0F
         c.p += 1
-    elif b == 0xDE and _left(c) >= 3:
+    elif b == wide16 and _left(c) >= 3:
         n[0] = <Py_ssize_t>_be(c.p + 1, 2)
         c.p += 3
-    elif b == 0xDF and _left(c) >= 5:
+    elif b == wide16 + 1 and _left(c) >= 5:
         n[0] = <Py_ssize_t>_be(c.p + 1, 4)
         c.p += 5
     else:
@@ -124,22 +126,12 @@ cdef int _map_header(_Cursor *c, Py_ssize_t *n):
     return 0
 
 
-cdef int _array_header(_Cursor *c, Py_ssize_t *n):
-    if _left(c) < 1:
-        return -1
-    cdef uint8_t b = c.p[0]
-    if 0x90 <= b <= 0x9F:
-        n[0] = b & 0x0F
-        c.p += 1
-    elif b == 0xDC and _left(c) >= 3:
-        n[0] = <Py_ssize_t>_be(c.p + 1, 2)
-        c.p += 3
-    elif b == 0xDD and _left(c) >= 5:
-        n[0] = <Py_ssize_t>_be(c.p + 1, 4)
-        c.p += 5
-    else:
-        return -1
-    return 0
+cdef inline int _map_header(_Cursor *c, Py_ssize_t *n):
+    return _container_header(c, n, 0x80, 0xDE)
+
+
+cdef inline int _array_header(_Cursor *c, Py_ssize_t *n):
+    return _container_header(c, n, 0x90, 0xDC)
 
 
 cdef int _str(_Cursor *c, const uint8_t **s, Py_ssize_t *n):
