@@ -53,6 +53,7 @@ cdef class HttpProtocol:
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
     cdef _done(self, object task, bint keep_alive)
+    cdef object _internal_error(self)
     cdef _write(self, object response, bint keep_alive)
     cdef _write_encoded(self, bytes data, bint keep_alive)
     cdef _reject(self, int status, str message)

@@ -553,9 +553,7 @@ cdef class HttpProtocol:
             else:
                 data = self._fast_path.answer(method, path, headers, body, keep_alive, self)
         except Exception:
-            _log.exception("HTTP handler failed")
-            self._write(_HttpResponse(500, self._error_body("Internal server error")),
-                        keep_alive)
+            self._write(self._internal_error(), keep_alive)
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
@@ -579,9 +577,7 @@ cdef class HttpProtocol:
         try:
             data = reply.encode(keep_alive)
         except Exception:
-            _log.exception("HTTP handler failed")
-            self._write(_HttpResponse(500, self._error_body("Internal server error")),
-                        keep_alive)
+            self._write(self._internal_error(), keep_alive)
         else:
             self._write_encoded(data, keep_alive)
         self._next()
@@ -608,8 +604,7 @@ cdef class HttpProtocol:
         try:
             result = self._handler(request)
         except Exception:
-            _log.exception("HTTP handler failed")
-            result = _HttpResponse(500, self._error_body("Internal server error"))
+            result = self._internal_error()
         if isinstance(result, _HttpResponse):
             self._write(result, request.keep_alive)
             return True
@@ -627,11 +622,15 @@ cdef class HttpProtocol:
         try:
             response = task.result()
         except Exception:
-            _log.exception("HTTP handler failed")
-            response = _HttpResponse(500, self._error_body("Internal server error"))
+            response = self._internal_error()
         if not self._closing:
             self._write(response, keep_alive)
             self._next()
+
+    cdef object _internal_error(self):
+        """Logs the exception being handled; returns the 500 the client gets for it."""
+        _log.exception("HTTP handler failed")
+        return _HttpResponse(500, self._error_body("Internal server error"))
 
     cdef _write(self, object response, bint keep_alive):
         keep_alive = (keep_alive and not response.close and not self._closing

@@ -289,8 +289,7 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 result = self._handler(request)
             except Exception:
-                _log.exception("HTTP handler failed")
-                result = HttpResponse(500, self._error_body("Internal server error"))
+                result = self._internal_error()
             if isinstance(result, HttpResponse):
                 self._write(result, request.keep_alive)
                 continue
@@ -309,9 +308,7 @@ class HttpProtocol(asyncio.Protocol):
             data = self._fast_path.answer(request.method, request.path, request.headers,
                                           request.body, keep_alive, self)
         except Exception:
-            _log.exception("HTTP handler failed")
-            self._write(HttpResponse(500, self._error_body("Internal server error")),
-                        keep_alive)
+            self._write(self._internal_error(), keep_alive)
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
@@ -335,9 +332,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             data = reply.encode(keep_alive)
         except Exception:
-            _log.exception("HTTP handler failed")
-            self._write(HttpResponse(500, self._error_body("Internal server error")),
-                        keep_alive)
+            self._write(self._internal_error(), keep_alive)
         else:
             self._write_encoded(data, keep_alive)
         self._next()
@@ -348,11 +343,15 @@ class HttpProtocol(asyncio.Protocol):
         try:
             response = task.result()
         except Exception:
-            _log.exception("HTTP handler failed")
-            response = HttpResponse(500, self._error_body("Internal server error"))
+            response = self._internal_error()
         if not self._closing:
             self._write(response, request.keep_alive)
             self._next()
+
+    def _internal_error(self) -> HttpResponse:
+        """Logs the exception being handled; returns the 500 the client gets for it."""
+        _log.exception("HTTP handler failed")
+        return HttpResponse(500, self._error_body("Internal server error"))
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:
         keep_alive = (keep_alive and not response.close and not self._closing
