@@ -1,7 +1,9 @@
 """BatchingSession: merge, pad, split, deadlines, cancellation and wake-ups, over a fake session.
 
 The scheduler runs without threads and is stepped by hand, so each test decides which requests
-meet in a batch. Every test runs with the compiled queue and its Python twin.
+meet in a batch. Every test runs with the compiled queue and per-task module, with both Python
+twins, and with the twin per-task module over the compiled queue (what a failed build of the
+per-task module gives).
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.testing.test_util import implementations, import_impl
 from tfsfast.util.status import Code, ServingError
 
-IMPLS = implementations("tfsfast.batching._batch_queue", "tfsfast.batching._batch_queue_py")
+_COMPILED, _TWIN = implementations(
+    ("tfsfast.batching._batch_queue", "tfsfast.batching._batching_session"),
+    ("tfsfast.batching._batch_queue_py", "tfsfast.batching._batching_session_py"))
+IMPLS = [_COMPILED, _TWIN, pytest.param(
+    ("tfsfast.batching._batch_queue", "tfsfast.batching._batching_session_py"),
+    id="twin_on_compiled_queue", marks=_COMPILED.marks)]
 
 RANK_ZERO = "Batching Run() input tensors must have at least one dimension"
 UNEQUAL = "Batching Run() input tensors must have equal 0th-dimension size"
@@ -104,16 +111,25 @@ class FakeSession:
 
 
 @pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> ModuleType:
-    return import_impl(request.param)
+def impls(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
+    """(the queue module, the per-task module)."""
+    queue_name, session_name = request.param
+    return import_impl(queue_name), import_impl(session_name)
+
+
+@pytest.fixture
+def impl(impls: tuple[ModuleType, ModuleType]) -> ModuleType:
+    """The queue module."""
+    return impls[0]
 
 
 class Setup:
-    def __init__(self, impl: ModuleType, queue: QueueOptions,
+    def __init__(self, impls: tuple[ModuleType, ModuleType], queue: QueueOptions,
                  options: BatchingSessionOptions) -> None:
         self.fake = FakeSession()
-        self.scheduler = SharedBatchScheduler(SchedulerOptions(1), impl, start=False)
-        self.batching = BatchingSession(self.fake, self.scheduler, queue, options)
+        self.scheduler = SharedBatchScheduler(SchedulerOptions(1), impls[0], start=False)
+        self.batching = BatchingSession(self.fake, self.scheduler, queue, options, impls[1])
+        assert self.batching.implementation is impls[1]
 
     def schedule(self, key: str, inputs: dict[str, Any], output_aliases: Any = None,
                  timeout_in_ms: int = 0, deadline: float | None = None) -> Any:
@@ -131,13 +147,13 @@ class Setup:
 
 
 @pytest.fixture
-def make(impl: ModuleType) -> Iterator[Any]:
+def make(impls: tuple[ModuleType, ModuleType]) -> Iterator[Any]:
     made: list[Setup] = []
 
     def factory(max_batch_size: int = 100, options: BatchingSessionOptions | None = None,
                 **queue: Any) -> Setup:
         queue.setdefault("max_execution_batch_size", max_batch_size)
-        setup = Setup(impl, QueueOptions(max_batch_size=max_batch_size, **queue),
+        setup = Setup(impls, QueueOptions(max_batch_size=max_batch_size, **queue),
                       options or BatchingSessionOptions())
         made.append(setup)
         return setup
@@ -422,8 +438,9 @@ def test_batch_errors_reach_every_request(make: Any, key: str, code: Code, messa
     assert errors[0] is not errors[1]
 
 
-def test_close_fails_waiting_requests_and_refuses_new_ones(impl: ModuleType) -> None:
-    setup = Setup(impl, QueueOptions(max_batch_size=8, max_execution_batch_size=8,
+def test_close_fails_waiting_requests_and_refuses_new_ones(
+        impls: tuple[ModuleType, ModuleType]) -> None:
+    setup = Setup(impls, QueueOptions(max_batch_size=8, max_execution_batch_size=8,
                                      batch_timeout_micros=10**9), BatchingSessionOptions())
     waiter = setup.schedule("predict", predict_inputs(1, 0.0))
     setup.batching.close()
@@ -460,15 +477,14 @@ def bundle_over(setup: Setup) -> SavedModelBundle:
     return bundle
 
 
-def count_wake_ups(loop: asyncio.AbstractEventLoop) -> list[int]:
+def count_wake_ups(loop: asyncio.AbstractEventLoop, setup: Setup) -> list[int]:
     """A counter (in ``[0]``) of the batch deliveries that wake ``loop`` from another thread."""
-    from tfsfast.batching import batching_session as module
-
+    resolve_futures = setup.batching.implementation.resolve_futures
     count = [0]
     original = loop.call_soon_threadsafe
 
     def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-        if callback is module._resolve_futures:
+        if callback is resolve_futures:
             count[0] += 1
         return original(callback, *args, **kwargs)
 
@@ -482,7 +498,7 @@ def test_one_event_loop_wake_up_per_batch(make: Any) -> None:
     requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
 
     async def main() -> tuple[list[Any], int]:
-        wake_ups = count_wake_ups(asyncio.get_running_loop())
+        wake_ups = count_wake_ups(asyncio.get_running_loop(), setup)
         runs = [asyncio.create_task(bundle.run_async("predict", r)) for r in requests]
         await asyncio.sleep(0)  # every request reaches its queue
         assert await asyncio.to_thread(setup.step_all) == 1
@@ -515,8 +531,8 @@ def test_a_cancelled_request_is_dropped_before_it_runs(make: Any) -> None:
     assert_outputs(result, expected_predict(stays))
 
 
-def test_a_full_queue_answers_unavailable_at_once(impl: ModuleType) -> None:
-    setup = Setup(impl, QueueOptions(max_batch_size=2, max_execution_batch_size=2,
+def test_a_full_queue_answers_unavailable_at_once(impls: tuple[ModuleType, ModuleType]) -> None:
+    setup = Setup(impls, QueueOptions(max_batch_size=2, max_execution_batch_size=2,
                                      max_enqueued_batches=1, batch_timeout_micros=10**9),
                   BatchingSessionOptions())
     bundle = bundle_over(setup)
@@ -620,7 +636,7 @@ def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any, any_run_is_ch
     requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
 
     async def main() -> tuple[list[Any], int]:
-        wake_ups = count_wake_ups(asyncio.get_running_loop())
+        wake_ups = count_wake_ups(asyncio.get_running_loop(), setup)
         # No batch thread is stepped: only the loop can run these.
         results = await asyncio.gather(*(bundle.run_async("predict", r) for r in requests))
         return results, wake_ups[0]

@@ -1,0 +1,540 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The batching session's per-task work, compiled: the twin of ``_batching_session_py``.
+
+Same classes, rules, messages and contracts as the twin (read its docstring and
+:mod:`tfsfast.batching.batching_session`); what differs is only how:
+
+- tasks are the compiled queue's ``BatchTask`` (cimported: typed field access, and
+  ``BatchQueue.schedule`` called in C), so this module only runs over ``_batch_queue``;
+- an array's rank, rows and dtype kind are read from the ndarray struct (``_numpy_api.pxd``);
+  anything that is not exactly an ndarray goes through its Python attributes, as in the twin;
+- deadlines are on the queue's clock (CLOCK_MONOTONIC), read in C;
+- the batch is one group without a dict when every task's key equals the first's (the usual
+  case), and a batch's waiters on one event loop (the usual case) without a dict either.
+
+The padding of variable-length inputs (``padded_pieces``), TF Serving's messages and the log
+are the twin's, imported from it.
+"""
+
+import concurrent.futures
+
+import numpy as np
+
+from libc.math cimport INFINITY, ceil
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from cpython.ref cimport PyObject
+
+from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask
+from tfsfast.runtime._numpy_api cimport tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray
+
+from tfsfast.batching import _batching_session_py as _twin
+from tfsfast.batching._batching_session_py import (
+    EXPIRED_IN_QUEUE_MESSAGE,
+    LOG,
+    OUTPUT_RANK_ZERO_MESSAGE,
+    OUTPUT_SIZE_MESSAGE,
+    RANK_ZERO_MESSAGE,
+    UNEQUAL_BATCH_MESSAGE,
+    copy_error,
+    run_failed,
+)
+from tfsfast.runtime import validation
+from tfsfast.servables import saved_model_bundle
+from tfsfast.util.run_cost import RunCost
+from tfsfast.util.status import Code, ServingError
+
+tfsfast_import_numpy()
+
+IMPLEMENTATION = "compiled"
+
+cdef extern from *:
+    """
+    /* The leading, ABI-stable fields of numpy's PyArray_Descr (numpy 1.x and 2.x alike). */
+    typedef struct {
+        PyObject_HEAD
+        PyTypeObject *typeobj;
+        char kind;
+    } tfsfast_descr_head;
+    """
+    ctypedef struct tfsfast_descr_head:
+        char kind
+
+cdef enum:
+    # C_CONTIGUOUS | ALIGNED | WRITEABLE: the arrays whose row views are made in C.
+    _CARRAY = 0x0501
+    # Ranks up to this have their row views made in C (numpy's own limit is 64).
+    _VIEW_MAX_DIMS = 32
+
+cdef object _ndarray = np.ndarray
+cdef object _concatenate = np.concatenate
+cdef object _Future = concurrent.futures.Future
+cdef object _as_feed_array = validation.as_feed_array
+cdef object _padded_pieces = _twin.padded_pieces
+cdef object _set_outcomes = _twin.set_outcomes
+cdef object _INVALID_ARGUMENT = Code.INVALID_ARGUMENT
+cdef object _DEADLINE_EXCEEDED = Code.DEADLINE_EXCEEDED
+cdef object _FAILED_PRECONDITION = Code.FAILED_PRECONDITION
+# dtype.kind of the string dtypes, which merge whatever their width.
+cdef str _KIND_O = "O", _KIND_S = "S", _KIND_U = "U"
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return <double>t.tv_sec + <double>t.tv_nsec * 1e-9
+
+
+cdef inline int _rank(object array) except -1:
+    if type(array) is _ndarray:
+        return (<tfsfast_ndarray*><PyObject*>array).nd
+    return array.ndim
+
+
+cdef inline Py_ssize_t _rows(object array) except? -1:
+    """Dimension 0 of ``array`` (rank 1 or more)."""
+    if type(array) is _ndarray:
+        return (<tfsfast_ndarray*><PyObject*>array).dimensions[0]
+    return array.shape[0]
+
+
+cdef object _row_view(object array, Py_ssize_t start, Py_ssize_t stop):
+    """``array[start:stop]``, for ``0 <= start <= stop``: for a writeable C-contiguous ndarray
+    made in C, exactly the view numpy's slicing makes (same dtype, shape, strides, flags and
+    base), else by numpy's slicing."""
+    cdef tfsfast_ndarray* a
+    cdef tfsfast_ndarray* v
+    cdef Py_ssize_t dims[_VIEW_MAX_DIMS]
+    cdef int d
+    if type(array) is _ndarray:
+        a = <tfsfast_ndarray*><PyObject*>array
+        if ((a.flags & _CARRAY) == _CARRAY and 0 < a.nd <= _VIEW_MAX_DIMS
+                and stop <= a.dimensions[0]):
+            dims[0] = stop - start
+            for d in range(1, a.nd):
+                dims[d] = a.dimensions[d]
+            # numpy points an empty slice at the array's start.
+            view = tfsfast_array_new(<object>a.descr, a.nd, dims,
+                                     a.data + (start * a.strides[0] if stop > start else 0),
+                                     <PyObject*>array)
+            v = <tfsfast_ndarray*><PyObject*>view
+            for d in range(a.nd):
+                if v.strides[d] != a.strides[d]:
+                    break  # strides numpy's slicing keeps and a new array would not
+            else:
+                return view
+    return array[start:stop]
+
+
+cdef class Request:
+    """A task's payload; see the twin's ``Request``."""
+
+    cdef readonly list arrays
+    cdef readonly tuple output_aliases
+    cdef readonly tuple group
+
+    def __init__(self, list arrays, tuple output_aliases, tuple group):
+        self.arrays = arrays
+        self.output_aliases = output_aliases
+        self.group = group
+
+
+cdef tuple _group_key(list arrays, bint pad):
+    cdef list key = []
+    cdef tfsfast_ndarray* a
+    cdef char kind
+    cdef Py_ssize_t d
+    for array in arrays:
+        if type(array) is not _ndarray:
+            key.append(_twin.group_key([array], pad)[0])
+            continue
+        a = <tfsfast_ndarray*><PyObject*>array
+        kind = (<tfsfast_descr_head*>a.descr).kind
+        if kind == b'O':
+            kind_key = _KIND_O
+        elif kind == b'S':
+            kind_key = _KIND_S
+        elif kind == b'U':
+            kind_key = _KIND_U
+        else:
+            kind_key = <object>a.descr
+        if pad:
+            key.append((a.nd, kind_key))
+        else:
+            key.append((tuple([a.dimensions[d] for d in range(1, a.nd)]), kind_key))
+    return tuple(key)
+
+
+cdef bint _is_key_of(tuple key, list arrays, bint pad) except -1:
+    """Whether ``key`` is ``_group_key(arrays, pad)``, read without building the key (False
+    also when that is not known cheaply: then the key is built)."""
+    cdef tfsfast_ndarray* a
+    cdef tuple pair, inner
+    cdef char kind
+    cdef Py_ssize_t i, d, n = len(arrays)
+    if len(key) != n:
+        return False
+    for i in range(n):
+        array = arrays[i]
+        if type(array) is not _ndarray:
+            return False
+        a = <tfsfast_ndarray*><PyObject*>array
+        pair = <tuple>key[i]
+        kind = (<tfsfast_descr_head*>a.descr).kind
+        kind_key = pair[1]
+        if kind == b'O' or kind == b'S' or kind == b'U':
+            if type(kind_key) is not str or (<str>kind_key)[0] != <Py_UCS4>kind:
+                return False
+        elif kind_key is not <object>a.descr:
+            return False
+        if pad:
+            if pair[0] != a.nd:
+                return False
+            continue
+        inner = <tuple>pair[0]
+        if len(inner) != a.nd - 1:
+            return False
+        for d in range(1, a.nd):
+            if <Py_ssize_t>inner[d - 1] != a.dimensions[d]:
+                return False
+    return True
+
+
+def group_key(list arrays, bint pad):
+    """See the twin's ``group_key``."""
+    return _group_key(arrays, pad)
+
+
+cdef inline Request _payload(BatchTask task):
+    return (task if task.parent is None else task.parent).payload
+
+
+cdef object _task_rows(BatchTask task, Py_ssize_t index):
+    array = _payload(task).arrays[index]
+    if task.parent is None:
+        return array
+    return array[task.start:task.stop]
+
+
+cdef int _resolve(list items) except -1:
+    cdef tuple item
+    for item in items:
+        future = item[0]
+        if future.done():  # cancelled: the caller went away
+            continue
+        error = item[2]
+        if error is None:
+            future.set_result(item[1])
+        else:
+            future.set_exception(error)
+    return 0
+
+
+def resolve_futures(list items):
+    """Runs on the waiters' event loop, once per batch."""
+    _resolve(items)
+
+
+cdef class Completions:
+    """The outcomes of one batch, delivered together at the end; see the twin's.
+
+    The waiters of the first event loop met are kept apart from the others' (``_by_loop``,
+    made only when a second loop shows up); they are delivered first, as the twin's dict
+    order would."""
+
+    cdef object _current_loop
+    cdef object _first_loop
+    cdef list _first_items
+    cdef dict _by_loop
+    cdef list _threads
+    cdef list _answered
+
+    def __init__(self, current_loop=None):
+        self._current_loop = current_loop
+        self._first_loop = None
+        self._first_items = None
+        self._by_loop = None
+        self._threads = []
+        self._answered = []
+
+    cpdef succeed(self, BatchTask task, object result):
+        self._finish(task, result, None)
+
+    cpdef fail(self, BatchTask task, object error):
+        self._finish(task, None, error)
+
+    def fail_unanswered(self, tasks, error):
+        """Fails (each with a copy of ``error``) those of ``tasks`` not answered yet."""
+        answered = {id(task) for task in self._answered}
+        for task in tasks:
+            if id(task) not in answered:
+                self._finish(task, None, copy_error(error))
+
+    cdef int _finish(self, BatchTask task, object result, object error) except -1:
+        cdef BatchTask parent = task.parent
+        cdef list parts
+        self._answered.append(task)
+        if parent is not None:
+            if not parent.finish_part(task.index, result, error):
+                return 0  # other parts still to come
+            task = parent
+            if parent.error is not None:
+                result, error = None, copy_error(parent.error)
+            else:
+                parts = parent.part_results
+                result = {alias: _concatenate([part[alias] for part in parts])
+                          for alias in parts[0]}
+        waiter = task.waiter
+        if waiter is None or task.cancelled:
+            return 0
+        item = (waiter, result, error)
+        if isinstance(waiter, _Future):
+            self._threads.append(item)
+            return 0
+        loop = waiter.get_loop()
+        if self._first_items is None:
+            self._first_loop = loop
+            self._first_items = [item]
+        elif loop is self._first_loop:
+            self._first_items.append(item)
+        else:
+            if self._by_loop is None:
+                self._by_loop = {}
+            self._by_loop.setdefault(loop, []).append(item)
+        return 0
+
+    cpdef deliver(self):
+        cdef tuple item
+        if self._first_items is not None:
+            self._deliver_to(self._first_loop, self._first_items)
+        if self._by_loop is not None:
+            for loop, items in self._by_loop.items():
+                self._deliver_to(loop, items)
+        if self._threads:
+            _set_outcomes(self._threads)
+        self._first_loop = None
+        self._first_items = None
+        self._by_loop = None
+        self._threads = []
+
+    cdef int _deliver_to(self, object loop, list items) except -1:
+        if loop is self._current_loop:
+            return _resolve(items)
+        try:
+            loop.call_soon_threadsafe(resolve_futures, items)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+        return 0
+
+
+cdef bint _same_group(list tasks) except -1:
+    cdef BatchTask task
+    cdef tuple first = _payload(<BatchTask>tasks[0]).group, key
+    for task in tasks:
+        key = _payload(task).group
+        if key is not first and key != first:
+            return False
+    return True
+
+
+cdef class SignatureBatcher:
+    """One batched signature and the per-task work for it; see the twin's. ``queue_implementation``
+    must be the compiled queue module."""
+
+    cdef readonly object key
+    cdef readonly object signature
+    cdef readonly tuple input_aliases
+    cdef readonly tuple feed_dtypes
+    cdef readonly tuple output_aliases
+    cdef readonly frozenset output_set
+    cdef public BatchQueue queue
+    cdef readonly object cost
+    cdef readonly set flushing
+    cdef readonly set timers
+    cdef object _run
+    cdef tuple _allowed
+    cdef bint _pad
+    cdef object _flush_on_loop
+    cdef Py_ssize_t _n_inputs
+    cdef tuple _last_group
+
+    def __init__(self, key, signature, run, options, queue_implementation, flush_on_loop):
+        if queue_implementation.BatchTask is not BatchTask:
+            raise TypeError("the compiled batching session needs the compiled batching queue "
+                            f"(tfsfast.batching._batch_queue); got {queue_implementation!r}")
+        self.key = key
+        self.signature = signature
+        self.input_aliases = tuple(signature.inputs)
+        self.feed_dtypes = tuple(info.dtype for info in signature.inputs.values())
+        self.output_aliases = tuple(signature.outputs)
+        self.output_set = frozenset(self.output_aliases)
+        self.queue = None
+        self.cost = RunCost()
+        self.flushing = set()
+        self.timers = set()
+        self._run = run
+        self._allowed = tuple(options.allowed_batch_sizes)
+        self._pad = bool(options.pad_variable_length_inputs)
+        self._flush_on_loop = flush_on_loop
+        self._n_inputs = len(self.input_aliases)
+        self._last_group = None
+
+    def schedule(self, inputs, output_aliases, double timeout_in_ms, deadline, waiter):
+        """``BatchingSession.schedule`` for this signature: the task, or None to bypass."""
+        cdef object wanted = None
+        cdef Py_ssize_t index, n = self._n_inputs
+        cdef list arrays = []
+        cdef bint is_dict = type(inputs) is dict
+        cdef Py_ssize_t size = 0
+        cdef double now, task_deadline, timed
+        cdef Request request
+        cdef BatchTask task
+        if output_aliases:
+            wanted = _twin.wanted_outputs(self, output_aliases)
+            if wanted is False:
+                return None
+        if len(inputs) != n:
+            return None
+        for index in range(n):
+            alias = self.input_aliases[index]
+            value = (<dict>inputs).get(alias) if is_dict else inputs.get(alias)
+            if value is None:
+                return None  # an unknown or missing alias: the runtime reports it
+            if type(value) is not _ndarray:
+                value = _as_feed_array(value, self.feed_dtypes[index], index)
+            if _rank(value) == 0:
+                raise ServingError(_INVALID_ARGUMENT, RANK_ZERO_MESSAGE)
+            if index == 0:
+                size = _rows(value)
+            elif _rows(value) != size:
+                raise ServingError(_INVALID_ARGUMENT, UNEQUAL_BATCH_MESSAGE)
+            arrays.append(value)
+        now = _now()
+        task_deadline = INFINITY if deadline is None else deadline
+        if timeout_in_ms > 0:
+            timed = now + timeout_in_ms / 1000.0
+            if timed < task_deadline:
+                task_deadline = timed
+        if task_deadline <= now:
+            raise ServingError(_DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE)
+        request = Request.__new__(Request)
+        request.arrays = arrays
+        request.output_aliases = wanted
+        # The key of the last request, when it fits (the usual case): no new key, and the
+        # batch's tasks share one object, which groups them at once.
+        group = self._last_group
+        if group is None or not _is_key_of(group, arrays, self._pad):
+            group = self._last_group = _group_key(arrays, self._pad)
+        request.group = group
+        task = BatchTask(size, request, waiter, task_deadline)
+        loop = None
+        if (not isinstance(waiter, _Future)
+                and self.cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS, now)):
+            loop = waiter.get_loop()  # microsecond batches: this loop runs them
+        self.queue.schedule(task, loop is None)
+        if loop is not None and loop not in self.flushing:
+            self.flushing.add(loop)
+            loop.call_soon(self._flush_on_loop, self, loop)
+        return task
+
+    def process_batch(self, Batch batch, loop=None):
+        """Runs ``batch`` and delivers its outcomes; see the twin's."""
+        cdef Completions done = Completions(loop)
+        cdef list tasks
+        cdef BatchTask task
+        try:
+            for task in batch.expired:
+                done._finish(task, None,
+                             ServingError(_DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE))
+            tasks = batch.tasks
+            if len(tasks) == 1 or (tasks and _same_group(tasks)):
+                self._run_group(tasks, done)
+            elif tasks:
+                for group in _twin.groups(tasks):
+                    self._run_group(group, done)
+        except Exception as e:
+            done.fail_unanswered([*batch.expired, *batch.tasks], run_failed(e))
+            raise
+        finally:
+            done.deliver()
+
+    cdef Py_ssize_t _round_up(self, Py_ssize_t rows) except -1:
+        cdef Py_ssize_t size
+        for size in self._allowed:
+            if size >= rows:
+                return size
+        return rows
+
+    cdef int _run_group(self, list tasks, Completions done) except -1:
+        cdef Py_ssize_t i, j, rows = 0, padded, offset, end, n_tasks, n_out
+        cdef BatchTask task
+        cdef list pieces = None, arrays, out_aliases, out_arrays
+        cdef dict inputs, result
+        cdef tuple wanted
+        try:
+            if self._pad and len(tasks) > 1:
+                tasks, pieces = _padded_pieces(self._n_inputs, tasks, done)
+                if not tasks:
+                    return 0
+            n_tasks = len(tasks)
+            for task in tasks:
+                rows += task.size
+            padded = self._round_up(rows) if rows else 0
+            inputs = {}
+            for i in range(self._n_inputs):
+                alias = self.input_aliases[i]
+                if pieces is not None:
+                    arrays = pieces[i]
+                elif n_tasks == 1 and padded == rows:
+                    inputs[alias] = _task_rows(<BatchTask>tasks[0], i)
+                    continue
+                else:
+                    arrays = [_task_rows(task, i) for task in tasks]
+                if padded > rows:
+                    source = next(a for a in reversed(arrays) if a.shape[0])
+                    arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
+                inputs[alias] = arrays[0] if len(arrays) == 1 else _concatenate(arrays)
+            outputs = self.cost.timed(self._run, self.key, inputs, None, self._timeout_ms(tasks))
+            for array in outputs.values():
+                if _rank(array) == 0:
+                    raise ServingError(_FAILED_PRECONDITION, OUTPUT_RANK_ZERO_MESSAGE)
+                if _rows(array) != padded:
+                    raise ServingError(_FAILED_PRECONDITION, OUTPUT_SIZE_MESSAGE)
+        except ServingError as e:
+            done.fail_unanswered(tasks, e)
+            return 0
+        except Exception as e:  # a bug, not the request's fault: fail the group, keep serving
+            LOG.exception("Batched run of signature %s failed", self.key)
+            done.fail_unanswered(tasks, run_failed(e))
+            return 0
+        # Each task's rows of every output it wants (views).
+        out_aliases = list(outputs.keys())
+        out_arrays = list(outputs.values())
+        n_out = len(out_aliases)
+        offset = 0
+        for task in tasks:
+            end = offset + task.size
+            wanted = _payload(task).output_aliases
+            result = {}
+            if wanted is None:
+                for j in range(n_out):
+                    result[out_aliases[j]] = _row_view(out_arrays[j], offset, end)
+            else:
+                for alias in wanted:
+                    result[alias] = _row_view(outputs[alias], offset, end)
+            done._finish(task, result, None)
+            offset = end
+        return 0
+
+    cdef object _timeout_ms(self, list tasks):
+        cdef BatchTask task
+        cdef double latest = 0.0, ms
+        for task in tasks:
+            if task.deadline == INFINITY:
+                return 0
+            if task.deadline > latest:
+                latest = task.deadline
+        ms = ceil((latest - _now()) * 1000.0)
+        return 1 if ms < 1.0 else int(ms)
+
+    def __repr__(self):
+        return f"SignatureBatcher({self.key!r})"
