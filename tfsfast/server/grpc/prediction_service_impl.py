@@ -21,7 +21,9 @@ already passed is DEADLINE_EXCEEDED without running, otherwise the time left bec
 ``timeout_in_ms``. Handlers are synchronous. Served from ``fast_unary``'s loop (see
 ``grpc_server``), Predict starts on the loop thread and runs the model there when its measured
 cost allows (``RunCosts``), else returns a continuation for the handler pool; the other methods
-run in the pool. The model runs with the GIL released by the runtime.
+run in the pool. The model runs with the GIL released by the runtime. The common Predict is
+answered by ``predict_fast_path`` in front of ``predict_answer``, with the same bytes; it hands
+everything else (every error but the run's, batching, runs for the pool) to ``predict_answer``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from tfsfast.servables import classifier, predict_util, regressor, saved_model_b
 from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
 from tfsfast.server.get_model_metadata_impl import get_model_metadata
-from tfsfast.server.grpc import grpc_status_util
+from tfsfast.server.grpc import grpc_status_util, predict_fast_path
 from tfsfast.server.grpc.fast_unary import Answer, check_message_size
 from tfsfast.server.grpc.model_spec_util import (
     get_servable_handle,
@@ -116,16 +118,21 @@ class RunCosts:
         return (cost is not None and getattr(bundle, "batching_session", None) is None
                 and cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS))
 
-    def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
-            aliases: list[str] | None, timeout: int) -> dict[str, Any]:
-        """``bundle.run``, measured."""
+    def cost(self, servable_id: Any, key: str) -> RunCost:
+        """The entry of (servable version, signature), made if there is none (the fast path
+        keeps it with the signature it resolved)."""
         costs = self._costs
         cost = costs.get((servable_id, key))
         if cost is None:
             if len(costs) >= self.MAX_ENTRIES:
                 costs.clear()
             cost = costs.setdefault((servable_id, key), RunCost())
-        return cost.timed(bundle.run, key, inputs, aliases, timeout)
+        return cost
+
+    def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
+            aliases: list[str] | None, timeout: int) -> dict[str, Any]:
+        """``bundle.run``, measured."""
+        return self.cost(servable_id, key).timed(bundle.run, key, inputs, aliases, timeout)
 
 
 class PredictionServiceImpl:
@@ -147,10 +154,17 @@ class PredictionServiceImpl:
         self._regression_response = regression_pb2.RegressionResponse
         self._metadata_request = get_model_metadata_pb2.GetModelMetadataRequest
         self._run_costs = RunCosts()
+        options = self._options
+        # The common Predict, answered without predict_answer's per-request objects (it hands
+        # everything else to predict_answer).
+        self._predict_fast = predict_fast_path.PredictFastPath(
+            core.manager.handle_table.find, core.get_model_version_for_label, self._run_costs,
+            self.predict_answer, options.enforce_signature_method_name,
+            options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES)
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _call(self, method: Callable[[bytes, grpc.ServicerContext], Answer]
+    def _call(self, method: Callable[[bytes, grpc.ServicerContext], Answer], name: str
               ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         """``method`` as a grpcio handler (the path when the completion-queue loop is off)."""
         limit = self._options.max_message_bytes
@@ -168,12 +182,12 @@ class PredictionServiceImpl:
             except Exception as e:  # a bug must not take the server down: INTERNAL
                 grpc_status_util.abort(context, grpc_status_util.internal_error(e))
 
-        handler.__name__ = method.__name__
+        handler.__name__ = name
         return handler
 
     def _methods(self) -> dict[str, tuple[Callable[[bytes, Any], Answer], bool]]:
         return {
-            "Predict": (self.predict_answer, True),
+            "Predict": (self._predict_fast, True),
             "Classify": (self.classify, False),
             "Regress": (self.regress, False),
             "MultiInference": (self.multi_inference, False),
@@ -189,7 +203,7 @@ class PredictionServiceImpl:
     def handler(self) -> grpc.GenericRpcHandler:
         # Raw bytes in and out: each method parses and writes its own messages.
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-            name: grpc.unary_unary_rpc_method_handler(self._call(method))
+            name: grpc.unary_unary_rpc_method_handler(self._call(method, name))
             for name, (method, _) in self._methods().items()})
 
     # --- Predict -------------------------------------------------------------------------------
@@ -208,7 +222,7 @@ class PredictionServiceImpl:
 
     def predict(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         """Predict, answered on the calling thread."""
-        answer = self.predict_answer(data, context)
+        answer = self._predict_fast(data, context)
         return answer if type(answer) is bytes else answer()
 
     def predict_answer(self, data: bytes, context: grpc.ServicerContext) -> Answer:
