@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import types
@@ -14,17 +15,26 @@ import grpc
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tfsfast.server.grpc import grpc_server
+from tfsfast import _extensions
+from tfsfast.server.grpc import fast_unary, grpc_server
 from tfsfast.server.grpc.fast_unary import FastUnaryMethods, UnaryCall
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
 from tfsfast.server.grpc.prediction_service_impl import RunCosts
 from tfsfast.server.server_core import ServerCore
+from tfsfast.testing.test_util import implementations
 from tfsfast.util import run_cost
 from tfsfast.util.status import Code, ServingError
 
 from .test_prediction_service_impl import predict_request, rpc_error
 
 LIMIT = 1000
+IMPLS = implementations("tfsfast.server.grpc._fast_unary", "tfsfast.server.grpc._fast_unary_py")
+
+
+@pytest.fixture(scope="module", params=IMPLS)
+def impl(request: pytest.FixtureRequest) -> Any:
+    """The module of the loop's per-call machinery under test."""
+    return importlib.import_module(request.param)
 
 
 def _thread_name(data: bytes, context: UnaryCall) -> bytes:
@@ -46,6 +56,10 @@ def _fails_later(data: bytes, context: UnaryCall) -> Any:
     return run
 
 
+def _deferred_big(data: bytes, context: UnaryCall) -> Any:
+    return lambda: _big(data, context)
+
+
 def _bug(data: bytes, context: UnaryCall) -> bytes:
     raise ValueError("boom")
 
@@ -58,8 +72,12 @@ def _echo(data: bytes, context: UnaryCall) -> bytes:
     return data
 
 
+def _big(data: bytes, context: UnaryCall) -> bytes:
+    return b"b" * (LIMIT + 1)
+
+
 @pytest.fixture(scope="module")
-def loop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def loop_server(tmp_path_factory: pytest.TempPathFactory, impl: Any) -> Iterator[str]:
     """A grpc.Server with a generic handler for /t.S/Generic and the loop for the rest."""
     executor = ThreadPoolExecutor(2, thread_name_prefix="pool")
     server = grpc.server(executor)
@@ -69,8 +87,9 @@ def loop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "Inline": (_thread_name, True), "Pool": (_thread_name, False),
         "Deferred": (_deferred, True), "Fails": (_fails, True), "FailsLater": (_fails_later, True),
         "Bug": (_bug, True), "Remaining": (_remaining, True), "Echo": (_echo, True),
+        "Big": (_big, True), "BigLater": (_deferred_big, True),
     }.items()}
-    fast = FastUnaryMethods(methods, executor, LIMIT)
+    fast = FastUnaryMethods(methods, executor, LIMIT, impl)
     assert fast.attach(server)
     socket = tmp_path_factory.mktemp("loop") / "s.sock"
     server.add_insecure_port(f"unix:{socket}")
@@ -110,10 +129,10 @@ def test_errors_become_statuses(loop_server: str) -> None:
     assert _error(loop_server, "Bug") == (grpc.StatusCode.INTERNAL, "ValueError: boom")
 
 
-def test_long_messages_are_cut_as_tf_serving_does(tmp_path: Path) -> None:
+def test_long_messages_are_cut_as_tf_serving_does(tmp_path: Path, impl: Any) -> None:
     executor = ThreadPoolExecutor(1)
     server = grpc.server(executor)
-    fast = FastUnaryMethods({"/t.S/Fails": (_fails, True)}, executor, 1 << 20)
+    fast = FastUnaryMethods({"/t.S/Fails": (_fails, True)}, executor, 1 << 20, impl)
     assert fast.attach(server)
     server.add_insecure_port(f"unix:{tmp_path / 's.sock'}")
     server.start()
@@ -136,6 +155,14 @@ def test_message_limits_name_the_flag(loop_server: str) -> None:
         f"--grpc_max_message_bytes)")
 
 
+def test_responses_above_the_limit_are_refused(loop_server: str) -> None:
+    refused = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+               f"Response message of {LIMIT + 1} bytes exceeds the maximum of {LIMIT} bytes "
+               f"(flag --grpc_max_message_bytes)")
+    assert _error(loop_server, "Big") == refused
+    assert _error(loop_server, "BigLater") == refused
+
+
 def test_the_deadline_reaches_the_handler(loop_server: str) -> None:
     assert _call(loop_server, "Remaining") == b"None"
     remaining = float(_call(loop_server, "Remaining", timeout=5))
@@ -151,6 +178,10 @@ def test_many_calls_at_once(loop_server: str) -> None:
         answers = [f.result() for f in futures]
     assert all(a == str(i).encode() for i, a in enumerate(answers) if i % 2)
     assert all(a.startswith(b"deferred:") for i, a in enumerate(answers) if not i % 2)
+
+
+def test_the_loop_uses_the_loaded_implementation() -> None:
+    assert fast_unary.COMPILED == (not _extensions.NO_EXTENSIONS)
 
 
 # --- the tfsfast server with and without the loop ----------------------------------------------
@@ -181,7 +212,8 @@ def test_predict_answers_the_same_with_and_without_the_loop(
         grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)")
 
 
-def test_stop_lets_a_call_in_the_pool_finish_within_the_grace(tmp_path: Path) -> None:
+def test_stop_lets_a_call_in_the_pool_finish_within_the_grace(tmp_path: Path,
+                                                               impl: Any) -> None:
     started = threading.Event()
 
     def slow(data: bytes, context: UnaryCall) -> Any:
@@ -193,7 +225,7 @@ def test_stop_lets_a_call_in_the_pool_finish_within_the_grace(tmp_path: Path) ->
 
     executor = ThreadPoolExecutor(1)
     server = grpc.server(executor)
-    fast = FastUnaryMethods({"/t.S/Slow": (slow, True)}, executor, LIMIT)
+    fast = FastUnaryMethods({"/t.S/Slow": (slow, True)}, executor, LIMIT, impl)
     assert fast.attach(server)
     server.add_insecure_port(f"unix:{tmp_path / 's.sock'}")
     server.start()

@@ -38,175 +38,37 @@ completion queue and the loop thread ends.
 This relies on one private attribute of grpcio's server object (``_cy_server``, the core server)
 and on ``grpc._cython.cygrpc``; when either is missing, :meth:`FastUnaryMethods.attach` returns
 False and the caller serves the methods through grpcio's generic handlers instead.
+
+The per-call part (the loop, steps 1-3, the context) is compiled (``_fast_unary``) with
+``_fast_unary_py`` as its pure-Python twin; ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Executor
+from types import ModuleType
 from typing import Any
 
 import grpc
 
-from tfsfast.server.grpc import grpc_status_util
-from tfsfast.util.status import Code, ServingError
+from tfsfast import _extensions
+from tfsfast.server.grpc._fast_unary_py import (
+    MAX_MESSAGE_FLAG,
+    Answer,
+    Continuation,
+    Handler,
+    check_message_size,
+    cygrpc,
+    error_status,
+)
+from tfsfast.util.status import Code
 
-try:
-    from grpc._cython import cygrpc
-except ImportError:  # pragma: no cover - every grpcio release so far has it
-    cygrpc = None
+_impl = _extensions.load("tfsfast.server.grpc._fast_unary", "tfsfast.server.grpc._fast_unary_py")
 
-_log = logging.getLogger(__name__)
-
-MAX_MESSAGE_FLAG = "--grpc_max_message_bytes"
-
-# A handler's answer: the response bytes, or a continuation for the thread pool that returns them.
-Continuation = Callable[[], bytes]
-Answer = bytes | Continuation
-Handler = Callable[[bytes, "UnaryCall"], Answer]
-
-# gRPC core reports "no deadline" as gpr_inf_future, which grpcio turns into ~9.2e18 seconds.
-_NO_DEADLINE = 1e15
-
-if cygrpc is not None:
-    _QUEUE_SHUTDOWN = cygrpc.CompletionType.queue_shutdown
-    _QUEUE_TIMEOUT = cygrpc.CompletionType.queue_timeout
-    # Operations hold the C state of their batch (a received buffer): a new one every time.
-    _ReceiveMessage = cygrpc.ReceiveMessageOperation
-    _SendInitialMetadata = cygrpc.SendInitialMetadataOperation
-    _SendMessage = cygrpc.SendMessageOperation
-    _SendStatus = cygrpc.SendStatusFromServerOperation
-    _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
-    _OK = int(cygrpc.StatusCode.ok)
-
-
-def check_message_size(size: int, limit: int, what: str) -> None:
-    """RESOURCE_EXHAUSTED naming ``--grpc_max_message_bytes`` when ``size`` exceeds ``limit``."""
-    if size > limit:
-        raise ServingError(Code.RESOURCE_EXHAUSTED,
-                           f"{what} message of {size} bytes exceeds the maximum of {limit} "
-                           f"bytes (flag {MAX_MESSAGE_FLAG})")
-
-
-def error_status(error: BaseException) -> tuple[int, bytes]:
-    """The (gRPC code, details) a client gets for an exception a handler raised."""
-    if not isinstance(error, ServingError):
-        error = grpc_status_util.internal_error(error)
-    code, message = grpc_status_util.to_grpc_status(error)
-    return code.value[0], message.encode("utf-8", "replace")
-
-
-def _call_done(event: Any) -> None:
-    """The last batch of a call completed (or failed: the client went); nothing is left to do."""
-
-
-class UnaryCall:
-    """One call in flight: the core call, its method and deadline. Also the handler's context."""
-
-    __slots__ = ("_owner", "call", "deadline", "method")
-
-    def __init__(self, owner: FastUnaryMethods, method: _Method, call: Any,
-                 deadline: float) -> None:
-        self._owner = owner
-        self.method = method
-        self.call = call
-        self.deadline = deadline
-
-    # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
-
-    def time_remaining(self) -> float | None:
-        """Seconds left before the client's deadline (never negative); None without one."""
-        if self.deadline >= _NO_DEADLINE:
-            return None
-        return max(self.deadline - time.time(), 0.0)
-
-    # --- completion-queue callbacks ---------------------------------------------------------
-
-    def received(self, event: Any) -> None:
-        """Step 2: the request message (or its absence) arrived; answer or hand off."""
-        data = event.batch_operations[0].message() if event.success else None
-        if data is None:
-            if event.success:
-                self.fail(int(grpc.StatusCode.UNIMPLEMENTED.value[0]),
-                          f'"{self.method.name}" requires exactly one request message.'
-                          .encode())
-            return  # the call was cancelled before its message came: nothing to answer
-        method = self.method
-        if method.inline:
-            try:
-                check_message_size(len(data), method.max_message_bytes, "Request")
-                answer = method.handler(data, self)
-            except Exception as e:  # every failure is a status
-                self.fail(*error_status(e))
-                return
-            if type(answer) is bytes:
-                self.reply(answer)
-                return
-            self._owner.submit(self, answer)
-        else:
-            self._owner.submit(self, lambda: self._run(data))
-
-    def _run(self, data: bytes) -> bytes:
-        check_message_size(len(data), self.method.max_message_bytes, "Request")
-        answer = self.method.handler(data, self)
-        return answer if type(answer) is bytes else answer()
-
-    # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
-
-    def reply(self, response: bytes) -> None:
-        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit)."""
-        limit = self.method.max_message_bytes
-        if len(response) > limit:
-            try:
-                check_message_size(len(response), limit, "Response")
-            except ServingError as e:
-                self.fail(*error_status(e))
-                return
-        self.call.start_server_batch((
-            _SendInitialMetadata(None, 0),
-            _SendMessage(response, 0),
-            _SendStatus(None, _OK, b"", 0),
-            _ReceiveClose(0),
-        ), _call_done)
-
-    def fail(self, code: int, details: bytes) -> None:
-        """Step 3 with an error status and no response message."""
-        self.call.start_server_batch((
-            _SendInitialMetadata(None, 0),
-            _SendStatus(None, code, details, 0),
-            _ReceiveClose(0),
-        ), _call_done)
-
-
-class _Method:
-    """A registered method and the loop's standing request for its next call."""
-
-    __slots__ = ("_owner", "handler", "inline", "max_message_bytes", "name")
-
-    def __init__(self, owner: FastUnaryMethods, name: str, handler: Handler, inline: bool,
-                 max_message_bytes: int) -> None:
-        self._owner = owner
-        self.name = name
-        self.handler = handler
-        self.inline = inline
-        self.max_message_bytes = max_message_bytes
-
-    def request(self) -> None:
-        owner = self._owner
-        owner.server.request_registered_call(owner.cq, owner.cq, self.name, self.arrived)
-
-    def arrived(self, event: Any) -> None:
-        """Step 1: a call for this method arrived (success False: the server is shutting down)."""
-        if not event.success:
-            return
-        owner = self._owner
-        if not owner.stopping:
-            self.request()
-        call = UnaryCall(owner, self, event.call, event.call_details.deadline)
-        event.call.start_server_batch((_ReceiveMessage(0),), call.received)
+UnaryCall = _impl.UnaryCall
+COMPILED: bool = _impl.__name__.endswith("._fast_unary")
 
 
 class FastUnaryMethods:
@@ -216,12 +78,14 @@ class FastUnaryMethods:
     ``(handler, inline)``: ``handler(request_bytes, context)`` returns the response bytes or a
     continuation; with ``inline`` False the whole handler runs on ``executor`` instead of the
     loop thread. Use: :meth:`attach` before the server starts, :meth:`start` after it started,
-    :meth:`stop` once it has terminated. Thread-safe.
+    :meth:`stop` once it has terminated. Thread-safe. ``impl`` picks the module of the per-call
+    machinery (tests run both); the default is the one this module loaded.
     """
 
     def __init__(self, methods: Mapping[str, tuple[Handler, bool]], executor: Executor,
-                 max_message_bytes: int) -> None:
-        self.methods = [_Method(self, name, handler, inline, max_message_bytes)
+                 max_message_bytes: int, impl: ModuleType | None = None) -> None:
+        self._impl = impl or _impl
+        self.methods = [self._impl._Method(self, name, handler, inline, max_message_bytes)
                         for name, (handler, inline) in methods.items()]
         self.executor = executor
         self.server: Any = None
@@ -247,8 +111,8 @@ class FastUnaryMethods:
         """Starts the loop thread; call after ``grpc.Server.start``."""
         for method in self.methods:
             method.request()
-        self._thread = threading.Thread(target=self._serve, name="tfsfast_grpc_unary",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._impl.serve, args=(self.cq,),
+                                        name="tfsfast_grpc_unary", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -259,22 +123,7 @@ class FastUnaryMethods:
             self._thread.join()
             self._thread = None
 
-    def _serve(self) -> None:
-        poll = self.cq.poll
-        while True:
-            event = poll()
-            kind = event.completion_type
-            if kind == _QUEUE_SHUTDOWN:
-                return
-            if kind == _QUEUE_TIMEOUT:
-                continue
-            try:
-                event.tag(event)
-            except Exception:  # a bug in one call must not stop the loop
-                _log.exception("gRPC unary loop: a completion failed")
-            event = None  # drop the call before blocking in poll again
-
-    def submit(self, call: UnaryCall, work: Continuation) -> None:
+    def submit(self, call: Any, work: Continuation) -> None:
         """Runs ``work`` on the executor and answers ``call`` with its result."""
         try:
             self.executor.submit(self._finish, call, work)
@@ -282,7 +131,7 @@ class FastUnaryMethods:
             call.fail(Code.UNAVAILABLE, b"The server is shutting down")
 
     @staticmethod
-    def _finish(call: UnaryCall, work: Continuation) -> None:
+    def _finish(call: Any, work: Continuation) -> None:
         try:
             response = work()
         except Exception as e:  # every failure is a status
@@ -290,3 +139,6 @@ class FastUnaryMethods:
             return
         call.reply(response)
 
+
+__all__ = ["COMPILED", "MAX_MESSAGE_FLAG", "Answer", "Continuation", "FastUnaryMethods",
+           "Handler", "UnaryCall", "check_message_size", "error_status"]

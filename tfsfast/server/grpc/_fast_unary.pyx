@@ -1,0 +1,216 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Compiled per-call machinery of ``fast_unary``'s loop; the same contract as
+``_fast_unary_py`` (its twin).
+
+What differs is only how: the loop dispatches a completion to its call or method as a C call
+(the tag is the ``UnaryCall`` or the ``_Method`` itself, not a bound method made per call), the
+call's state is in C fields, the deadline is read from the C clock ``time.time`` reads, and the
+cygrpc operation types are bound once. The operations themselves, the batches and the handler
+calls are the ones the twin makes.
+"""
+
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+from tfsfast.server.grpc._fast_unary_py import (
+    NO_DEADLINE,
+    UNIMPLEMENTED,
+    check_message_size,
+    cygrpc,
+    error_status,
+    missing_message,
+)
+from tfsfast.util.status import ServingError
+
+import logging
+
+_log = logging.getLogger("tfsfast.server.grpc.fast_unary")
+
+cdef double _NO_DEADLINE = NO_DEADLINE
+cdef int _UNIMPLEMENTED = UNIMPLEMENTED
+cdef object _ServingError = ServingError
+cdef object _check_message_size = check_message_size
+cdef object _error_status = error_status
+
+cdef object _ReceiveMessage = None
+cdef object _SendInitialMetadata = None
+cdef object _SendMessage = None
+cdef object _SendStatus = None
+cdef object _ReceiveClose = None
+cdef int _OK = 0
+cdef int _QUEUE_SHUTDOWN = -1
+cdef int _QUEUE_TIMEOUT = -1
+if cygrpc is not None:
+    _QUEUE_SHUTDOWN = int(cygrpc.CompletionType.queue_shutdown)
+    _QUEUE_TIMEOUT = int(cygrpc.CompletionType.queue_timeout)
+    # Operations hold the C state of their batch (a received buffer): a new one every time.
+    _ReceiveMessage = cygrpc.ReceiveMessageOperation
+    _SendInitialMetadata = cygrpc.SendInitialMetadataOperation
+    _SendMessage = cygrpc.SendMessageOperation
+    _SendStatus = cygrpc.SendStatusFromServerOperation
+    _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
+    _OK = int(cygrpc.StatusCode.ok)
+
+# A UnaryCall's stage, which says what its next completion is.
+cdef enum:
+    RECEIVING = 0
+    ANSWERED = 1
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef class UnaryCall:
+    """One call in flight: the core call, its method and deadline. Also the handler's context.
+    Its completions come back with the call itself as their tag."""
+    cdef object _owner
+    cdef readonly object call
+    cdef readonly double deadline
+    cdef readonly _Method method
+    cdef int _stage
+
+    def __cinit__(self, owner, _Method method, call, double deadline):
+        self._owner = owner
+        self.method = method
+        self.call = call
+        self.deadline = deadline
+        self._stage = RECEIVING
+
+    # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
+
+    cpdef object time_remaining(self):
+        """Seconds left before the client's deadline (never negative); None without one."""
+        if self.deadline >= _NO_DEADLINE:
+            return None
+        return max(self.deadline - _now(), 0.0)
+
+    # --- completion-queue callbacks ---------------------------------------------------------
+
+    def received(self, event):
+        """Step 2: the request message (or its absence) arrived; answer or hand off."""
+        self._received(event)
+
+    cdef _completed(self, object event):
+        if self._stage == RECEIVING:
+            self._received(event)
+        # else: the last batch completed (or failed: the client went); nothing is left to do
+
+    cdef _received(self, object event):
+        cdef bint success = event.success
+        data = event.batch_operations[0].message() if success else None
+        if data is None:
+            if success:
+                self.fail(_UNIMPLEMENTED, missing_message(self.method.name))
+            return  # the call was cancelled before its message came: nothing to answer
+        cdef _Method method = self.method
+        if method.inline:
+            try:
+                if len(data) > method.max_message_bytes:
+                    _check_message_size(len(data), method.max_message_bytes, "Request")
+                answer = method.handler(data, self)
+            except Exception as e:  # every failure is a status
+                code, details = _error_status(e)
+                self.fail(code, details)
+                return
+            if type(answer) is bytes:
+                self.reply(<bytes>answer)
+                return
+            self._owner.submit(self, answer)
+        else:
+            self._owner.submit(self, lambda: self._run(data))
+
+    def _run(self, data):
+        _check_message_size(len(data), self.method.max_message_bytes, "Request")
+        answer = self.method.handler(data, self)
+        return answer if type(answer) is bytes else answer()
+
+    # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
+
+    cpdef reply(self, bytes response):
+        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit)."""
+        cdef Py_ssize_t limit = self.method.max_message_bytes
+        if len(response) > limit:
+            try:
+                _check_message_size(len(response), limit, "Response")
+            except _ServingError as e:
+                code, details = _error_status(e)
+                self.fail(code, details)
+                return
+        self._stage = ANSWERED
+        self.call.start_server_batch((
+            _SendInitialMetadata(None, 0),
+            _SendMessage(response, 0),
+            _SendStatus(None, _OK, b"", 0),
+            _ReceiveClose(0),
+        ), self)
+
+    cpdef fail(self, int code, bytes details):
+        """Step 3 with an error status and no response message."""
+        self._stage = ANSWERED
+        self.call.start_server_batch((
+            _SendInitialMetadata(None, 0),
+            _SendStatus(None, code, details, 0),
+            _ReceiveClose(0),
+        ), self)
+
+
+cdef class _Method:
+    """A registered method and the loop's standing request for its next call (see the twin).
+    Its arrivals come back with the method itself as their tag."""
+    cdef object _owner
+    cdef readonly str name
+    cdef readonly object handler
+    cdef readonly bint inline
+    cdef readonly Py_ssize_t max_message_bytes
+
+    def __init__(self, owner, str name, handler, bint inline, Py_ssize_t max_message_bytes):
+        self._owner = owner
+        self.name = name
+        self.handler = handler
+        self.inline = inline
+        self.max_message_bytes = max_message_bytes
+
+    cpdef request(self):
+        owner = self._owner
+        cq = owner.cq
+        owner.server.request_registered_call(cq, cq, self.name, self)
+
+    def arrived(self, event):
+        """Step 1: a call for this method arrived (success False: the server is shutting down)."""
+        self._arrived(event)
+
+    cdef _arrived(self, object event):
+        if not event.success:
+            return
+        owner = self._owner
+        if not owner.stopping:
+            self.request()
+        core_call = event.call
+        call = UnaryCall(owner, self, core_call, event.call_details.deadline)
+        core_call.start_server_batch((_ReceiveMessage(0),), call)
+
+
+def serve(cq):
+    """The loop: runs each completion's callback until ``cq`` is shut down."""
+    cdef int kind
+    poll = cq.poll
+    while True:
+        event = poll()
+        kind = event.completion_type
+        if kind == _QUEUE_SHUTDOWN:
+            return
+        if kind == _QUEUE_TIMEOUT:
+            continue
+        tag = event.tag
+        try:
+            if type(tag) is UnaryCall:
+                (<UnaryCall>tag)._completed(event)
+            elif type(tag) is _Method:
+                (<_Method>tag)._arrived(event)
+            else:
+                tag(event)
+        except Exception:  # a bug in one call must not stop the loop
+            _log.exception("gRPC unary loop: a completion failed")
+        event = tag = None  # drop the call before blocking in poll again

@@ -1,0 +1,200 @@
+"""Pure-Python per-call machinery of ``fast_unary``'s loop: the reference twin of
+``_fast_unary``.
+
+What runs on the loop thread for every call: :func:`serve` (the loop), :class:`_Method` (the
+standing request for a method's next call, step 1 of the module doc of ``fast_unary``) and
+:class:`UnaryCall` (steps 2 and 3, and the handler's context). ``fast_unary.FastUnaryMethods``
+owns them and picks this module or the compiled one; both behave the same to the handlers and
+the clients. The helpers (``check_message_size``, ``error_status``) are shared by both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from tfsfast.server.grpc import grpc_status_util
+from tfsfast.util.status import Code, ServingError
+
+try:
+    from grpc._cython import cygrpc
+except ImportError:  # pragma: no cover - every grpcio release so far has it
+    cygrpc = None
+
+_log = logging.getLogger("tfsfast.server.grpc.fast_unary")
+
+MAX_MESSAGE_FLAG = "--grpc_max_message_bytes"
+
+# A handler's answer: the response bytes, or a continuation for the thread pool that returns them.
+Continuation = Callable[[], bytes]
+Answer = bytes | Continuation
+Handler = Callable[[bytes, "UnaryCall"], Answer]
+
+# gRPC core reports "no deadline" as gpr_inf_future, which grpcio turns into ~9.2e18 seconds.
+NO_DEADLINE = 1e15
+
+UNIMPLEMENTED = int(grpc.StatusCode.UNIMPLEMENTED.value[0])
+
+if cygrpc is not None:
+    _QUEUE_SHUTDOWN = cygrpc.CompletionType.queue_shutdown
+    _QUEUE_TIMEOUT = cygrpc.CompletionType.queue_timeout
+    # Operations hold the C state of their batch (a received buffer): a new one every time.
+    _ReceiveMessage = cygrpc.ReceiveMessageOperation
+    _SendInitialMetadata = cygrpc.SendInitialMetadataOperation
+    _SendMessage = cygrpc.SendMessageOperation
+    _SendStatus = cygrpc.SendStatusFromServerOperation
+    _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
+    _OK = int(cygrpc.StatusCode.ok)
+
+
+def check_message_size(size: int, limit: int, what: str) -> None:
+    """RESOURCE_EXHAUSTED naming ``--grpc_max_message_bytes`` when ``size`` exceeds ``limit``."""
+    if size > limit:
+        raise ServingError(Code.RESOURCE_EXHAUSTED,
+                           f"{what} message of {size} bytes exceeds the maximum of {limit} "
+                           f"bytes (flag {MAX_MESSAGE_FLAG})")
+
+
+def error_status(error: BaseException) -> tuple[int, bytes]:
+    """The (gRPC code, details) a client gets for an exception a handler raised."""
+    if not isinstance(error, ServingError):
+        error = grpc_status_util.internal_error(error)
+    code, message = grpc_status_util.to_grpc_status(error)
+    return code.value[0], message.encode("utf-8", "replace")
+
+
+def missing_message(name: str) -> bytes:
+    """The UNIMPLEMENTED details grpcio sends for a unary call without a request message."""
+    return f'"{name}" requires exactly one request message.'.encode()
+
+
+def _call_done(event: Any) -> None:
+    """The last batch of a call completed (or failed: the client went); nothing is left to do."""
+
+
+class UnaryCall:
+    """One call in flight: the core call, its method and deadline. Also the handler's context."""
+
+    __slots__ = ("_owner", "call", "deadline", "method")
+
+    def __init__(self, owner: Any, method: _Method, call: Any, deadline: float) -> None:
+        self._owner = owner
+        self.method = method
+        self.call = call
+        self.deadline = deadline
+
+    # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the client's deadline (never negative); None without one."""
+        if self.deadline >= NO_DEADLINE:
+            return None
+        return max(self.deadline - time.time(), 0.0)
+
+    # --- completion-queue callbacks ---------------------------------------------------------
+
+    def received(self, event: Any) -> None:
+        """Step 2: the request message (or its absence) arrived; answer or hand off."""
+        data = event.batch_operations[0].message() if event.success else None
+        if data is None:
+            if event.success:
+                self.fail(UNIMPLEMENTED, missing_message(self.method.name))
+            return  # the call was cancelled before its message came: nothing to answer
+        method = self.method
+        if method.inline:
+            try:
+                check_message_size(len(data), method.max_message_bytes, "Request")
+                answer = method.handler(data, self)
+            except Exception as e:  # every failure is a status
+                self.fail(*error_status(e))
+                return
+            if type(answer) is bytes:
+                self.reply(answer)
+                return
+            self._owner.submit(self, answer)
+        else:
+            self._owner.submit(self, lambda: self._run(data))
+
+    def _run(self, data: bytes) -> bytes:
+        check_message_size(len(data), self.method.max_message_bytes, "Request")
+        answer = self.method.handler(data, self)
+        return answer if type(answer) is bytes else answer()
+
+    # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
+
+    def reply(self, response: bytes) -> None:
+        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit)."""
+        limit = self.method.max_message_bytes
+        if len(response) > limit:
+            try:
+                check_message_size(len(response), limit, "Response")
+            except ServingError as e:
+                self.fail(*error_status(e))
+                return
+        self.call.start_server_batch((
+            _SendInitialMetadata(None, 0),
+            _SendMessage(response, 0),
+            _SendStatus(None, _OK, b"", 0),
+            _ReceiveClose(0),
+        ), _call_done)
+
+    def fail(self, code: int, details: bytes) -> None:
+        """Step 3 with an error status and no response message."""
+        self.call.start_server_batch((
+            _SendInitialMetadata(None, 0),
+            _SendStatus(None, code, details, 0),
+            _ReceiveClose(0),
+        ), _call_done)
+
+
+class _Method:
+    """A registered method and the loop's standing request for its next call.
+
+    ``owner`` is the ``FastUnaryMethods``: its ``server`` and ``cq`` (set once attached), its
+    ``stopping`` flag and its ``submit``.
+    """
+
+    __slots__ = ("_owner", "handler", "inline", "max_message_bytes", "name")
+
+    def __init__(self, owner: Any, name: str, handler: Handler, inline: bool,
+                 max_message_bytes: int) -> None:
+        self._owner = owner
+        self.name = name
+        self.handler = handler
+        self.inline = inline
+        self.max_message_bytes = max_message_bytes
+
+    def request(self) -> None:
+        owner = self._owner
+        owner.server.request_registered_call(owner.cq, owner.cq, self.name, self.arrived)
+
+    def arrived(self, event: Any) -> None:
+        """Step 1: a call for this method arrived (success False: the server is shutting down)."""
+        if not event.success:
+            return
+        owner = self._owner
+        if not owner.stopping:
+            self.request()
+        call = UnaryCall(owner, self, event.call, event.call_details.deadline)
+        event.call.start_server_batch((_ReceiveMessage(0),), call.received)
+
+
+def serve(cq: Any) -> None:
+    """The loop: runs each completion's callback until ``cq`` is shut down."""
+    poll = cq.poll
+    while True:
+        event = poll()
+        kind = event.completion_type
+        if kind == _QUEUE_SHUTDOWN:
+            return
+        if kind == _QUEUE_TIMEOUT:
+            continue
+        try:
+            event.tag(event)
+        except Exception:  # a bug in one call must not stop the loop
+            _log.exception("gRPC unary loop: a completion failed")
+        event = None  # drop the call before blocking in poll again
