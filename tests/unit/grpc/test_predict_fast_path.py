@@ -292,3 +292,12 @@ def test_the_service_uses_the_loaded_implementation(core: ServerCore) -> None:
     assert type(s._predict_fast) is predict_fast_path.PredictFastPath
     assert s.fast_methods()["/tensorflow.serving.PredictionService/Predict"][0] is (
         s._predict_fast)
+
+
+def test_fast_runs_are_measured_into_the_shared_run_cost(impl: Any, core: ServerCore) -> None:
+    s, fast = service(core, impl)
+    with core.get_servable_handle("m") as handle:
+        cost = s._run_costs.cost(handle.id, "serving_default")
+    cost.seconds = 1e6  # a faster run becomes the estimate at once
+    assert type(fast.answer(request().SerializeToString(), _Context())) is bytes
+    assert 0 < cost.seconds < 1e6

@@ -9,7 +9,7 @@ cygrpc operation types are bound once. The operations themselves, the batches an
 calls are the ones the twin makes.
 """
 
-from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+from tfsfast.server.grpc._clock cimport wall_time
 
 from tfsfast.server.grpc._fast_unary_py import (
     NO_DEADLINE,
@@ -56,12 +56,6 @@ cdef enum:
     ANSWERED = 1
 
 
-cdef inline double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
-
-
 cdef class UnaryCall:
     """One call in flight: the core call, its method and deadline. Also the handler's context.
     Its completions come back with the call itself as their tag."""
@@ -84,7 +78,7 @@ cdef class UnaryCall:
         """Seconds left before the client's deadline (never negative); None without one."""
         if self.deadline >= _NO_DEADLINE:
             return None
-        return max(self.deadline - _now(), 0.0)
+        return max(self.deadline - wall_time(), 0.0)
 
     # --- completion-queue callbacks ---------------------------------------------------------
 
