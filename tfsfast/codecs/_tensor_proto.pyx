@@ -15,6 +15,7 @@ The host must be little-endian (the wire order), as every platform TensorFlow sh
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
@@ -25,8 +26,8 @@ from tfsfast.codecs._tensor_proto_py import (
     MAX_TENSOR_ELEMENTS,
     MAX_TENSOR_RANK,
     PredictRequestView,
-    check_limits,
 )
+from tfsfast.runtime._numpy_api cimport TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_ndarray
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
 from tfsfast.util.status import Code, ServingError
 
@@ -67,6 +68,9 @@ cdef enum:
     DT_STRING_ = 7
 
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
+# The twin's limits, as C constants (the values are the twin's, read once).
+cdef Py_ssize_t _MAX_RANK = MAX_TENSOR_RANK
+cdef int64_t _MAX_ELEMENTS = MAX_TENSOR_ELEMENTS
 
 # dtype -> typed field number; -1 for dtypes tfsfast cannot hold.
 cdef int _FIELD_OF[34]
@@ -104,6 +108,7 @@ cdef object _f64 = np.dtype(np.float64)
 cdef object _frombuffer = np.frombuffer
 cdef object _empty = np.empty
 cdef object _zeros = np.zeros
+cdef object _ndarray = np.ndarray
 
 
 class _WireError(Exception):
@@ -221,6 +226,20 @@ cdef inline str _utf8(const uint8_t* buf, Py_ssize_t start, Py_ssize_t stop):
 
 cdef inline object _parse_error(str name):
     return ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {name}")
+
+
+cdef Py_ssize_t _check_limits(str name, Py_ssize_t rank, int64_t count) except -1:
+    """The twin's ``check_limits`` for a shape already checked to be >= 0 and to fit int64:
+    ``count`` is its element count; the same errors, the same texts."""
+    if rank > _MAX_RANK:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Input: {name} has rank {rank}, which exceeds the maximum "
+                           f"tensor rank of {MAX_TENSOR_RANK}")
+    if count > _MAX_ELEMENTS:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Input: {name} has {count} elements, which exceeds the maximum of "
+                           f"{MAX_TENSOR_ELEMENTS} elements per tensor")
+    return <Py_ssize_t>count
 
 
 cdef int _count_values(const uint8_t* buf, list spans, int field,
@@ -391,7 +410,7 @@ cdef object _decode(object data, const uint8_t* buf, Py_ssize_t end, str name, l
         if d and product > _INT64_MAX // d:
             raise _parse_error(name)
         product *= d
-    count = check_limits(name, dims)
+    count = _check_limits(name, len(dims), product)
     if budget is not None:
         if budget[0] + count > MAX_REQUEST_ELEMENTS:
             raise ServingError(Code.INVALID_ARGUMENT,
@@ -468,24 +487,90 @@ def decode_tensor(data, str name="", list budget=None):
 # Encoding a TensorProto: plan (sizes), then write into one bytes object.
 
 
+cdef enum:
+    # How a varint-field element is read from the array's memory (see _element).
+    EK_NONE = 0
+    EK_SIGNED = 1     # sign-extended to 64 bits, as protobuf writes an int32
+    EK_UNSIGNED = 2
+    EK_BOOL = 3       # 0 or 1, as numpy's bool -> uint64 cast gives
+    MAX_DIMS = 64     # numpy's own limit (NPY_MAXDIMS)
+
+# numpy dtype object -> DataType, for the dtypes ``from_numpy`` maps to one value each: numpy's
+# builtin dtypes are singletons, so the lookup compares pointers; any other dtype object goes
+# through ``from_numpy`` itself (same result, same errors).
+cdef PyObject* _DESCR_PTR[34]
+cdef int _DESCR_DT[34]
+cdef int _DESCR_COUNT = 0
+for _i in range(34):
+    if _NUMPY[_i] is not None:
+        _DESCR_PTR[_DESCR_COUNT] = <PyObject*>_NUMPY[_i]
+        _DESCR_DT[_DESCR_COUNT] = <int>from_numpy(_NUMPY[_i])
+        _DESCR_COUNT += 1
+
+# Per DataType: how its varint-field elements are read, and their width in bytes.
+cdef int _ELEM_KIND[34]
+cdef int _ELEM_WIDTH[34]
+for _i in range(34):
+    _ELEM_KIND[_i] = EK_NONE
+    _ELEM_WIDTH[_i] = 0
+    if _NUMPY[_i] is not None and _i != DT_STRING_:
+        _ELEM_WIDTH[_i] = _NUMPY[_i].itemsize
+        if _FIELD_OF[_i] == F_HALF:
+            _ELEM_KIND[_i] = EK_UNSIGNED  # the 16-bit pattern
+        elif _NUMPY[_i].kind == "b":
+            _ELEM_KIND[_i] = EK_BOOL
+        elif _NUMPY[_i].kind == "u":
+            _ELEM_KIND[_i] = EK_UNSIGNED
+        elif _NUMPY[_i].kind == "i":
+            _ELEM_KIND[_i] = EK_SIGNED
+
+
+cdef inline int _data_type_of(object descr) except -1:
+    cdef int i
+    cdef PyObject* ptr = <PyObject*>descr
+    for i in range(_DESCR_COUNT):
+        if _DESCR_PTR[i] == ptr:
+            return _DESCR_DT[i]
+    return <int>from_numpy(descr)
+
+
+cdef inline uint64_t _element(const char* p, int kind, int width) noexcept nogil:
+    """One element of a varint field as the uint64 protobuf writes (an unaligned read of a
+    little-endian value; a signed one is sign-extended, as protobuf writes an int32)."""
+    cdef uint64_t value = 0
+    cdef int shift
+    if kind == EK_BOOL:
+        return 1 if p[0] else 0
+    memcpy(&value, p, width)
+    if kind == EK_SIGNED and width < 8:
+        shift = 64 - 8 * width
+        return <uint64_t>((<int64_t>(value << shift)) >> shift)
+    return value
+
+
 cdef class _TensorPlan:
     """One tensor to write: its header and payload, with the sizes computed up front."""
     cdef int dtype
     cdef int field
-    cdef tuple shape
+    cdef int nd
+    cdef Py_ssize_t dims[MAX_DIMS]
+    cdef Py_ssize_t count           # number of elements
     cdef Py_ssize_t shape_size      # size of the TensorShapeProto body
-    cdef object fixed               # contiguous array whose bytes are the payload, or None
-    cdef object varints             # uint64 array of values to write as varints, or None
+    cdef object owner               # keeps `data` alive: a C-contiguous array, or None
+    cdef const char* data           # the elements (fixed payload or varint source), or NULL
+    cdef int elem_kind              # EK_* when the payload is varints, else EK_NONE
+    cdef int elem_width
     cdef list strings               # bytes items for string_val, or None
     cdef bytes content              # string-list tensor_content, or None
     cdef Py_ssize_t payload_size    # size of the packed payload / content
     cdef Py_ssize_t size            # size of the whole TensorProto body
 
 
-cdef Py_ssize_t _packed_varint_size(const uint64_t[::1] values) noexcept nogil:
+cdef Py_ssize_t _packed_varint_size(const char* data, Py_ssize_t count, int kind,
+                                    int width) noexcept nogil:
     cdef Py_ssize_t i, n = 0
-    for i in range(values.shape[0]):
-        n += varint_size(values[i])
+    for i in range(count):
+        n += varint_size(_element(data + i * width, kind, width))
     return n
 
 
@@ -521,25 +606,40 @@ cdef list _string_items(object array):
 
 
 cdef _TensorPlan _plan(object array, object dtype, bint tensor_content):
+    """Sizes one tensor. An ndarray that already is C-contiguous in the dtype it is written as
+    is read in place (no numpy call); anything else is converted as the twin converts it."""
     cdef _TensorPlan plan = _TensorPlan.__new__(_TensorPlan)
     cdef Py_ssize_t d, body = 0
-    array = np.asarray(array)
-    plan.dtype = <int>(from_numpy(array.dtype) if dtype is None else int(dtype))
+    cdef int i
+    cdef tfsfast_ndarray* arr
+    if type(array) is not _ndarray:
+        array = np.asarray(array)
+    arr = <tfsfast_ndarray*>array
+    descr = <object>arr.descr
+    plan.dtype = _data_type_of(descr) if dtype is None else <int>int(dtype)
     if plan.dtype <= 0 or plan.dtype >= 34 or _FIELD_OF[plan.dtype] < 0:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Cannot return a tensor of type {DataType(plan.dtype).name}")
     plan.field = _FIELD_OF[plan.dtype]
-    plan.shape = array.shape
+    if arr.nd > MAX_DIMS:
+        raise ValueError(f"an array of rank {arr.nd}")
+    plan.nd = arr.nd
+    plan.count = 1
     plan.shape_size = 0
-    for d in plan.shape:
+    for i in range(arr.nd):
+        d = arr.dimensions[i]
+        plan.dims[i] = d
+        plan.count *= d
         # A Dim with size 0 is an empty message (proto3 omits the default).
         plan.shape_size += _len_field_size(
             2, (1 + varint_size(<uint64_t>d)) if d else 0)
     body = 1 + varint_size(<uint64_t>plan.dtype) + _len_field_size(2, plan.shape_size)
-    plan.fixed = plan.varints = plan.strings = plan.content = None
+    plan.owner = plan.strings = plan.content = None
+    plan.data = NULL
+    plan.elem_kind = EK_NONE
     plan.payload_size = 0
-    if array.size:
-        if plan.dtype == DataType.DT_STRING:
+    if plan.count:
+        if plan.dtype == DT_STRING_:
             items = _string_items(array)
             if tensor_content:
                 plan.content = _string_list(items)
@@ -551,20 +651,20 @@ cdef _TensorPlan _plan(object array, object dtype, bint tensor_content):
                     body += _len_field_size(F_STRING, PyBytes_GET_SIZE(b))
         else:
             np_dtype = _NUMPY[plan.dtype]
-            flat = np.ascontiguousarray(array, dtype=np_dtype).reshape(-1)
+            if not ((arr.flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS) and descr is np_dtype):
+                array = np.ascontiguousarray(array, dtype=np_dtype)
+                arr = <tfsfast_ndarray*>array
+            plan.owner = array
+            plan.data = arr.data
+            plan.elem_width = _ELEM_WIDTH[plan.dtype]
             if tensor_content or plan.field in (F_FLOAT, F_DOUBLE, F_SCOMPLEX, F_DCOMPLEX):
-                plan.fixed = flat
-                plan.payload_size = flat.nbytes
+                plan.payload_size = plan.count * plan.elem_width
                 if tensor_content:
                     plan.field = F_CONTENT
             else:
-                if plan.field == F_HALF:
-                    plan.varints = flat.view(_u16).astype(_u64)
-                elif np_dtype.kind == "u" or np_dtype.kind == "b":
-                    plan.varints = flat.astype(_u64)
-                else:  # signed: sign-extended to 64 bits, as protobuf writes an int32
-                    plan.varints = flat.astype(_i64).view(_u64)
-                plan.payload_size = _packed_varint_size(plan.varints)
+                plan.elem_kind = _ELEM_KIND[plan.dtype]
+                plan.payload_size = _packed_varint_size(plan.data, plan.count, plan.elem_kind,
+                                                        plan.elem_width)
             body += _len_field_size(plan.field, plan.payload_size)
     plan.size = body
     return plan
@@ -577,12 +677,11 @@ cdef char* _write_tag_len(char* p, int field, Py_ssize_t length) noexcept nogil:
 
 cdef char* _write_plan(char* p, _TensorPlan plan) except NULL:
     cdef Py_ssize_t d, i, n
-    cdef const uint64_t[::1] values
-    cdef const unsigned char[::1] raw
     p = write_varint(p, <uint64_t>(F_DTYPE << 3))
     p = write_varint(p, <uint64_t>plan.dtype)
     p = _write_tag_len(p, F_SHAPE, plan.shape_size)
-    for d in plan.shape:
+    for i in range(plan.nd):
+        d = plan.dims[i]
         if d:
             p = _write_tag_len(p, 2, 1 + varint_size(<uint64_t>d))
             p[0] = 8  # Dim.size: field 1, varint
@@ -599,18 +698,16 @@ cdef char* _write_plan(char* p, _TensorPlan plan) except NULL:
         p = _write_tag_len(p, F_CONTENT, plan.payload_size)
         memcpy(p, PyBytes_AS_STRING(plan.content), plan.payload_size)
         p += plan.payload_size
-    elif plan.fixed is not None:
+    elif plan.data != NULL:
         p = _write_tag_len(p, plan.field, plan.payload_size)
-        if plan.payload_size:
-            raw = plan.fixed.view(np.uint8)
-            memcpy(p, &raw[0], plan.payload_size)
-        p += plan.payload_size
-    elif plan.varints is not None:
-        p = _write_tag_len(p, plan.field, plan.payload_size)
-        values = plan.varints
-        with nogil:
-            for i in range(values.shape[0]):
-                p = write_varint(p, values[i])
+        if plan.elem_kind == EK_NONE:
+            memcpy(p, plan.data, plan.payload_size)
+            p += plan.payload_size
+        else:
+            with nogil:
+                for i in range(plan.count):
+                    p = write_varint(p, _element(plan.data + i * plan.elem_width,
+                                                 plan.elem_kind, plan.elem_width))
     return p
 
 
@@ -682,9 +779,28 @@ cdef int _read_input_entry(object data, const uint8_t* buf, Py_ssize_t pos, Py_s
     elif len(parts) == 1:
         start, stop = parts[0]
         inputs[key] = memoryview(data)[start:stop]
-    else:  # a repeated message field merges; so do concatenated serializations
+    else:
+        # Occurrences of a message field merge, as concatenated serializations do; but no part
+        # may be completed by the next: one that is malformed on its own is the value instead
+        # (the twin's ``_merged_value``).
+        for start, stop in parts:
+            if not _well_formed(buf, start, stop):
+                inputs[key] = memoryview(data)[start:stop]
+                return 0
         inputs[key] = b"".join(bytes(memoryview(data)[a:b]) for a, b in parts)
     return 0
+
+
+cdef bint _well_formed(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end):
+    """Whether buf[pos:end] is a sequence of complete fields (their contents unchecked)."""
+    cdef uint64_t tag = 0
+    try:
+        while pos < end:
+            read_tag(buf, &pos, end, &tag)
+            skip_field(buf, &pos, end, tag)
+    except _WireError:
+        return False
+    return True
 
 
 def decode_predict_request(data):

@@ -327,7 +327,10 @@ _WIRE_REQUEST: Any = None
 
 
 def _wire_request_class() -> Any:
-    """PredictRequest with ``map<string, bytes> inputs``: same wire format, tensors unparsed."""
+    """PredictRequest with its ``inputs`` entries as plain messages ``{string key = 1;
+    repeated bytes value = 2}``: the same wire format, tensors unparsed, and every occurrence
+    of an entry's value kept, so that ``decode_predict_request`` can merge them as protobuf
+    merges a message field (a ``map<string, bytes>`` would keep only the last)."""
     global _WIRE_REQUEST
     if _WIRE_REQUEST is None:
         from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -346,12 +349,11 @@ def _wire_request_class() -> Any:
             syntax="proto3", dependency=[model_file.name])
         msg = f.message_type.add(name="PredictRequest")
         entry = msg.nested_type.add(name="InputsEntry")
-        entry.options.map_entry = True
         label_opt = descriptor_pb2.FieldDescriptorProto
         entry.field.add(name="key", number=1, type=label_opt.TYPE_STRING,
                         label=label_opt.LABEL_OPTIONAL)
         entry.field.add(name="value", number=2, type=label_opt.TYPE_BYTES,
-                        label=label_opt.LABEL_OPTIONAL)
+                        label=label_opt.LABEL_REPEATED)
         msg.field.add(name="model_spec", number=1, type=label_opt.TYPE_MESSAGE,
                       label=label_opt.LABEL_OPTIONAL, type_name=".tensorflow.serving.ModelSpec")
         msg.field.add(name="inputs", number=2, type=label_opt.TYPE_MESSAGE,
@@ -365,8 +367,41 @@ def _wire_request_class() -> Any:
     return _WIRE_REQUEST
 
 
+def _well_formed(part: bytes) -> bool:
+    """Whether ``part`` is a sequence of complete fields (their contents unchecked)."""
+    from google.protobuf import empty_pb2
+
+    try:
+        empty_pb2.Empty.FromString(part)  # every field is unknown to Empty: skipped, checked
+    except Exception:
+        return False
+    return True
+
+
+def _merged_value(parts: Sequence[bytes]) -> bytes:
+    """One ``inputs`` entry's TensorProto from the occurrences of its ``value`` field.
+
+    Protobuf merges the occurrences of a message field, and a message parsed from the
+    concatenation of serializations is their merge, so the parts are joined; but each part is a
+    message of its own, which the next part must not complete: a part that is not well-formed
+    on its own is the value instead, so the tensor is refused as any malformed tensor is.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    for part in parts:
+        if not _well_formed(part):
+            return part
+    return b"".join(parts)
+
+
 def decode_predict_request(data: bytes) -> PredictRequestView:
-    """Reads a serialized PredictRequest; INVALID_ARGUMENT when it is not valid protobuf."""
+    """Reads a serialized PredictRequest; INVALID_ARGUMENT when it is not valid protobuf.
+
+    Protobuf's parse rules: ``model_spec`` occurrences merge; ``inputs`` entries with the same
+    key keep the last; one entry's value split into several occurrences is merged
+    (``_merged_value``). Tensors are parsed later, by ``decode_tensor``: a malformed tensor is
+    a tensor parsing error, not a request parsing error.
+    """
     try:
         request = _wire_request_class().FromString(bytes(data))
     except Exception:
@@ -381,7 +416,7 @@ def decode_predict_request(data: bytes) -> PredictRequestView:
         version=spec.version.value if kind == "version" else None,
         version_label=spec.version_label if kind == "version_label" else None,
         signature_name=spec.signature_name,
-        inputs=dict(request.inputs),
+        inputs={entry.key: _merged_value(entry.value) for entry in request.inputs},
         output_filter=list(request.output_filter))
 
 
