@@ -1,4 +1,5 @@
-"""What the end-to-end benchmarks share: free ports, core pinning, the half_plus_two model."""
+"""What the end-to-end benchmarks share: free ports, core pinning, the half_plus_two model, the
+machine's steal time."""
 
 from __future__ import annotations
 
@@ -21,6 +22,39 @@ def pin(core: int) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(core)]
     return []
+
+
+class StealMeter:
+    """The share of the machine's CPU time the hypervisor gave to other guests (``steal`` in
+    ``/proc/stat``) between ``start()`` and ``percent()``; None where there is no such figure.
+
+    On a shared virtual machine a neighbour can take 40-60% of both cores for tens of seconds:
+    every server measured then looks several times slower than it is, and the benchmark prints
+    this figure next to each measurement so such windows are seen for what they are.
+    """
+
+    def __init__(self) -> None:
+        self._start: tuple[int, int] | None = None
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 8:
+            return None
+        return fields[7], sum(fields[:8])  # steal, and every state up to it
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def percent(self) -> float | None:
+        end = self._read()
+        if self._start is None or end is None or end[1] <= self._start[1]:
+            return None
+        return round(100.0 * (end[0] - self._start[0]) / (end[1] - self._start[1]), 1)
 
 
 def model_base_path(workdir: Path) -> Path:

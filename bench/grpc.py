@@ -24,7 +24,8 @@ ratios. ``python -m bench.grpc serve {echo,handwritten} PORT [MODEL_DIR]`` runs 
 
 Options: ``--duration S`` (default 5), ``--connections N`` (4), ``--streams N`` (8),
 ``--rounds N`` (1; the servers take turns, each figure is the best round), ``--client``,
-``--only a,b``, ``--tfsfast-args "..."`` (extra tfsfast flags).
+``--only a,b``, ``--tfsfast-args "..."`` (extra tfsfast flags). Each line shows the hypervisor's
+steal time during its window (``bench._common.StealMeter``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO, free_port, model_base_path, pin
+from bench._common import REPO, StealMeter, free_port, model_base_path, pin
 
 SERVICE = "tensorflow.serving.PredictionService"
 METHOD = f"/{SERVICE}/Predict"
@@ -296,16 +297,20 @@ def main(argv: Sequence[str]) -> int:
                 try:
                     server.wait_ready()
                     concurrency = args.connections * args.streams
+                    steal = StealMeter()
                     if client == "h2load":
                         run_h2load(port, body, 1.0, args.connections, args.streams, workdir)
                         cpu = server.cpu_seconds()
+                        steal.start()
                         r = run_h2load(port, body, args.duration, args.connections,
                                        args.streams, workdir)
                     else:
                         run_python_client(port, 1.0, concurrency)
                         cpu = server.cpu_seconds()
+                        steal.start()
                         r = run_python_client(port, args.duration, concurrency)
                     cpu = server.cpu_seconds() - cpu
+                    r["steal_percent"] = steal.percent()
                     r["server_cpu_us_per_request"] = round(
                         cpu * 1e6 / max(1.0, r["rps"] * args.duration), 1)
                     server.wait_ready()  # still answering correctly after the load
@@ -316,7 +321,8 @@ def main(argv: Sequence[str]) -> int:
                     results[name] = r
                 print(f"round {round_ + 1} {name:12s} {r['rps']:>9.1f} req/s  p50 "
                       f"{r['p50_ms']:8.3f} ms  p99 {r['p99_ms']:8.3f} ms  server CPU "
-                      f"{r['server_cpu_us_per_request']:7.1f} us/req  failed {r['failed']}",
+                      f"{r['server_cpu_us_per_request']:7.1f} us/req  failed {r['failed']}  steal "
+                      f"{r['steal_percent']}%",
                       flush=True)
 
     def rps(name: str) -> float:
