@@ -234,7 +234,7 @@ def _version_then_label() -> bytes:
                          ids=["two_specs", "two_parts", "version_then_label"])
 def test_merged_forms_are_answered_as_predict_answer_does(impl: Any, core: ServerCore,
                                                           message: bytes) -> None:
-    # The twin reads them with the codec; the compiled envelope reader leaves them.
+    # Both read them with the codec, as predict_answer does (or leave them to it).
     fast, general = both(core, impl, message)
     assert fast is None or fast == general
 

@@ -1,22 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled gRPC Predict fast path; the same contract as ``_predict_fast_path_py`` (its twin).
 
-What differs is only how: the PredictRequest's envelope (model spec, input entries, output
-filter) is read here in C, without a ``PredictRequestView``, and anything in it the codec would
-merge or repeat (a second model spec, a repeated input alias, an input entry in several parts,
-both a version and a label, a known field with another wire type) is handed to
-``predict_answer`` rather than interpreted a second way. The tensors themselves, the response,
-the handle table, the signature checks, the run and its ``RunCost`` are the same code the twin
-and ``predict_answer`` call, so all three answer with the same bytes.
+What differs is only how: typed caches and the run's clock read in C. The request is read by the
+TensorProto codec (``decode_predict_request``, tensors kept as views), the tensors, the
+response, the handle table, the signature checks, the run and its ``RunCost`` are the same code
+the twin and ``predict_answer`` call, so all three answer with the same bytes.
 """
 
 import math
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from cpython.bytes cimport PyBytes_GET_SIZE
 
-from tfsfast.codecs._tensor_proto cimport read_varint, skip_field
 from tfsfast.server.grpc._clock cimport perf_counter
 
 from tfsfast.codecs import tensor_proto
@@ -25,17 +19,12 @@ from tfsfast.servables import predict_util, saved_model_bundle
 
 cdef object LATEST = _LATEST_POLICY
 cdef Py_ssize_t _MAX_MODELS = 64
+cdef object _decode_request = tensor_proto.decode_predict_request
 cdef object _decode_tensor = tensor_proto.decode_tensor
 cdef object _encode_response = tensor_proto.encode_predict_response
 cdef object _resolve_output_filter = predict_util.resolve_output_filter
 cdef object _get_predict_signature = predict_util.get_predict_signature
 cdef object _ceil = math.ceil
-
-cdef enum:
-    WT_VARINT = 0
-    WT_LEN = 2
-    WT_END_GROUP = 4
-
 
 cdef class _Signature:
     """One signature as resolved for a signature name sent (see the twin)."""
@@ -75,135 +64,6 @@ cdef class _Model:
         self.signatures = {}
 
 
-cdef class _Request:
-    """The envelope of one PredictRequest, as far as the fast path takes it."""
-    cdef str name
-    cdef object version
-    cdef object label
-    cdef str signature_name
-    cdef dict inputs
-    cdef list output_filter
-
-
-cdef int _field(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_t known,
-                int* seen, int once, Py_ssize_t* start, Py_ssize_t* stop) except -2:
-    """Reads the next field. Returns its number, with its bounds, when it is a length-delimited
-    field numbered up to ``known`` (marked in ``seen``); 0 for a field numbered above (skipped);
-    -1 for what the fast path leaves to predict_answer: a tag the codec refuses (field 0, out of
-    range, a stray end group), a known field with another wire type or a length past ``end``,
-    a second occurrence of a field in the ``once`` mask (the codec merges those)."""
-    cdef uint64_t tag = 0, n = 0
-    read_varint(buf, pos, end, &tag)
-    cdef uint64_t number = tag >> 3
-    if number == 0 or number > 0x1FFFFFFF or (tag & 7) == WT_END_GROUP:
-        return -1
-    if number > known:
-        skip_field(buf, pos, end, tag)
-        return 0
-    cdef int bit = 1 << <int>number
-    if (tag & 7) != WT_LEN or (seen[0] & bit & once):
-        return -1
-    seen[0] |= bit
-    read_varint(buf, pos, end, &n)
-    if n > <uint64_t>(end - pos[0]):
-        return -1
-    start[0] = pos[0]
-    stop[0] = pos[0] + <Py_ssize_t>n
-    pos[0] = stop[0]
-    return <int>number
-
-
-cdef inline str _text(const uint8_t* buf, Py_ssize_t start, Py_ssize_t stop):
-    return PyUnicode_DecodeUTF8(<const char*>buf + start, stop - start, NULL)
-
-
-cdef int _read_version(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end,
-                       _Request request) except -1:
-    """An Int64Value (its last value field wins); 0 for a form left to predict_answer."""
-    cdef uint64_t tag = 0, v = 0
-    while pos < end:
-        read_varint(buf, &pos, end, &tag)
-        if tag == ((1 << 3) | WT_VARINT):
-            read_varint(buf, &pos, end, &v)
-        elif (tag >> 3) <= 1 or (tag >> 3) > 0x1FFFFFFF or (tag & 7) == WT_END_GROUP:
-            return 0
-        else:
-            skip_field(buf, &pos, end, tag)
-    request.version = <int64_t>v
-    return 1
-
-
-cdef int _read_model_spec(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end,
-                          _Request request) except -1:
-    """1: read; 0: a form the fast path leaves to predict_answer (a field repeated, both a
-    version and a label, no name)."""
-    cdef Py_ssize_t start = 0, stop = 0
-    cdef int field, seen = 0
-    while pos < end:
-        field = _field(buf, &pos, end, 4, &seen, 0b11110, &start, &stop)
-        if field < 0:
-            return 0
-        if field == 1:
-            request.name = _text(buf, start, stop)
-        elif field == 2:
-            if not _read_version(buf, start, stop, request):
-                return 0
-        elif field == 3:
-            request.signature_name = _text(buf, start, stop)
-        elif field == 4:
-            request.label = _text(buf, start, stop)
-    return (seen & 0b10) != 0 and (seen & 0b10100) != 0b10100
-
-
-cdef int _read_input(object view, const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end,
-                     dict inputs) except -1:
-    """1: one ``alias -> serialized TensorProto`` entry added; 0: a form left to predict_answer
-    (a key or value repeated, no value, an alias already sent)."""
-    cdef Py_ssize_t start = 0, stop = 0, value_start = 0, value_stop = 0
-    cdef int field, seen = 0
-    key = ""
-    while pos < end:
-        field = _field(buf, &pos, end, 2, &seen, 0b110, &start, &stop)
-        if field < 0:
-            return 0
-        if field == 1:
-            key = _text(buf, start, stop)
-        elif field == 2:
-            value_start = start
-            value_stop = stop
-    if not (seen & 0b100) or key in inputs:
-        return 0
-    inputs[key] = view[value_start:value_stop]
-    return 1
-
-
-cdef _Request _read_request(bytes data):
-    """The request's envelope, or None: a form the fast path leaves to predict_answer."""
-    cdef const uint8_t* buf = <const uint8_t*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t pos = 0, start = 0, stop = 0
-    cdef int field, seen = 0
-    cdef _Request request = _Request.__new__(_Request)
-    request.signature_name = ""
-    request.inputs = {}
-    view = memoryview(data)
-    while pos < end:
-        field = _field(buf, &pos, end, 3, &seen, 0b10, &start, &stop)
-        if field < 0:
-            return None
-        if field == 1:
-            if not _read_model_spec(buf, start, stop, request):
-                return None
-        elif field == 2:
-            if not _read_input(view, buf, start, stop, request.inputs):
-                return None
-        elif field == 3:
-            if request.output_filter is None:
-                request.output_filter = []
-            request.output_filter.append(_text(buf, start, stop))
-    return request if seen & 0b10 else None
-
-
 cdef class PredictFastPath:
     """The Predict fast path in front of ``predict_answer``; see ``_predict_fast_path_py``."""
     cdef object _find
@@ -233,7 +93,6 @@ cdef class PredictFastPath:
 
     cpdef object answer(self, object data, object context):
         """The response, or None: hand the request to ``predict_answer``."""
-        cdef _Request request
         cdef _Model model
         cdef _Signature signature
         cdef double remaining, start
@@ -251,18 +110,19 @@ cdef class PredictFastPath:
                 return None  # predict_answer's DEADLINE_EXCEEDED
             timeout = max(1, <long long>_ceil(remaining * 1000.0))
         try:
-            request = _read_request(<bytes>data)
+            request = _decode_request(data)
         except Exception:
             return None
-        if request is None:
+        name = request.model_name
+        if not request.has_model_spec or not name:
             return None
         version = request.version
-        if request.label is not None:
+        if request.version_label is not None:
             try:
-                version = self._label_version(request.name, request.label)
+                version = self._label_version(name, request.version_label)
             except Exception:
                 return None
-        entry = self._find(request.name, version, LATEST)
+        entry = self._find(name, version, LATEST)
         if entry is None:
             return None
         bundle = entry.servable
@@ -298,7 +158,7 @@ cdef class PredictFastPath:
         start = perf_counter()
         outputs = model.run(signature.key, tensors, aliases, timeout)
         signature._add(perf_counter() - start)
-        return _encode_response(request.name, signature.key, model.version,
+        return _encode_response(name, signature.key, model.version,
                                 [(a, outputs[a]) for a in order], self._tensor_content)
 
     cdef _Model _model(self, object bundle, object entry):
