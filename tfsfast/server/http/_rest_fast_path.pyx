@@ -299,7 +299,10 @@ cdef class RestFastPath:
             return self._encode_error(e, keep_alive)
         if task is None:
             return None  # bypasses the batcher: the handler runs it alone
-        reply.task = task
+        if not reply.finished:
+            # Only while it can still be cancelled: the reply and its task refer to each other,
+            # and an outcome breaks that cycle (see _finish) so neither waits for the GC.
+            reply.task = task
         return reply
 
     cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
@@ -366,12 +369,17 @@ cdef class BatchedReply:
         self._entry = None
         if self.task is not None:
             self.task.cancelled = True
+            self.task = None
 
     cdef _finish(self, object outputs, object error):
         if self.finished:
             return
         self.finished = True
         self._entry = None
+        # The task holds this reply as its waiter: dropping the way back frees both by reference
+        # counting. A cycle per request made the young GC run every ~190 requests (~7% of the
+        # loop's CPU at c32 with batching).
+        self.task = None
         self._outputs = outputs
         self._error = error
         try:

@@ -207,7 +207,10 @@ class RestFastPath:
             return self.encode_error(e, keep_alive)
         if task is None:
             return None  # bypasses the batcher: the handler runs it alone
-        reply.task = task
+        if not reply.finished:
+            # Only while it can still be cancelled: the reply and its task refer to each other,
+            # and an outcome breaks that cycle (see _finish) so neither waits for the GC.
+            reply.task = task
         return reply
 
     def encode_outputs(self, outputs: dict[str, Any], columnar: bool,
@@ -285,12 +288,14 @@ class BatchedReply:
         self._entry = None
         if self.task is not None:
             self.task.cancelled = True
+            self.task = None
 
     def _finish(self, outputs: Any, error: BaseException | None) -> None:
         if self.finished:
             return
         self.finished = True
         self._entry = None
+        self.task = None  # the task holds this reply as its waiter: no cycle left for the GC
         self._outputs = outputs
         self._error = error
         try:
