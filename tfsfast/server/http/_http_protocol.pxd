@@ -14,6 +14,9 @@ cdef class HttpProtocol:
     cdef object _get_method
     cdef object _should_keep_alive
     cdef object _transport
+    # The event loop the connection was made on (None outside one): the loop its batched
+    # answers come back on, read by the fast path without asking asyncio per request.
+    cdef readonly object loop
     cdef object _fast_path
     cdef RestFastPath _compiled_fast_path
     # HttpServerLimits read once, when the connection is made.

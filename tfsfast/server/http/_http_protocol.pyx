@@ -48,6 +48,7 @@ cdef object _ParserUpgrade = httptools.HttpParserUpgrade
 cdef object _ParserError = httptools.HttpParserError
 cdef object _TooLarge = _RequestTooLarge
 cdef object _ensure_future = asyncio.ensure_future
+cdef object _running_loop_or_none = asyncio._get_running_loop
 
 # What _answer_fast did with a request.
 cdef enum:
@@ -334,6 +335,7 @@ cdef class HttpProtocol:
         self._get_method = self._parser.get_method
         self._should_keep_alive = self._parser.should_keep_alive
         self._transport = None
+        self.loop = None
         self._url = None
         self._headers = {}
         self._header_bytes = 0
@@ -353,6 +355,7 @@ cdef class HttpProtocol:
 
     def connection_made(self, transport):
         self._transport = transport
+        self.loop = _running_loop_or_none()
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
                 self._reject(503, f"Too many connections (more than "

@@ -280,10 +280,14 @@ cdef class RestFastPath:
     cdef object _schedule(self, _Model model, object entry, object key, object parsed,
                           object output_dtypes, object connection, bint keep_alive):
         cdef BatchedReply reply
-        try:
-            loop = _get_running_loop()  # C-fast; not cached, so a fast path may outlive a loop
-        except RuntimeError:
-            return None  # no loop to answer on: the handler's
+        # The connection's loop, read once when it was made: asyncio's own lookup costs a
+        # getpid(2) per call (CPython 3.11 checks the loop's process on every call).
+        loop = getattr(connection, "loop", None)
+        if loop is None:
+            try:
+                loop = _get_running_loop()  # not cached: a fast path may outlive a loop
+            except RuntimeError:
+                return None  # no loop to answer on: the handler's
         reply = BatchedReply.__new__(BatchedReply)
         reply._fast_path = self
         reply._connection = connection

@@ -194,10 +194,13 @@ class RestFastPath:
     def _schedule(self, model: _Model, entry: Any, key: str, parsed: Any,
                   output_dtypes: dict[str, Any], connection: Any,
                   keep_alive: bool) -> bytes | BatchedReply | None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None  # no loop to answer on: the handler's
+        # The connection's loop, read once when it was made (asyncio's lookup costs a getpid).
+        loop = getattr(connection, "loop", None)
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None  # no loop to answer on: the handler's
         reply = BatchedReply(self, connection, loop, entry, parsed.columnar, output_dtypes,
                              keep_alive)
         try:

@@ -149,6 +149,9 @@ class HttpProtocol(asyncio.Protocol):
         self._connections = connections
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        # The event loop the connection was made on (None outside one): the loop its batched
+        # answers come back on, read by the fast path without asking asyncio per request.
+        self.loop: asyncio.AbstractEventLoop | None = None
         # The request being parsed.
         self._url = bytearray()
         self._headers: dict[bytes, bytes] = {}
@@ -173,6 +176,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self.loop = asyncio._get_running_loop()
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
                 self._reject(503, f"Too many connections (more than "
