@@ -21,11 +21,17 @@ import concurrent.futures
 import numpy as np
 
 from libc.math cimport INFINITY, ceil
+from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.ref cimport PyObject
 
 from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask
-from tfsfast.runtime._numpy_api cimport tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray
+from tfsfast.runtime._numpy_api cimport (
+    TFSFAST_NPY_ARRAY_C_CONTIGUOUS,
+    tfsfast_array_new,
+    tfsfast_import_numpy,
+    tfsfast_ndarray,
+)
 
 from tfsfast.batching import _batching_session_py as _twin
 from tfsfast.batching._batching_session_py import (
@@ -95,6 +101,57 @@ cdef inline Py_ssize_t _rows(object array) except? -1:
     if type(array) is _ndarray:
         return (<tfsfast_ndarray*><PyObject*>array).dimensions[0]
     return array.shape[0]
+
+
+cdef object _concat_rows(list arrays):
+    """``np.concatenate(arrays)`` (along dimension 0, two or more arrays): for C-contiguous
+    ndarrays sharing one dtype object and one row shape, a new C-contiguous array filled by
+    memcpy (numpy's general copy loop costs ~700 instructions per small array, a batch of 32
+    requests ~60,000); anything else (object or structured dtypes, other layouts, a mix of
+    dtypes, empty rows) by numpy."""
+    cdef Py_ssize_t n = len(arrays), i, rows = 0, row_bytes, offset = 0, size
+    cdef tfsfast_ndarray* first
+    cdef tfsfast_ndarray* a
+    cdef tfsfast_ndarray* o
+    cdef Py_ssize_t dims[_VIEW_MAX_DIMS]
+    cdef int d, nd
+    cdef char kind
+    item = arrays[0]
+    if type(item) is not _ndarray:
+        return _concatenate(arrays)
+    first = <tfsfast_ndarray*><PyObject*>item
+    nd = first.nd
+    kind = (<tfsfast_descr_head*>first.descr).kind
+    if not 0 < nd <= _VIEW_MAX_DIMS or kind == b'O' or kind == b'V':
+        return _concatenate(arrays)
+    for d in range(1, nd):
+        if first.dimensions[d] == 0:
+            return _concatenate(arrays)
+        dims[d] = first.dimensions[d]
+    for i in range(n):
+        item = arrays[i]
+        if type(item) is not _ndarray:
+            return _concatenate(arrays)
+        a = <tfsfast_ndarray*><PyObject*>item
+        if (a.descr != first.descr or a.nd != nd
+                or not (a.flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS)):
+            return _concatenate(arrays)
+        for d in range(1, nd):
+            if a.dimensions[d] != dims[d]:
+                return _concatenate(arrays)
+        rows += a.dimensions[0]
+    dims[0] = rows
+    out = tfsfast_array_new(<object>first.descr, nd, dims, NULL, NULL)
+    o = <tfsfast_ndarray*><PyObject*>out
+    # A new C-order array's row stride is the itemsize times the (nonzero) row dimensions.
+    row_bytes = o.strides[0]
+    for i in range(n):
+        a = <tfsfast_ndarray*><PyObject*>arrays[i]
+        size = a.dimensions[0] * row_bytes
+        if size:
+            memcpy(o.data + offset, a.data, size)
+            offset += size
+    return out
 
 
 cdef object _row_view(object array, Py_ssize_t start, Py_ssize_t stop):
@@ -492,7 +549,7 @@ cdef class SignatureBatcher:
                 if padded > rows:
                     source = next(a for a in reversed(arrays) if a.shape[0])
                     arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
-                inputs[alias] = arrays[0] if len(arrays) == 1 else _concatenate(arrays)
+                inputs[alias] = arrays[0] if len(arrays) == 1 else _concat_rows(arrays)
             outputs = self.cost.timed(self._run, self.key, inputs, None, self._timeout_ms(tasks))
             for array in outputs.values():
                 if _rank(array) == 0:

@@ -44,11 +44,13 @@ class OutputsSession:
 
     def __init__(self, make: Callable[[int], dict[str, Any]]) -> None:
         self.make = make
+        self.inputs: list[dict[str, Any]] = []  # every run's inputs
         self.signatures = {"f": Signature("f", "tensorflow/serving/predict", {"x": X},
                                           {"y": X, "z": X})}
 
     def run(self, key: str, inputs: dict[str, Any], output_aliases: Any = None,
             timeout_in_ms: int = 0) -> dict[str, Any]:
+        self.inputs.append(inputs)
         return self.make(inputs["x"].shape[0])
 
 
@@ -147,6 +149,56 @@ def test_row_views_are_numpys_slices(batching: Any, kind: str) -> None:
             assert got.__array_interface__["data"] == want.__array_interface__["data"]
             np.testing.assert_array_equal(got, want)
         offset += size
+
+
+INPUTS: dict[str, Callable[[int, int], np.ndarray]] = {
+    "float rows": lambda i, rows: np.arange(rows * 2, dtype=np.float32).reshape(rows, 2) + i,
+    "vector": lambda i, rows: np.arange(rows, dtype=np.int64) * (i + 1),
+    "rank 3": lambda i, rows: np.full((rows, 2, 3), i, np.float64),
+    "bool": lambda i, rows: np.arange(rows * 2).reshape(rows, 2) % (i + 2) == 0,
+    "half": lambda i, rows: np.full((rows, 2), i / 3, np.float16),
+    "big-endian": lambda i, rows: np.arange(rows * 2, dtype=">i4").reshape(rows, 2) - i,
+    "zero-size rows": lambda i, rows: np.zeros((rows, 0), np.float32),
+    "strings of one width": lambda i, rows: np.array([b"ab"] * rows, "S2").reshape(rows, 1),
+    "strings of other widths": lambda i, rows: np.array([b"x" * (i + 1)] * rows,
+                                                        f"S{i + 1}").reshape(rows, 1),
+    "unicode": lambda i, rows: np.array([f"r{i}"] * rows, "U2").reshape(rows, 1),
+    "objects": lambda i, rows: np.array([[b"o" * i]] * rows + [[None]], dtype=object)[:rows],
+    "not contiguous": lambda i, rows: (np.arange(rows * 4, dtype=np.float32)
+                                       .reshape(rows, 4)[:, ::2] if i % 2 else
+                                       np.ones((rows, 2), np.float32)),
+    "Fortran order": lambda i, rows: np.asfortranarray(np.full((rows, 3), i, np.float32)),
+    "read-only": lambda i, rows: _read_only(rows),
+}
+
+
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_merged_inputs_are_numpys_concatenation(batching: Any, kind: str) -> None:
+    # The compiled session copies same-dtype C-contiguous rows itself; whatever the inputs,
+    # the batch's tensor must be what np.concatenate makes of them, in a buffer of its own.
+    session, scheduler = batching(lambda rows: {"y": np.zeros((rows, 1)), "z": np.zeros(rows)})
+    sizes = [2, 0, 3, 1]
+    arrays = [INPUTS[kind](i, size) for i, size in enumerate(sizes)]
+    waiters = []
+    for array in arrays:
+        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        assert session.schedule("f", {"x": array}, None, 0, None, waiter) is not None
+        waiters.append(waiter)
+    while scheduler.step() is not None:
+        pass
+    for waiter in waiters:
+        waiter.result(0)
+    merged = [inputs["x"] for inputs in session.session.inputs]
+    want = np.concatenate(arrays)
+    got = np.concatenate(merged) if len(merged) > 1 else merged[0]  # strings may group apart
+    assert (got.dtype, got.shape) == (want.dtype, want.shape)
+    if want.dtype == object:
+        assert got.tolist() == want.tolist()
+    else:
+        assert got.tobytes() == want.tobytes()
+    for batch in merged:
+        assert batch.flags.c_contiguous
+        assert not any(np.shares_memory(batch, array) for array in arrays if array.size)
 
 
 def test_an_output_filter_gets_views_in_its_order(batching: Any) -> None:
