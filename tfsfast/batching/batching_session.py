@@ -159,6 +159,13 @@ class BatchingSession:
         batcher = self._batchers.get(signature_key)
         return None if batcher is None else batcher.queue
 
+    def batcher(self, signature_key: str) -> Any:
+        """The batcher of ``signature_key`` (None if it is not batched): its
+        ``schedule(inputs, output_aliases, timeout_in_ms, deadline, waiter)`` is this
+        session's ``schedule`` for that signature, for a caller that resolved the signature once
+        and schedules many runs of it (the REST fast path)."""
+        return self._batchers.get(signature_key)
+
     def schedule(self, signature_key: str, inputs: Mapping[str, Any],
                  output_aliases: Sequence[str] | None, timeout_in_ms: int,
                  deadline: float | None, waiter: Any) -> Any:

@@ -28,7 +28,7 @@ cdef class RestFastPath:
     cpdef object answer(self, str method, bytes path, dict headers, bytes body, bint keep_alive,
                         object connection=*)
     cdef object answer_plain(self, bytes path, bytes body, bint keep_alive, object connection)
-    cdef object _schedule(self, _Model model, object entry, object key, object parsed,
+    cdef object _schedule(self, object batcher, object entry, object parsed,
                           object output_dtypes, object connection, bint keep_alive)
     cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
                                bint keep_alive)

@@ -164,11 +164,13 @@ cdef class _Model:
         return dtypes
 
     cdef tuple signature(self, str signature_name, bint enforce):
-        """``(signature key, {output alias: DataType})``; raises as ``get_predict_signature``."""
+        """``(signature key, {output alias: DataType}, its batcher or None)``; raises as
+        ``get_predict_signature``."""
         found = self._outputs.get(signature_name)
         if found is None:
             signature = predict_util.get_predict_signature(self.bundle, signature_name, enforce)
-            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()})
+            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()},
+                     None if self.batching is None else self.batching.batcher(signature.key))
             self._outputs[signature_name] = found
         return <tuple>found
 
@@ -263,12 +265,11 @@ cdef class RestFastPath:
             found = model.signature(parsed.signature_name, self._enforce)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
-        key, output_dtypes = found
+        key, output_dtypes, batcher = found
         if model.batching is not None:
-            if connection is None:
-                return None
-            return self._schedule(model, entry, key, parsed, output_dtypes, connection,
-                                  keep_alive)
+            if connection is None or batcher is None:
+                return None  # not batched: the handler runs it alone
+            return self._schedule(batcher, entry, parsed, output_dtypes, connection, keep_alive)
         try:
             outputs = model.run_inline(key, parsed.inputs, None, self._timeout_in_ms, None)
         except _ServingError as e:
@@ -277,7 +278,7 @@ cdef class RestFastPath:
             return None  # not run: it goes to a thread, so the handler awaits it
         return self._encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
 
-    cdef object _schedule(self, _Model model, object entry, object key, object parsed,
+    cdef object _schedule(self, object batcher, object entry, object parsed,
                           object output_dtypes, object connection, bint keep_alive):
         cdef BatchedReply reply
         # The connection's loop, read once when it was made: asyncio's own lookup costs a
@@ -297,8 +298,7 @@ cdef class RestFastPath:
         reply.output_dtypes = output_dtypes
         reply.keep_alive = keep_alive
         try:
-            task = model.batching.schedule(key, parsed.inputs, None, self._timeout_in_ms, None,
-                                           reply)
+            task = batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None, reply)
         except _ServingError as e:
             return self._encode_error(e, keep_alive)
         if task is None:

@@ -132,12 +132,15 @@ class _Model:
             self.inputs[signature_name] = dtypes
         return dtypes
 
-    def signature(self, signature_name: str, enforce: bool) -> tuple[str, dict[str, Any]]:
-        """``(signature key, {output alias: DataType})``; raises as ``get_predict_signature``."""
+    def signature(self, signature_name: str,
+                  enforce: bool) -> tuple[str, dict[str, Any], Any]:
+        """``(signature key, {output alias: DataType}, its batcher or None)``; raises as
+        ``get_predict_signature``."""
         found = self.outputs.get(signature_name)
         if found is None:
             signature = predict_util.get_predict_signature(self.bundle, signature_name, enforce)
-            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()})
+            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()},
+                     None if self.batching is None else self.batching.batcher(signature.key))
             self.outputs[signature_name] = found
         return found
 
@@ -174,14 +177,14 @@ class RestFastPath:
             return None
         try:
             parsed = json_codec.parse_predict_request(body, model.input_dtypes)
-            key, output_dtypes = model.signature(parsed.signature_name, self._enforce)
+            key, output_dtypes, batcher = model.signature(parsed.signature_name,
+                                                          self._enforce)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
         if model.batching is not None:
-            if connection is None:
-                return None
-            return self._schedule(model, entry, key, parsed, output_dtypes, connection,
-                                  keep_alive)
+            if connection is None or batcher is None:
+                return None  # not batched: the handler runs it alone
+            return self._schedule(batcher, entry, parsed, output_dtypes, connection, keep_alive)
         try:
             outputs = model.bundle.run_inline(key, parsed.inputs, None, self._timeout_in_ms,
                                               None)
@@ -191,9 +194,8 @@ class RestFastPath:
             return None  # not run: it goes to a thread, so the handler awaits it
         return self.encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
 
-    def _schedule(self, model: _Model, entry: Any, key: str, parsed: Any,
-                  output_dtypes: dict[str, Any], connection: Any,
-                  keep_alive: bool) -> bytes | BatchedReply | None:
+    def _schedule(self, batcher: Any, entry: Any, parsed: Any, output_dtypes: dict[str, Any],
+                  connection: Any, keep_alive: bool) -> bytes | BatchedReply | None:
         # The connection's loop, read once when it was made (asyncio's lookup costs a getpid).
         loop = getattr(connection, "loop", None)
         if loop is None:
@@ -204,8 +206,7 @@ class RestFastPath:
         reply = BatchedReply(self, connection, loop, entry, parsed.columnar, output_dtypes,
                              keep_alive)
         try:
-            task = model.batching.schedule(key, parsed.inputs, None, self._timeout_in_ms, None,
-                                           reply)
+            task = batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None, reply)
         except ServingError as e:
             return self.encode_error(e, keep_alive)
         if task is None:
