@@ -26,6 +26,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.ref cimport PyObject
 
 from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask
+from tfsfast.util._run_cost cimport RunCost
 from tfsfast.runtime._numpy_api cimport (
     TFSFAST_NPY_ARRAY_C_CONTIGUOUS,
     tfsfast_array_new,
@@ -46,7 +47,6 @@ from tfsfast.batching._batching_session_py import (
 )
 from tfsfast.runtime import validation
 from tfsfast.servables import saved_model_bundle
-from tfsfast.util.run_cost import RunCost
 from tfsfast.util.status import Code, ServingError
 
 tfsfast_import_numpy()
@@ -404,7 +404,7 @@ cdef class SignatureBatcher:
     cdef readonly tuple output_aliases
     cdef readonly frozenset output_set
     cdef public BatchQueue queue
-    cdef readonly object cost
+    cdef readonly RunCost cost
     cdef readonly set flushing
     cdef readonly set timers
     cdef object _run

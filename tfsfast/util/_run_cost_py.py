@@ -1,4 +1,8 @@
-"""``RunCost``: how long a signature's runs take, for deciding where the next one runs."""
+"""``RunCost``: how long a signature's runs take, for deciding where the next one runs.
+
+The pure-Python twin of ``_run_cost`` (import ``tfsfast.util.run_cost``, which picks one); the
+contract and the constants live here.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
+
+IMPLEMENTATION = "python"
 
 # A run this many times slower than the estimate is a spike: alone, it is taken for the machine
 # (the thread was preempted, a page fault, a neighbour's burst), not for the model.

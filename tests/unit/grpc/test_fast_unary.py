@@ -260,7 +260,7 @@ class _Bundle:
 
 @pytest.fixture()
 def costs(monkeypatch: pytest.MonkeyPatch) -> RunCosts:
-    monkeypatch.setattr(run_cost, "time",
+    monkeypatch.setattr(run_cost._impl, "time",
                         types.SimpleNamespace(perf_counter=lambda: _Bundle.clock[0],
                                               monotonic=time.monotonic))
     return RunCosts()
