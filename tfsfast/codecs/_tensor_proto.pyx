@@ -15,6 +15,7 @@ The host must be little-endian (the wire order), as every platform TensorFlow sh
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
@@ -144,6 +145,7 @@ cdef int skip_field(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_
     cdef uint64_t value = 0
     cdef int wt = <int>(tag & 7)
     cdef uint64_t inner = 0
+    cdef Py_ssize_t start
     if wt == WT_VARINT:
         read_varint(buf, pos, end, &value)
     elif wt == WT_FIXED64:
@@ -161,7 +163,10 @@ cdef int skip_field(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_
         pos[0] += <Py_ssize_t>value
     elif wt == WT_START_GROUP:
         while True:
+            start = pos[0]
             read_varint(buf, pos, end, &inner)
+            if pos[0] - start > 5:  # a tag, as in read_tag
+                raise _WireError("tag too long")
             if (inner & 7) == WT_END_GROUP:
                 if (inner >> 3) != (tag >> 3):
                     raise _WireError("mismatched group")
@@ -176,7 +181,10 @@ cdef int skip_field(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_
 
 cdef inline int read_tag(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end,
                          uint64_t* tag) except -1:
+    cdef Py_ssize_t start = pos[0]
     read_varint(buf, pos, end, tag)
+    if pos[0] - start > 5:  # upb reads a tag as a 32-bit varint: at most five bytes
+        raise _WireError("tag too long")
     if (tag[0] >> 3) == 0 or (tag[0] >> 3) > 0x1FFFFFFF:
         raise _WireError("bad field number")
     if (tag[0] & 7) == WT_END_GROUP:
@@ -193,6 +201,121 @@ cdef inline int read_len(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end,
     start[0] = pos[0]
     stop[0] = pos[0] + <Py_ssize_t>n
     pos[0] = stop[0]
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What protobuf checks when it parses a TensorProto, without building one
+#
+# upb (the parser behind the twin and TF Serving's clients) rejects a message whose known
+# fields are malformed wherever they are: a packed fixed-width field of a length no multiple of
+# its width, a bad varint, a proto3 string that is not UTF-8, and the same inside submessages
+# (the shape, resource handles, variants and the tensors they hold), nested at most 100 deep.
+# A known field sent with a wire type it cannot have is an unknown field, only skipped.
+
+cdef enum:
+    # Field kinds.
+    K_UNKNOWN = 0
+    K_VARINT = 1          # int32/int64/uint64/bool/enum, one value
+    K_PACKED_VARINT = 2   # repeated varint numbers: packed, or one value per occurrence
+    K_PACKED_FIXED32 = 3  # repeated float
+    K_PACKED_FIXED64 = 4  # repeated double
+    K_BYTES = 5
+    K_STRING = 6          # proto3 string: UTF-8
+    # Message kinds (a field of one of these kinds is that submessage).
+    M_TENSOR = 10
+    M_SHAPE = 11
+    M_DIM = 12
+    M_RESOURCE = 13
+    M_DTYPE_SHAPE = 14
+    M_VARIANT = 15
+    MAX_MESSAGE_DEPTH = 100  # upb's default recursion limit
+
+
+cdef int _field_kind(int message, uint64_t field) noexcept:
+    if message == M_TENSOR:
+        if field == 1 or field == 3:
+            return K_VARINT
+        if field == 2:
+            return M_SHAPE
+        if field == 4 or field == 8 or field == 18:
+            return K_BYTES
+        if field == 5 or field == 9:
+            return K_PACKED_FIXED32
+        if field == 6 or field == 12:
+            return K_PACKED_FIXED64
+        if field == 7 or field == 10 or field == 11 or field == 13 or field == 16 or field == 17:
+            return K_PACKED_VARINT
+        if field == 14:
+            return M_RESOURCE
+        if field == 15:
+            return M_VARIANT
+    elif message == M_SHAPE:
+        if field == 2:
+            return M_DIM
+        if field == 3:
+            return K_VARINT
+    elif message == M_DIM:
+        if field == 1:
+            return K_VARINT
+        if field == 2:
+            return K_STRING
+    elif message == M_RESOURCE:
+        if field == 1 or field == 2 or field == 3 or field == 5:
+            return K_STRING
+        if field == 4:
+            return K_VARINT
+        if field == 6:
+            return M_DTYPE_SHAPE
+    elif message == M_DTYPE_SHAPE:
+        if field == 1:
+            return K_VARINT
+        if field == 2:
+            return M_SHAPE
+    elif message == M_VARIANT:
+        if field == 1:
+            return K_STRING
+        if field == 2:
+            return K_BYTES
+        if field == 3:
+            return M_TENSOR
+    return K_UNKNOWN
+
+
+cdef int _check_message(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, int message,
+                        int depth) except -1:
+    """Raises _WireError where upb would refuse the ``message`` in ``buf[pos:end]``."""
+    cdef uint64_t tag = 0, value = 0
+    cdef int kind, wt
+    cdef Py_ssize_t start = 0, stop = 0
+    while pos < end:
+        read_tag(buf, &pos, end, &tag)
+        kind = _field_kind(message, tag >> 3)
+        wt = <int>(tag & 7)
+        if wt == WT_LEN and kind != K_UNKNOWN and kind != K_VARINT:
+            read_len(buf, &pos, end, &start, &stop)
+            if kind == K_PACKED_FIXED32:
+                if (stop - start) % 4:
+                    raise _WireError("packed size")
+            elif kind == K_PACKED_FIXED64:
+                if (stop - start) % 8:
+                    raise _WireError("packed size")
+            elif kind == K_PACKED_VARINT:
+                while start < stop:
+                    read_varint(buf, &start, stop, &value)
+            elif kind == K_STRING:
+                if stop > start:
+                    try:
+                        PyUnicode_DecodeUTF8(<const char*>buf + start, stop - start, "strict")
+                    except UnicodeDecodeError:
+                        raise _WireError("bad UTF-8") from None
+            elif kind >= M_TENSOR:
+                if depth >= MAX_MESSAGE_DEPTH:
+                    raise _WireError("nested too deep")
+                _check_message(buf, start, stop, kind, depth + 1)
+        else:
+            # Scalars, and anything sent with a wire type its field cannot have (unknown).
+            skip_field(buf, &pos, end, tag)
     return 0
 
 
@@ -476,6 +599,7 @@ def decode_tensor(data, str name="", list budget=None):
     cdef Py_buffer view
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
+        _check_message(<const uint8_t*>view.buf, 0, view.len, M_TENSOR, 0)
         return _decode(data, <const uint8_t*>view.buf, view.len, name, budget)
     except _WireError:
         raise _parse_error(name) from None

@@ -239,3 +239,53 @@ def test_encoder_refusals_match(codec) -> None:
                          (np.zeros(2, "datetime64[s]"), None)]:
         assert (_twin_result(codec.encode_tensor, array, dtype)
                 == _twin_result(twin.encode_tensor, array, dtype))
+
+
+def _nested_variants(depth: int) -> bytes:
+    """A float tensor holding ``depth`` levels of variant_val -> tensors -> variant_val ...
+    (two message levels each)."""
+    tensor = b""
+    for _ in range(depth):
+        tensor = _ld(15, _ld(3, tensor))
+    return b"\x08\x01" + tensor
+
+
+# What upb refuses (or accepts) wherever it sits in a TensorProto, also in fields the tensor's
+# dtype does not read. Each was a disagreement between the compiled codec and protobuf.
+MALFORMED = {
+    "packed double_val of 17 bytes on a float tensor": HEADER + _ld(6, b"\x00" * 17),
+    "packed float_val of 6 bytes beside tensor_content": TENSOR + _ld(5, b"\x00" * 6),
+    "bad varint in a packed int64_val on a float tensor": HEADER + _ld(10, b"\xff\xff"),
+    "malformed variant_val": HEADER + _ld(15, b"\x19"),
+    "malformed resource_handle_val on a string tensor":
+        b"\x08\x07" + _ld(2, _ld(2, b"\x08\x02")) + _ld(14, b"\x0a\x05ab"),
+    "resource handle name not UTF-8": HEADER + _ld(14, _ld(3, b"\xff")),
+    "resource handle name UTF-8": HEADER + _ld(14, _ld(3, "é".encode())),
+    "dimension name not UTF-8": b"\x08\x01" + _ld(2, _ld(2, b"\x08\x03" + _ld(2, b"\xc3"))),
+    "variant holding a malformed tensor": HEADER + _ld(15, _ld(3, _ld(5, b"\x00" * 3))),
+    "variant type name not UTF-8": HEADER + _ld(15, _ld(1, b"\xfe")),
+    "six-byte tag": HEADER + b"\x88\x80\x80\x80\x80\x00\x01",
+    "five-byte tag": HEADER + b"\x88\x80\x80\x80\x00\x01",
+    "six-byte tag inside a group": HEADER + b"\x1b\x88\x80\x80\x80\x80\x00\x01\x1c",
+    "known field with a wire type it cannot have": HEADER + b"\x35\x00\x00\x00\x00",
+    "messages nested 100 deep": _nested_variants(50),
+    "messages nested 102 deep": _nested_variants(51),
+}
+
+
+@pytest.mark.parametrize("data", MALFORMED.values(), ids=list(MALFORMED))
+def test_malformed_tensors_are_refused_as_protobuf_refuses_them(codec, data) -> None:
+    from tensorflow.core.framework import tensor_pb2
+
+    try:
+        tensor_pb2.TensorProto.FromString(data)
+        protobuf_parses = True
+    except Exception:
+        protobuf_parses = False
+    try:
+        codec.decode_tensor(data, "x")
+        parsed = True
+    except ServingError as e:
+        assert (e.code, e.message) == (Code.INVALID_ARGUMENT, "tensor parsing error: x")
+        parsed = False
+    assert parsed == protobuf_parses
