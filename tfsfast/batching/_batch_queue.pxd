@@ -34,6 +34,14 @@ cdef class BatchQueue
 cdef class SchedulerCore
 
 
+cdef class BatchWaiter:
+    # An asyncio-style waiter that compiled callers answer through C calls instead of looking
+    # up get_loop/done/set_result/set_exception by name (see _batch_queue.pyx).
+    cdef object waiter_loop(self)
+    cdef bint waiter_done(self) except -1
+    cdef int waiter_resolve(self, object result, object error) except -1
+
+
 cdef class BatchTask:
     cdef readonly Py_ssize_t size
     cdef readonly double deadline

@@ -68,6 +68,26 @@ def task_too_large(Py_ssize_t size, Py_ssize_t limit):
                         f"Task size {size} is larger than maximum input batch size {limit}")
 
 
+cdef class BatchWaiter:
+    """Base of a task's ``waiter`` that the compiled batching session answers in C.
+
+    A subclass overrides the three C methods, ``waiter_loop`` (the event loop the waiter
+    belongs to, as ``get_loop()``), ``waiter_done`` (as ``done()``) and ``waiter_resolve``
+    (``set_result(result)`` when ``error`` is None, else ``set_exception(error)``), and keeps
+    the Python methods of an asyncio future for the twin, which calls those by name. The
+    REST fast path's ``BatchedReply`` is one: it is answered on every batched request.
+    """
+
+    cdef object waiter_loop(self):
+        raise NotImplementedError
+
+    cdef bint waiter_done(self) except -1:
+        raise NotImplementedError
+
+    cdef int waiter_resolve(self, object result, object error) except -1:
+        raise NotImplementedError
+
+
 cdef class BatchTask:
     """A unit of work of ``size`` rows (dimension 0) for one queue.
 

@@ -25,7 +25,7 @@ from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cpython.ref cimport PyObject
 
-from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask
+from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask, BatchWaiter
 from tfsfast.util._run_cost cimport RunCost
 from tfsfast.runtime._numpy_api cimport (
     TFSFAST_NPY_ARRAY_C_CONTIGUOUS,
@@ -276,6 +276,10 @@ cdef int _resolve(list items) except -1:
     cdef tuple item
     for item in items:
         future = item[0]
+        if isinstance(future, BatchWaiter):  # answered in C
+            if not (<BatchWaiter>future).waiter_done():
+                (<BatchWaiter>future).waiter_resolve(item[1], item[2])
+            continue
         if future.done():  # cancelled: the caller went away
             continue
         error = item[2]
@@ -486,7 +490,9 @@ cdef class SignatureBatcher:
         loop = None
         if (not isinstance(waiter, _Future)
                 and self.cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS, now)):
-            loop = waiter.get_loop()  # microsecond batches: this loop runs them
+            # microsecond batches: this loop runs them
+            loop = ((<BatchWaiter>waiter).waiter_loop() if isinstance(waiter, BatchWaiter)
+                    else waiter.get_loop())
         self.queue.schedule(task, loop is None)
         if loop is not None and loop not in self.flushing:
             self.flushing.add(loop)

@@ -1,10 +1,10 @@
 # The compiled HTTP/1.1 protocol: declarations. See _http_protocol.pyx; http_protocol.py holds
 # the pure-Python twin (HttpProtocol) and the shared request/response types.
 
-from tfsfast.server.http._rest_fast_path cimport RestFastPath
+from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnection, RestFastPath
 
 
-cdef class HttpProtocol:
+cdef class HttpProtocol(DeferredConnection):
     cdef object _handler
     cdef object _limits
     cdef object _error_body
@@ -56,6 +56,7 @@ cdef class HttpProtocol:
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
     cdef _done(self, object task, bint keep_alive)
+    cdef _deferred_done(self, object reply)
     cdef object _internal_error(self)
     cdef _write(self, object response, bint keep_alive)
     cdef _write_encoded(self, bytes data, bint keep_alive)

@@ -37,7 +37,7 @@ from tfsfast.server.http.http_protocol import (
     encode_response,
 )
 
-from tfsfast.server.http._rest_fast_path cimport RestFastPath
+from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnection, RestFastPath
 
 _log = logging.getLogger("tfsfast.server.http.http_protocol")
 
@@ -305,7 +305,7 @@ cdef class _Done:
         self.protocol._done(task, self.keep_alive)
 
 
-cdef class HttpProtocol:
+cdef class HttpProtocol(DeferredConnection):
     """One connection. ``handler`` turns an ``HttpRequest`` into an ``HttpResponse``.
 
     A handler may return the response or an awaitable of it; it must not raise (the REST handler
@@ -569,6 +569,14 @@ cdef class HttpProtocol:
 
     def deferred_done(self, reply):
         """The fast path's batched answer is ready (called on this connection's loop)."""
+        self._deferred_done(reply)
+
+    cdef int deferred_answer(self, BatchedReply reply) except -1:
+        """``deferred_done`` for the compiled fast path's reply, called in C."""
+        self._deferred_done(reply)
+        return 0
+
+    cdef _deferred_done(self, object reply):
         if reply is not self._deferred:
             return  # cancelled: the connection went away
         self._deferred = None
@@ -576,9 +584,13 @@ cdef class HttpProtocol:
         self._last_activity = _monotonic()
         if self._closing:
             return
-        keep_alive = reply.keep_alive and not self._close_after_current
+        # The compiled fast path's reply is read and encoded through C calls.
+        cdef BatchedReply compiled = reply if type(reply) is BatchedReply else None
+        cdef bint keep_alive = ((compiled.keep_alive if compiled is not None else reply.keep_alive)
+                                and not self._close_after_current)
         try:
-            data = reply.encode(keep_alive)
+            data = (compiled.encode(keep_alive) if compiled is not None
+                    else reply.encode(keep_alive))
         except Exception:
             self._write(self._internal_error(), keep_alive)
         else:

@@ -1,6 +1,10 @@
 # The compiled REST predict fast path: declarations for the compiled protocol, which calls
 # ``answer`` directly. See _rest_fast_path.pyx; _rest_fast_path_py.py is the pure-Python twin.
 
+from tfsfast.batching._batch_queue cimport BatchWaiter
+
+cdef class BatchedReply
+
 
 cdef class _Model:
     cdef readonly object bundle
@@ -37,7 +41,12 @@ cdef class RestFastPath:
     cdef _Model _model(self, object bundle)
 
 
-cdef class BatchedReply:
+cdef class DeferredConnection:
+    # A connection that takes a batched reply's outcome through a C call (the compiled protocol).
+    cdef int deferred_answer(self, BatchedReply reply) except -1
+
+
+cdef class BatchedReply(BatchWaiter):
     cdef RestFastPath _fast_path
     cdef object _connection
     cdef object _loop
@@ -51,3 +60,4 @@ cdef class BatchedReply:
     cdef public object task
 
     cdef _finish(self, object outputs, object error)
+    cpdef bytes encode(self, bint keep_alive)

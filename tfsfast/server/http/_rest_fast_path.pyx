@@ -348,6 +348,15 @@ cdef class RestFastPath:
         return model if model.inline or model.batching is not None else None
 
 
+cdef class DeferredConnection:
+    """Base of a connection that takes a ``BatchedReply``'s outcome through a C call,
+    ``deferred_answer(reply)``, instead of its Python ``deferred_done(reply)`` (the compiled
+    protocol is one; any other connection is called by name)."""
+
+    cdef int deferred_answer(self, BatchedReply reply) except -1:
+        raise NotImplementedError
+
+
 cdef class BatchedReply:
     """The waiter of one batched fast-path request, and later its response (see the twin).
 
@@ -366,6 +375,17 @@ cdef class BatchedReply:
 
     def set_exception(self, error):
         self._finish(None, error)
+
+    # The same, for the compiled batching session (BatchWaiter): C calls, no lookups by name.
+    cdef object waiter_loop(self):
+        return self._loop
+
+    cdef bint waiter_done(self) except -1:
+        return self.finished
+
+    cdef int waiter_resolve(self, object result, object error) except -1:
+        self._finish(result, error)
+        return 0
 
     def cancel(self):
         """The client went away: the task is dropped if it has not run, the outcome ignored."""
@@ -386,12 +406,16 @@ cdef class BatchedReply:
         self.task = None
         self._outputs = outputs
         self._error = error
+        connection = self._connection
         try:
-            self._connection.deferred_done(self)
+            if isinstance(connection, DeferredConnection):
+                (<DeferredConnection>connection).deferred_answer(self)
+            else:
+                connection.deferred_done(self)
         except Exception:  # never into the batch's delivery loop: the other replies still go
             _log.exception("HTTP handler failed")
 
-    def encode(self, bint keep_alive):
+    cpdef bytes encode(self, bint keep_alive):
         """The response: the outputs as the handler formats them, or the batch's ServingError
         as the handler answers it; any other error is raised (the connection answers 500)."""
         error = self._error
