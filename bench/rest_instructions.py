@@ -55,7 +55,8 @@ saved_model_bundle.INLINE_RUN_MAX_SECONDS = 1.0
 base = Path(tempfile.mkdtemp()) / "m"
 shutil.copytree(export_dir, base / "1")
 config = mc.parse_model_server_config(
-    f'model_config_list {{ config {{ name: "m" base_path: "{base}" model_platform: "tensorflow" }} }}')
+    f'model_config_list {{ config {{ name: "m" base_path: "{base}" '
+    f'model_platform: "tensorflow" }} }}')
 params = (bp.parse_batching_parameters("max_batch_size { value: 1024 } "
                                        "batch_timeout_micros { value: 0 }")
           if case == "batching" else None)
