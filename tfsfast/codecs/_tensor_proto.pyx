@@ -27,6 +27,7 @@ from tfsfast.codecs._tensor_proto_py import (
     MAX_TENSOR_ELEMENTS,
     MAX_TENSOR_RANK,
     PredictRequestView,
+    check_limits,
 )
 from tfsfast.runtime._numpy_api cimport TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_ndarray
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
@@ -229,6 +230,7 @@ cdef enum:
     M_RESOURCE = 13
     M_DTYPE_SHAPE = 14
     M_VARIANT = 15
+    M_FIELDS_ONLY = 16  # no known field: every field is only skipped (protobuf's Empty)
     MAX_MESSAGE_DEPTH = 100  # upb's default recursion limit
 
 
@@ -351,17 +353,12 @@ cdef inline object _parse_error(str name):
     return ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {name}")
 
 
-cdef Py_ssize_t _check_limits(str name, Py_ssize_t rank, int64_t count) except -1:
-    """The twin's ``check_limits`` for a shape already checked to be >= 0 and to fit int64:
-    ``count`` is its element count; the same errors, the same texts."""
-    if rank > _MAX_RANK:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Input: {name} has rank {rank}, which exceeds the maximum "
-                           f"tensor rank of {MAX_TENSOR_RANK}")
-    if count > _MAX_ELEMENTS:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Input: {name} has {count} elements, which exceeds the maximum of "
-                           f"{MAX_TENSOR_ELEMENTS} elements per tensor")
+cdef Py_ssize_t _check_limits(str name, list dims, int64_t count) except -1:
+    """The twin's ``check_limits`` for a shape already checked to be >= 0 and to fit int64
+    (``count`` is its element count), decided in C: only a shape over a limit calls the twin,
+    which raises its error with its text."""
+    if len(dims) > _MAX_RANK or count > _MAX_ELEMENTS:
+        check_limits(name, dims)
     return <Py_ssize_t>count
 
 
@@ -533,7 +530,7 @@ cdef object _decode(object data, const uint8_t* buf, Py_ssize_t end, str name, l
         if d and product > _INT64_MAX // d:
             raise _parse_error(name)
         product *= d
-    count = _check_limits(name, len(dims), product)
+    count = _check_limits(name, dims, product)
     if budget is not None:
         if budget[0] + count > MAX_REQUEST_ELEMENTS:
             raise ServingError(Code.INVALID_ARGUMENT,
@@ -917,11 +914,8 @@ cdef int _read_input_entry(object data, const uint8_t* buf, Py_ssize_t pos, Py_s
 
 cdef bint _well_formed(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end):
     """Whether buf[pos:end] is a sequence of complete fields (their contents unchecked)."""
-    cdef uint64_t tag = 0
     try:
-        while pos < end:
-            read_tag(buf, &pos, end, &tag)
-            skip_field(buf, &pos, end, tag)
+        _check_message(buf, pos, end, M_FIELDS_ONLY, 0)
     except _WireError:
         return False
     return True
