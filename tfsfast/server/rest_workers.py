@@ -8,6 +8,14 @@ in TF Serving.
 
 A worker knows it is one from ``TFSFAST_REST_WORKER`` (the server's pid); it exits when the
 server does (it watches its parent), and the server re-starts a worker that dies while serving.
+
+Shutdown: the server sends SIGTERM to every worker as soon as it is signalled itself, so the
+workers' readiness turns off with the server's; each then serves through the same
+``--shutdown_delay_seconds`` on its own clock. The delay of a worker ends with the server's:
+when the server starts draining it sends ``END_SHUTDOWN_DELAY_SIGNAL``. A worker ignores a
+repeated SIGTERM or SIGINT (it may be the server forwarding a signal that also reached the
+worker, from a terminal's Ctrl-C or a kill of the process group), so that only the server
+decides to cut the delay short.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ _log = logging.getLogger(__name__)
 
 WORKER_ENV = "TFSFAST_REST_WORKER"
 RESTART_DELAY_SECONDS = 1.0
+# From the server to its workers: the shutdown delay is over, drain now.
+END_SHUTDOWN_DELAY_SIGNAL = signal.SIGUSR1
 
 
 def is_rest_worker() -> bool:
@@ -82,13 +92,21 @@ class RestWorkerPool:
             self._spawn(index)
 
     def terminate(self) -> None:
-        """SIGTERM to every worker: each drains its requests like the server does."""
+        """SIGTERM to every worker: each turns not ready, serves through its shutdown delay, then
+        drains its requests like the server does. Workers are no longer restarted after it."""
         self._stopping.set()
+        self._signal_all(signal.SIGTERM)
+
+    def end_shutdown_delay(self) -> None:
+        """Tells every worker that the shutdown delay is over (see the module docstring)."""
+        self._signal_all(END_SHUTDOWN_DELAY_SIGNAL)
+
+    def _signal_all(self, sig: int) -> None:
         with self._lock:
             processes = list(self._processes)
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(sig)
 
     def wait(self, timeout: float) -> None:
         """Waits up to ``timeout`` for the terminated workers, then kills what is left."""

@@ -2,9 +2,15 @@
 
 Startup follows TF Serving's ``Server::BuildAndStart``: validate the flags, read the model config,
 build the ServerCore (which blocks until every model is available), then open the listeners and
-log the lines TF Serving logs. Unlike TF Serving, SIGTERM and SIGINT drain: the listeners stop
-accepting, requests in progress finish (up to ``--drain_timeout_seconds``), models are unloaded,
-and the process exits 0.
+log the lines TF Serving logs. Unlike TF Serving, SIGTERM and SIGINT drain:
+
+1. Readiness turns off at once: ``/v2/health/ready`` answers 503 and ``grpc.health.v1``
+   NOT_SERVING (``ServerHealth.start_draining``); REST worker processes are signalled too.
+2. For ``--shutdown_delay_seconds`` (default 0) the listeners keep accepting and serving as
+   before, so that load balancers that saw readiness fail stop sending before the port closes.
+   A second SIGTERM or SIGINT ends the delay early.
+3. The drain: the listeners stop accepting, requests in progress finish (up to
+   ``--drain_timeout_seconds``), models are unloaded, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from tfsfast.server.http.http_protocol import HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.server.server_health import ServerHealth
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -119,6 +126,7 @@ class Server:
 
     def __init__(self, argv: list[str] | None = None) -> None:
         self.core: ServerCore | None = None
+        self.health: ServerHealth | None = None
         self.http_server: HttpServer | None = None
         self.grpc_server: Any = None  # tfsfast.server.grpc.grpc_server.GrpcServer
         self._rest_workers: rest_workers.RestWorkerPool | None = None
@@ -128,7 +136,9 @@ class Server:
         self._config_poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by the first SIGTERM/SIGINT (or request_stop); then by the end of the shutdown delay.
         self._terminate: asyncio.Event | None = None
+        self._delay_over: asyncio.Event | None = None
         self.options: so.ServerOptions | None = None
 
     # --- startup -----------------------------------------------------------------------------
@@ -161,6 +171,7 @@ class Server:
                 options.allow_version_labels_for_unavailable_models),
             session_bundle_config=_session_bundle_config(options, self._executor))
         self.core = ServerCore.create(core_options)
+        self.health = ServerHealth(self.core)
         if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
             self._config_poller = threading.Thread(
                 target=self._poll_config_file, name="tfsfast_config_poller", daemon=True)
@@ -201,6 +212,10 @@ class Server:
         self.grpc_server.start()
         # The core has loaded every model before the listeners open.
         self.grpc_server.set_serving(True)
+        # NOT_SERVING when REST readiness turns off, not later when the listener stops.
+        grpc_server = self.grpc_server
+        assert self.health is not None
+        self.health.add_draining_callback(lambda: grpc_server.set_serving(False))
         if options.port:
             _log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", self.grpc_server.port)
         if options.grpc_socket_path:
@@ -232,7 +247,7 @@ class Server:
             enable_cors_support=options.rest_api_enable_cors_support,
             enforce_signature_method_name=options.enable_signature_method_name_check,
             max_decompressed_body_bytes=options.rest_api_max_body_bytes)
-        handler = HttpRestApiHandler(self.core, rest_options)
+        handler = HttpRestApiHandler(self.core, rest_options, self.health)
         limits = HttpServerLimits(max_body_bytes=options.rest_api_max_body_bytes)
         # Common JSON predicts are answered before the handler (byte-identical; see
         # rest_fast_path); everything else reaches the handler unchanged.
@@ -254,7 +269,8 @@ class Server:
     # --- running and draining ------------------------------------------------------------
 
     def run(self) -> None:
-        """Serves until SIGTERM/SIGINT, then drains and unloads. Uses uvloop when available."""
+        """Serves until SIGTERM/SIGINT, then (after the shutdown delay) drains and unloads. Uses
+        uvloop when available."""
         try:
             import uvloop
 
@@ -265,35 +281,86 @@ class Server:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._terminate = asyncio.Event()
+        self._delay_over = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._on_signal, sig)
+        if rest_workers.is_rest_worker():
+            self._loop.add_signal_handler(rest_workers.END_SHUTDOWN_DELAY_SIGNAL,
+                                          self._delay_over.set)
         await self._start_listeners()
         _freeze_startup_objects()
         await self._terminate.wait()
+        await self._shutdown_delay()
         await self._drain()
 
     def _on_signal(self, sig: int) -> None:
-        _log.info("Received %s: draining (up to %d s), then exiting",
-                  signal.Signals(sig).name, self._drain_timeout())
-        assert self._terminate is not None
-        self._terminate.set()
+        assert self._terminate is not None and self._delay_over is not None
+        name = signal.Signals(sig).name
+        if not self._terminate.is_set():
+            self._begin_shutdown(f"Received {name}")
+        elif not self._delay_over.is_set() and not rest_workers.is_rest_worker():
+            # A worker's delay ends with the server's (END_SHUTDOWN_DELAY_SIGNAL): the repeat
+            # it sees may be the server forwarding a signal that reached the whole group.
+            _log.info("Received %s again: ending the shutdown delay", name)
+            self._delay_over.set()
 
     def request_stop(self) -> None:
-        """Asks a running server to drain and exit (thread-safe)."""
-        if self._loop is not None and self._terminate is not None:
-            self._loop.call_soon_threadsafe(self._terminate.set)
+        """Asks a running server to drain and exit now, without the shutdown delay
+        (thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_now)
+
+    def _stop_now(self) -> None:
+        assert self._terminate is not None and self._delay_over is not None
+        self._delay_over.set()
+        if not self._terminate.is_set():
+            self._begin_shutdown("Stop requested")
+
+    def _begin_shutdown(self, reason: str) -> None:
+        """Turns readiness off (REST 503, gRPC NOT_SERVING), tells the REST workers, logs the
+        plan, and lets ``_serve`` go on to the delay and the drain."""
+        assert self._terminate is not None and self._delay_over is not None
+        delay = self._shutdown_delay_seconds()
+        if delay == 0:
+            self._delay_over.set()
+        if self.health is not None:
+            self.health.start_draining()
+        if self._delay_over.is_set():
+            _log.info("%s: draining (up to %d s), then exiting", reason, self._drain_timeout())
+        else:
+            _log.info("%s: readiness is off; serving %d s more (--shutdown_delay_seconds), then "
+                      "draining (up to %d s) and exiting", reason, delay, self._drain_timeout())
+        if self._rest_workers is not None:
+            self._rest_workers.terminate()  # each turns not ready and starts the same delay
+        self._terminate.set()
+
+    async def _shutdown_delay(self) -> None:
+        """Serves on until ``--shutdown_delay_seconds`` have passed or the delay is cut short."""
+        assert self._delay_over is not None
+        if not self._delay_over.is_set():
+            try:
+                await asyncio.wait_for(self._delay_over.wait(), self._shutdown_delay_seconds())
+            except TimeoutError:
+                pass
+            self._delay_over.set()
 
     def _drain_timeout(self) -> int:
         return self.options.drain_timeout_seconds if self.options else 30
+
+    def _shutdown_delay_seconds(self) -> int:
+        return self.options.shutdown_delay_seconds if self.options else 0
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self._drain_timeout()
         grpc_stopped = None
         if self.grpc_server is not None:
-            # Health turns NOT_SERVING, new calls are refused, calls in flight get the timeout.
+            # New calls are refused, calls in flight get the timeout.
             grpc_stopped = self.grpc_server.stop(self._drain_timeout())
         if self._rest_workers is not None:
-            self._rest_workers.terminate()  # they drain alongside this process
+            # Workers still in their shutdown delay drain now, alongside this process. (A pool
+            # started after the signal hears of the stop here first.)
+            self._rest_workers.terminate()
+            self._rest_workers.end_shutdown_delay()
         if self.http_server is not None:
             await self.http_server.close()
             while self.http_server.connections and time.monotonic() < deadline:

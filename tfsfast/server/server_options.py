@@ -1,9 +1,9 @@
 """Command-line flags of ``python -m tfsfast``, compatible with ``tensorflow_model_server``.
 
 One :class:`ServerOptions` field per TF Serving flag (``model_servers/main.cc``, defaults from
-``Server::Options`` in ``server.h``), plus four tfsfast extensions
+``Server::Options`` in ``server.h``), plus five tfsfast extensions
 (``--rest_api_max_body_bytes``, ``--drain_timeout_seconds``, ``--rest_api_num_workers``,
-``--grpc_max_message_bytes``). The
+``--grpc_max_message_bytes``, ``--shutdown_delay_seconds``). The
 flag table lives in the dataclass fields themselves (type name and help text in each field's
 metadata), so adding a flag is adding one field.
 
@@ -340,6 +340,14 @@ class ServerOptions:
         "Largest gRPC request or response message, in bytes; larger ones get "
         "RESOURCE_EXHAUSTED. At most 2147483647.",
         64 * 1024 * 1024,
+        extension=True,
+    )
+    shutdown_delay_seconds: int = _flag(
+        "int32",
+        "On SIGTERM or SIGINT, seconds the server keeps serving with readiness off "
+        "(/v2/health/ready 503, gRPC health NOT_SERVING) before it drains, so load balancers "
+        "stop sending first; a second SIGTERM or SIGINT ends the delay early. 0 drains at once.",
+        0,
         extension=True,
     )
 
@@ -679,8 +687,8 @@ def validate(options: ServerOptions) -> None:
 
     Then tfsfast's own checks, which TF lacks (it fails later or misbehaves): ports within
     0..65535, ``rest_api_max_body_bytes`` > 0, ``drain_timeout_seconds`` >= 0,
-    ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own bound), and a
-    well-formed ``grpc_channel_arguments`` (see :func:`grpc_channel_arguments_dict`).
+    ``shutdown_delay_seconds`` >= 0, ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own
+    bound), and a well-formed ``grpc_channel_arguments`` (see :func:`grpc_channel_arguments_dict`).
     """
     if options.port == 0 and not options.grpc_socket_path:
         raise ServingError(
@@ -734,6 +742,12 @@ def validate(options: ServerOptions) -> None:
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"--drain_timeout_seconds must not be negative, got {options.drain_timeout_seconds}.",
+        )
+    if options.shutdown_delay_seconds < 0:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"--shutdown_delay_seconds must not be negative, got "
+            f"{options.shutdown_delay_seconds}.",
         )
     if not 1 <= options.rest_api_num_workers <= 256:
         raise ServingError(

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
+from tfsfast.codecs import json_codec
 from tfsfast.server import model_config as mc
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
-from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
+from tfsfast.server.http import rest_fast_path
+from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
+from tfsfast.server.http.http_rest_api_handler import (
+    CORS_HEADERS,
+    HttpRestApiHandler,
+    RestApiOptions,
+)
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.server.server_health import ServerHealth
+from tfsfast.testing.fake_transport import FakeTransport
+from tfsfast.testing.test_util import implementations
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +217,126 @@ def test_msgpack_classify_and_regress(core: ServerCore) -> None:
     response = call(handler, "POST", "/v1/models/m:regress", body, headers)
     assert response.status == 400
     assert "'examples' value is an empty array" in msgpack.unpackb(response.body)["error"]
+
+
+# --- V2 health routes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "/v2/health/live", "/v2/health/ready", "/v2/models/m/ready", "/v2/models/m/versions/3/ready",
+    "/v2/models/%6D/ready",  # the name is percent-decoded
+    "/v2/health/ready?verbose=1",  # the query is ignored, as on /v1
+])
+def test_v2_health_true_is_200_with_an_empty_body(core: ServerCore, path: str) -> None:
+    response = call(HttpRestApiHandler(core), "GET", path)
+    assert (response.status, response.body, response.content_type, response.headers) == (
+        200, b"", None, None)
+
+
+@pytest.mark.parametrize(("path", "status", "message"), [
+    ("/v2/models/x/ready", 404, "Model with name x does not exist."),
+    ("/v2/models/x/versions/3/ready", 404, "Model with name x does not exist."),
+    ("/v2/models/m/versions/4/ready", 404, "Could not find version 4 of model m"),
+    ("/v2/models/m/versions/99999999999999999999/ready", 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
+])
+def test_v2_model_ready_errors(core: ServerCore, path: str, status: int, message: str) -> None:
+    response = call(HttpRestApiHandler(core), "GET", path)
+    assert (response.status, response.content_type) == (status, b"application/json")
+    assert json.loads(response.body) == {"error": message}
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/v2/health/live"), ("PUT", "/v2/health/ready"), ("DELETE", "/v2/models/m/ready"),
+    ("HEAD", "/v2/models/m/versions/3/ready"), ("POST", "/v2/models/x/ready"),
+])
+def test_v2_health_other_methods_are_malformed_requests(core: ServerCore, method: str,
+                                                        path: str) -> None:
+    response = call(HttpRestApiHandler(core), method, path)
+    assert (response.status, json.loads(response.body)) == (
+        400, {"error": f"Malformed request: {method} {path}"})
+
+
+@pytest.mark.parametrize("path", [
+    "/v2", "/v2/", "/v2/health", "/v2/health/LIVE", "/V2/health/live", "/v2/health/live/",
+    "/v2/models/m", "/v2/models//ready", "/v2/models/m/versions/x/ready",
+    "/v2/models/m/versions//ready", "/v2/models/m/infer", "/v2/models/a/b/ready",
+])
+def test_other_v2_paths_stay_a_plain_404(core: ServerCore, path: str) -> None:
+    for method in ("GET", "POST"):
+        response = call(HttpRestApiHandler(core), method, path)
+        assert (response.status, response.content_type) == (404, b"text/html")
+        assert b"404 Not Found" in response.body
+
+
+def test_v2_health_while_draining(core: ServerCore) -> None:
+    health = ServerHealth(core)
+    handler = HttpRestApiHandler(core, health=health)
+    assert call(handler, "GET", "/v2/health/ready").status == 200
+    health.start_draining()
+    answers = {path: (r.status, r.body) for path in (
+        "/v2/health/live", "/v2/health/ready", "/v2/models/m/ready",
+        "/v2/models/m/versions/3/ready") for r in [call(handler, "GET", path)]}
+    assert answers == {"/v2/health/live": (200, b""), "/v2/health/ready": (503, b""),
+                       "/v2/models/m/ready": (503, b""),
+                       "/v2/models/m/versions/3/ready": (503, b"")}
+    unknown = call(handler, "GET", "/v2/models/x/ready")
+    assert (unknown.status, json.loads(unknown.body)) == (
+        404, {"error": "Model with name x does not exist."})
+    # TF Serving's API is unaffected by readiness: it serves until the listener closes.
+    predict = call(handler, "POST", "/v1/models/m:predict", b'{"instances": [[2.0]]}')
+    assert (predict.status, json.loads(predict.body)) == (200, {"predictions": [[3.0]]})
+
+
+def test_v2_health_cors(core: ServerCore) -> None:
+    health = ServerHealth(core)
+    handler = HttpRestApiHandler(core, RestApiOptions(enable_cors_support=True), health)
+    ready = call(handler, "GET", "/v2/health/ready")
+    assert (ready.status, ready.headers) == (200, CORS_HEADERS)
+    preflight = call(handler, "OPTIONS", "/v2/health/ready", headers={b"origin": b"https://a.b"})
+    assert (preflight.status, preflight.body, preflight.headers) == (200, b"", CORS_HEADERS)
+    assert call(handler, "OPTIONS", "/v2/health/ready").status == 400
+    health.start_draining()
+    not_ready = call(handler, "GET", "/v2/health/ready")
+    assert (not_ready.status, not_ready.headers) == (503, CORS_HEADERS)
+    unknown = call(handler, "GET", "/v2/models/x/ready")
+    assert (unknown.status, unknown.headers) == (404, CORS_HEADERS)
+
+
+PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
+                            "tfsfast.server.http.http_protocol")
+FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
+                             "tfsfast.server.http._rest_fast_path_py")
+
+
+@pytest.mark.parametrize("fast_impl", FAST_PATHS)
+@pytest.mark.parametrize("protocol_impl", PROTOCOLS)
+def test_v2_health_over_a_connection(core: ServerCore, protocol_impl: str,
+                                     fast_impl: str) -> None:
+    """The bytes on the wire, through each HttpProtocol with each REST fast path in front: the
+    fast path leaves GETs to the handler."""
+    health = ServerHealth(core)
+    options = RestApiOptions()
+    handler = HttpRestApiHandler(core, options, health)
+    fast = rest_fast_path.for_core(core, options, importlib.import_module(fast_impl))
+    protocol = importlib.import_module(protocol_impl).HttpProtocol(
+        handler, HttpServerLimits(), json_codec.format_error, None, fast)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+
+    def exchange(request: bytes) -> bytes:
+        del transport.data[:]
+        protocol.data_received(request)
+        return bytes(transport.data)
+
+    ready = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert exchange(ready) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    health.start_draining()
+    assert exchange(ready) == b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+    assert exchange(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n") == (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    unknown = exchange(b"GET /v2/models/x/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    error = json_codec.format_error("Model with name x does not exist.")
+    assert unknown == (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(error), error))
+    assert transport.closed

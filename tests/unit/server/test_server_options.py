@@ -85,9 +85,10 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "drain_timeout_seconds": ("int32", 30),
     "rest_api_num_workers": ("int32", 1),
     "grpc_max_message_bytes": ("int64", 67108864),
+    "shutdown_delay_seconds": ("int32", 0),
 }
 EXTENSIONS = {"rest_api_max_body_bytes", "drain_timeout_seconds", "rest_api_num_workers",
-              "grpc_max_message_bytes"}
+              "grpc_max_message_bytes", "shutdown_delay_seconds"}
 
 NO_ENV: dict[str, str] = {}
 
@@ -571,6 +572,10 @@ class TestValidate:
                 "--drain_timeout_seconds must not be negative, got -1.",
             ),
             (
+                {"shutdown_delay_seconds": -1},
+                "--shutdown_delay_seconds must not be negative, got -1.",
+            ),
+            (
                 {"rest_api_num_workers": 0},
                 "--rest_api_num_workers must be between 1 and 256, got 0.",
             ),
@@ -594,6 +599,8 @@ class TestValidate:
 
     def test_tfsfast_limits_accept_edges(self) -> None:
         assert validate(servable(port=65535, rest_api_port=1, drain_timeout_seconds=0)) is None
+        assert validate(servable(shutdown_delay_seconds=0)) is None
+        assert validate(servable(shutdown_delay_seconds=2**31 - 1)) is None
         assert validate(servable(rest_api_max_body_bytes=1)) is None
         assert validate(servable(grpc_max_message_bytes=1)) is None
         assert validate(servable(grpc_max_message_bytes=2**31 - 1)) is None

@@ -3,8 +3,10 @@
 Statuses are kept for the whole server (service ``""``) and for TF Serving's two services, under
 their full names and the short names TF Serving registers (``PredictionService``,
 ``ModelService``). Everything is NOT_SERVING until the server says its models are available
-(``set_serving(True)``) and again once it drains. An unknown service is NOT_FOUND on ``Check``
-and SERVICE_UNKNOWN on ``Watch``, as the standard implementations answer.
+(``set_serving(True)``), and again from the moment a SIGTERM turns the server's readiness off
+(``ServerHealth.start_draining``, before ``--shutdown_delay_seconds`` and the drain). An unknown
+service is NOT_FOUND on ``Check`` and SERVICE_UNKNOWN on ``Watch``, as the standard
+implementations answer.
 
 ``Watch`` streams hold a handler thread each, so at most ``max_watchers`` run at once (beyond,
 RESOURCE_EXHAUSTED); they end when the client goes or the server stops.

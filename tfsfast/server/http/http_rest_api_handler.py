@@ -4,6 +4,22 @@ Routes, status codes and messages follow TF Serving's ``http_rest_api_handler.cc
 ``tfserving-compat.md`` §1.3. Model runs go through ``SavedModelBundle.run_async``: batched when
 batching is on, otherwise on the bundle's thread pool (the runtime releases the GIL) or, for
 signatures measured to run in microseconds, on the loop itself.
+
+Beside TF Serving's API, the Open Inference Protocol (KServe V2) health endpoints that
+Kubernetes probes of KServe, Triton and MLServer use, answered from ``ServerHealth``:
+
+- ``GET /v2/health/live``, ``GET /v2/health/ready``,
+  ``GET /v2/models/<name>[/versions/<v>]/ready``: 200 for true and 503 for false, both with an
+  empty body (the V2 spec: "the HTTP response body should be empty"; tritonclient's
+  ``is_server_ready`` and ``is_model_ready`` look at the status only). The spec asks for a 4xx
+  for false; 503 is what Kubernetes and load balancers read as "temporarily not serving", and
+  KServe's own server answers a model that is not ready with 503 too.
+- A model the server does not know (or a version it has not seen) is 404 with the V2 error body
+  ``{"error": "<message>"}``, as KServe's and Triton's servers answer.
+- Routes are case-sensitive (the V2 spec: "All strings in all contexts are case-sensitive");
+  the name is percent-decoded. Other methods get what ``/v1`` paths get: OPTIONS the CORS
+  preflight, anything else 400 ``Malformed request: <method> <path>``. Every other ``/v2`` path
+  is the plain 404 of an unrouted path.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from tfsfast.servables.serialized_input import input_to_serialized_example_tenso
 from tfsfast.server.get_model_status_impl import get_model_status
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
 from tfsfast.server.server_core import ServerCore
+from tfsfast.server.server_health import ServerHealth
 from tfsfast.util.status import Code, ServingError, to_http_status
 
 _log = logging.getLogger(__name__)
@@ -41,6 +58,10 @@ _STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
 _V1_RE = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+# The V2 health routes (case-sensitive, as the V2 spec wants every string).
+_V2_PREFIX = "/v2/"
+_V2_SERVER_HEALTH_RE = re.compile(r"/v2/health/(live|ready)")
+_V2_MODEL_READY_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?/ready")
 _INT64_MAX = (1 << 63) - 1
 
 _NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>"
@@ -64,16 +85,25 @@ class RestApiOptions:
 class HttpRestApiHandler:
     """Turns ``HttpRequest`` into ``HttpResponse``; never raises. Thread-compatible (loop only)."""
 
-    def __init__(self, core: ServerCore, options: RestApiOptions | None = None) -> None:
+    def __init__(self, core: ServerCore, options: RestApiOptions | None = None,
+                 health: ServerHealth | None = None) -> None:
+        """``health`` answers the V2 health routes; by default one over ``core`` alone (never
+        draining), for a handler outside a ``Server``."""
         self._core = core
         self._options = options or RestApiOptions()
         self._cors = CORS_HEADERS if self._options.enable_cors_support else None
+        self._health = health if health is not None else ServerHealth(core)
 
     # --- dispatch ----------------------------------------------------------------------------
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         path = request.path.split(b"?", 1)[0].decode("latin-1")
         if not _V1_RE.fullmatch(path):
+            # Routed after /v1 so that TF Serving's API pays nothing for it.
+            if path.startswith(_V2_PREFIX):
+                response = self._v2_health(request, path)
+                if response is not None:
+                    return response
             return HttpResponse(404, _NOT_FOUND_HTML, content_type=b"text/html")
         msgpack_in, msgpack_out = _wire_formats(request)
         try:
@@ -110,6 +140,38 @@ class HttpRestApiHandler:
         origin = request.headers.get(b"origin", b"")
         status = 200 if _ORIGIN_RE.search(origin) else 400
         return HttpResponse(status, b"", headers=self._cors, content_type=None)
+
+    # --- V2 health -------------------------------------------------------------------------
+
+    def _v2_health(self, request: HttpRequest, path: str) -> HttpResponse | None:
+        """The answer to a V2 health route, or None when ``path`` is not one."""
+        server = _V2_SERVER_HEALTH_RE.fullmatch(path)
+        model = None if server is not None else _V2_MODEL_READY_RE.fullmatch(path)
+        if server is None and model is None:
+            return None
+        try:
+            if request.method == "OPTIONS":
+                return self._preflight(request)
+            if request.method != "GET":
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Malformed request: {request.method} {path}")
+            if server is not None:
+                ok = (self._health.is_server_live() if server.group(1) == "live"
+                      else self._health.is_server_ready())
+            else:
+                assert model is not None
+                name = unquote(model.group(1), errors="replace")
+                version = None
+                if model.group(2) is not None:
+                    version = int(model.group(2))
+                    if version > _INT64_MAX:
+                        raise ServingError(
+                            Code.INVALID_ARGUMENT,
+                            f"Failed to convert version: {model.group(2)} to numeric.")
+                ok = self._health.is_model_ready(name, version)
+        except ServingError as e:
+            return self._error(e)
+        return HttpResponse(200 if ok else 503, b"", headers=self._cors, content_type=None)
 
     # --- model spec ---------------------------------------------------------------------------
 
