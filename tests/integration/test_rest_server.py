@@ -35,6 +35,17 @@ def test_predict_row_format_answers_like_tf_serving(server: ServerProcess) -> No
     assert b'{"predictions":[2.5,3.0,4.5]}' in body.replace(b" ", b"").replace(b"\n", b"")
 
 
+def test_startup_says_once_whether_models_run_on_a_gpu(server: ServerProcess) -> None:
+    """This machine has no GPU: a CUDA-built TensorFlow is said to serve on the CPU, once."""
+    import tensorflow as tf
+
+    from tfsfast.runtime.devices import NO_GPU_MESSAGE
+
+    lines = [line for line in server.log_lines if "GPU" in line and "tfsfast/" in line]
+    expected = 1 if tf.test.is_built_with_cuda() else 0
+    assert [line.endswith(NO_GPU_MESSAGE) for line in lines] == [True] * expected
+
+
 def test_predict_columnar_and_versions(server: ServerProcess) -> None:
     assert server.json("POST", "/v1/models/half_plus_two/versions/1:predict",
                        {"inputs": [1.0, 2.0]}) == (200, {"outputs": [2.5, 3.0]})

@@ -27,6 +27,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from tfsfast.codecs import json_codec
+from tfsfast.runtime import devices
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server import rest_workers
@@ -155,6 +156,8 @@ class Server:
         if unserved:
             raise ServingError(Code.UNIMPLEMENTED, "; ".join(unserved))
         config = _model_server_config(options)
+        # Before any model loads: an operator should not have to guess whether models run on a GPU.
+        devices.log_gpu_summary(options.per_process_gpu_memory_fraction)
         # Runs the models' unbatched requests (SavedModelBundle.run_async) and the REST handler's
         # blocking work: TF Serving's --rest_api_num_threads pool. Made before the models load,
         # so every bundle gets it.
