@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.tfsfast-installed
 PYX    := $(shell find tfsfast -name '*.pyx' -o -name '*.pxd' 2>/dev/null) $(wildcard csrc/*)
 MODELS := models
 
-.PHONY: install build serve test test-python bench lint clean
+.PHONY: install build serve test test-python bench lint clean package-test
 
 install: $(STAMP) build
 
@@ -35,6 +35,13 @@ test-python: install
 
 bench: install
 	$(PY) -m bench all
+
+# `pip install .` of a copy of this checkout into a fresh venv with pip's defaults (build
+# isolation), then the installed commands, compiled modules and a served model
+# (tests/packaging/test_fresh_install.py). Minutes: TensorFlow goes into the build environment
+# and into the venv.
+package-test: install
+	TFSFAST_PACKAGE_TEST=1 $(PY) -m pytest -q tests/packaging/test_fresh_install.py
 
 lint: install
 	$(VENV)/bin/ruff check tfsfast tests bench

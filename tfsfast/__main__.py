@@ -1,4 +1,9 @@
-"""``python -m tfsfast``: the ``tensorflow_model_server`` command line."""
+"""``python -m tfsfast``: the ``tensorflow_model_server`` command line.
+
+pip installs the same :func:`main` as the commands ``tensorflow_model_server`` (TF Serving's
+name, which container entrypoints and KServe's runtime call) and ``tfsfast`` (pyproject.toml);
+each prints its own name in the usage text, as TF Serving does.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ import sys
 from tfsfast.server import server_options as so
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, program: str = so.DEFAULT_PROGRAM) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    result = so.parse_command_line(argv)
+    result = so.parse_command_line(argv, program=program)
     result.emit()
     if result.should_exit:
         return result.exit_code & 0xFF
@@ -27,6 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         return 255
     server.run()
     return 0
+
+
+def tensorflow_model_server() -> int:
+    """The ``tensorflow_model_server`` command."""
+    return main(program="tensorflow_model_server")
+
+
+def tfsfast() -> int:
+    """The ``tfsfast`` command."""
+    return main(program="tfsfast")
 
 
 if __name__ == "__main__":

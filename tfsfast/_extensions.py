@@ -2,7 +2,8 @@
 
 Set ``TFSFAST_NO_EXTENSIONS=1`` to use the Python twins everywhere (the reference
 implementations that the compiled ones are tested against). Without it, a compiled module that
-failed to build or import falls back to its twin with a warning.
+failed to build or import falls back to its twin with a warning; ``python -m
+tfsfast.check_extensions`` turns that into a failed build where it must not happen.
 """
 
 from __future__ import annotations

@@ -583,8 +583,12 @@ def _environment_defaults(
         values["model_base_path"] = f"{env_base}/{directory}"
 
 
-def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> ParseResult:
+def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] = os.environ,
+                       program: str = DEFAULT_PROGRAM) -> ParseResult:
     """Parses ``argv`` (the arguments **after** the program name, i.e. ``sys.argv[1:]``).
+
+    ``program`` is the name the usage text starts with (``usage: <program>``): TF Serving prints
+    its own, so each command prints the name it was installed as.
 
     Follows TF's ``Flags::Parse`` and ``main.cc`` exactly:
 
@@ -643,13 +647,13 @@ def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] = os.envi
     output: list[str] = []
     exit_code: int | None = None
     if not values_ok or (unknown and unknown[0] == "--help"):
-        output.append(usage_text())
+        output.append(usage_text(program))
         exit_code = -1
     elif options.version:
         output.append(version_text())
         exit_code = 0
     elif unknown:
-        output.append(f"unknown argument: {unknown[0]}\n{usage_text()}")
+        output.append(f"unknown argument: {unknown[0]}\n{usage_text(program)}")
 
     return ParseResult(
         options=options,
