@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.tfsfast-installed
 PYX    := $(shell find tfsfast -name '*.pyx' -o -name '*.pxd' 2>/dev/null) $(wildcard csrc/*)
 MODELS := models
 
-.PHONY: install build serve test test-python bench lint clean package-test
+.PHONY: install build serve test test-python bench lint clean image image-cpu image-gpu \
+	image-test image-test-gpu package-test
 
 install: $(STAMP) build
 
@@ -35,6 +36,28 @@ test-python: install
 
 bench: install
 	$(PY) -m bench all
+
+# Container images: docker or podman, whichever the machine has. IMAGE_BUILD_FLAGS passes extra
+# build flags (a proxy's CA bundle, --network=host); see .ci/image-build-flags.
+ENGINE    ?= $(shell command -v podman || command -v docker)
+IMAGE     ?= tfsfast:latest
+IMAGE_GPU ?= tfsfast:latest-gpu
+
+image: image-cpu image-gpu
+
+image-cpu:
+	$(ENGINE) build $(IMAGE_BUILD_FLAGS) -f Dockerfile -t $(IMAGE) .
+
+image-gpu:
+	$(ENGINE) build $(IMAGE_BUILD_FLAGS) -f Dockerfile.gpu -t $(IMAGE_GPU) .
+
+# Runs the images as TF Serving's image is run (tests/image), against the engine that built them.
+image-test: install image-cpu
+	TFSFAST_CONTAINER_ENGINE=$(ENGINE) TFSFAST_IMAGE=$(IMAGE) $(PY) -m pytest -q tests/image
+
+image-test-gpu: install image-gpu
+	TFSFAST_CONTAINER_ENGINE=$(ENGINE) TFSFAST_IMAGE=$(IMAGE_GPU) TFSFAST_IMAGE_GPU=1 \
+		$(PY) -m pytest -q tests/image
 
 # `pip install .` of a copy of this checkout into a fresh venv with pip's defaults (build
 # isolation), then the installed commands, compiled modules and a served model
