@@ -49,7 +49,10 @@ class AspiredVersionsManagerOptions:
     runs at once whenever a Source emits or a load finishes. -1 starts no thread: the owner (a
     test) calls ``manage_state`` by hand.
     ``num_load_threads`` / ``num_unload_threads``: 0 runs loads/unloads on the manager thread, one
-    at a time, as TF Serving does.
+    at a time, as TF Serving does. Loads run on threads of their own (daemon threads, so a load
+    that never returns cannot keep the process from exiting), at most ``num_load_threads`` of them
+    for versions still aspired: a load whose version stops being aspired is left to finish alone
+    and no longer holds back the loads that are wanted (TensorFlow cannot cancel a load).
     ``sleep``: replaces the wait between load retries (tests pass a no-op to step without sleeping).
     """
 
@@ -90,11 +93,13 @@ class AspiredVersionsManager(Target[Loader]):
         self._pending: dict[str, list[ServableData[Loader]]] = {}
         self._published: dict[ServableId, ServingEntry] = {}
         self._in_flight: set[ServableId] = set()
+        # Loads running on load threads whose version is still aspired: they count against
+        # num_load_threads. A load that was abandoned (unaspired) is in _in_flight only.
+        self._loading: set[ServableId] = set()
 
         self._manage_lock = threading.Lock()  # one manage_state at a time
-        self._load_executor: ThreadPoolExecutor | None = None
+        self._num_load_threads = max(0, self._options.num_load_threads)
         self._unload_executor: ThreadPoolExecutor | None = None
-        self.set_num_load_threads(self._options.num_load_threads)
         if self._options.num_unload_threads > 0:
             self._unload_executor = ThreadPoolExecutor(self._options.num_unload_threads,
                                                        thread_name_prefix="tfsfast_unload")
@@ -147,13 +152,11 @@ class AspiredVersionsManager(Target[Loader]):
         return self._enqueue_aspired_versions_request
 
     def set_num_load_threads(self, num_load_threads: int) -> None:
-        """Resizes the load pool (TF Serving loads with more threads at startup, then fewer)."""
-        old = self._load_executor
-        self._load_executor = (ThreadPoolExecutor(num_load_threads,
-                                                  thread_name_prefix="tfsfast_load")
-                               if num_load_threads > 0 else None)
-        if old is not None:
-            old.shutdown(wait=False)
+        """How many aspired versions may load at once (TF Serving loads with more threads at
+        startup, then fewer); 0 loads on the manager thread. Loads under way go on."""
+        with self._lock:
+            self._num_load_threads = max(0, num_load_threads)
+        self._wake.set()
 
     def manage_state(self) -> None:
         """One round: take queued aspired lists, forget finished versions, act until idle."""
@@ -169,32 +172,52 @@ class AspiredVersionsManager(Target[Loader]):
     def stop(self, unload_all: bool = True, timeout: float | None = None) -> None:
         """Stops the manager thread; with ``unload_all`` first unloads every version.
 
-        Unloading waits for in-flight requests to release their handles (up to ``timeout``).
+        Unloading waits for in-flight requests to release their handles, and loads under way
+        are waited for (to unload what they load), up to ``timeout``. Loads already abandoned
+        (their version stopped being aspired while they ran) are not waited for, nor is a load
+        still running at the timeout: it is left behind on its daemon thread. TensorFlow cannot
+        cancel a load, and one that never returns must not keep the server from stopping.
         """
         if unload_all:
             with self._lock:
+                abandoned = self._loads_in_flight() - self._loading
                 for stream in self._harnesses.values():
                     for harness in stream.values():
                         harness.is_aspired = False
                         harness.cancel_load_retry()
                 self._pending.clear()
+                self._loading.clear()
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 self.manage_state()
                 self._wait_for_in_flight(0.05)
                 with self._lock:
-                    if not self._harnesses and not self._in_flight:
+                    loads = self._loads_in_flight()
+                    left = {h.id for stream in self._harnesses.values() for h in stream.values()}
+                    abandoned &= loads
+                    if left <= abandoned and self._in_flight <= abandoned:
                         break
                 if deadline is not None and time.monotonic() > deadline:
-                    _log.warning("Manager stopped before every servable was unloaded")
+                    abandoned = loads
+                    if not left <= loads:
+                        _log.warning("Manager stopped before every servable was unloaded")
                     break
+            for servable_id in sorted(abandoned):
+                _log.warning("Not waiting for the load of servable version %s to finish",
+                             servable_id)
         self._stopped.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        for executor in (self._load_executor, self._unload_executor):
-            if executor is not None:
-                executor.shutdown(wait=True)
+        if self._unload_executor is not None:
+            self._unload_executor.shutdown(wait=True)
+
+    def _loads_in_flight(self) -> set[ServableId]:
+        """Versions whose load is under way (lock held)."""
+        return {servable_id for servable_id in self._in_flight
+                if self._harnesses.get(servable_id.name, {}).get(servable_id.version) is not None
+                and self._harnesses[servable_id.name][servable_id.version].state
+                in (HarnessState.LOAD_APPROVED, HarnessState.LOADING)}
 
     # --- the aspired-versions callback -------------------------------------------------------
 
@@ -237,6 +260,10 @@ class AspiredVersionsManager(Target[Loader]):
                 _log.info("Setting is_aspired=false for %s", harness.id)
                 harness.is_aspired = False
                 harness.cancel_load_retry()
+                if harness.id in self._loading:
+                    # Nobody wants it any more: the wanted loads do not wait for it to end.
+                    self._loading.discard(harness.id)
+                    _log.info("The load of %s goes on without holding a load thread", harness.id)
         for data in versions:
             if data.id.version in stream:
                 continue  # already managed (and aspired): the new Loader is not needed
@@ -292,14 +319,24 @@ class AspiredVersionsManager(Target[Loader]):
             return actions[0]
 
     def _perform_action(self, action: ServableAction) -> bool:
-        """Starts (or, without a pool, runs) the action; False if a load has to wait."""
+        """Starts (or, without load threads / an unload pool, runs) the action; False if a load
+        has to wait."""
         with self._lock:
             harness = self._harnesses[action.id.name][action.id.version]
             if action.action == Action.LOAD:
+                threads = self._num_load_threads
+                if threads and len(self._loading) >= threads:
+                    return False  # a load thread ending wakes the manager
                 if not self._reserve_resources(harness):
                     return harness.state != HarnessState.NEW
                 harness.state = HarnessState.LOAD_APPROVED
-                executor = self._load_executor
+                self._in_flight.add(harness.id)
+                if threads:
+                    self._loading.add(harness.id)
+                    threading.Thread(target=self._load, args=(harness,), daemon=True,
+                                     name=f"tfsfast_load_{harness.id.name}").start()
+                    return True
+                executor = None
                 work = self._load
             else:
                 harness.state = HarnessState.UNLOAD_REQUESTED
@@ -310,7 +347,7 @@ class AspiredVersionsManager(Target[Loader]):
                 work = self._make_unload(self._published.pop(harness.id, None))
                 self._update_handle_table()
                 executor = self._unload_executor
-            self._in_flight.add(harness.id)
+                self._in_flight.add(harness.id)
         if executor is None:
             work(harness)
         else:
@@ -350,6 +387,7 @@ class AspiredVersionsManager(Target[Loader]):
         harness.load()
         with self._lock:
             self._in_flight.discard(harness.id)
+            self._loading.discard(harness.id)
             if harness.state == HarnessState.READY:
                 self._published[harness.id] = ServingEntry(harness.id,
                                                            harness.loader.servable())

@@ -33,12 +33,21 @@ def parse_model_server_config(text: str) -> ModelServerConfig:
 
 
 def read_model_server_config(path: str) -> ModelServerConfig:
+    """Reads and parses the file; NOT_FOUND if it cannot be read, INVALID_ARGUMENT if it is not
+    a text-format ModelServerConfig (UTF-8 text included)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise ServingError(Code.NOT_FOUND, f"Failed to read ModelServerConfig file: {path}: "
                                            f"{e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Error parsing text-format tensorflow.serving.ModelServerConfig: {path} is not "
+            f"UTF-8 text (byte {e.start})") from None
     return parse_model_server_config(text)
 
 

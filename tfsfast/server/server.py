@@ -172,28 +172,47 @@ class Server:
             num_unload_threads=options.num_unload_threads,
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
+            reload_config_timeout_seconds=options.reload_config_timeout_seconds,
             session_bundle_config=_session_bundle_config(options, self._executor))
         self.core = ServerCore.create(core_options)
         self.health = ServerHealth(self.core)
+        # A server on its way out applies no new config: the reload under way (gRPC or poller)
+        # rolls back and answers UNAVAILABLE at once instead of holding the drain.
+        self.health.add_draining_callback(self._stop_reloading)
         if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
             self._config_poller = threading.Thread(
                 target=self._poll_config_file, name="tfsfast_config_poller", daemon=True)
             self._config_poller.start()
 
+    def _stop_reloading(self) -> None:
+        self._stop_polling.set()
+        if self.core is not None:
+            self.core.stop_reloading()
+
     def _poll_config_file(self) -> None:
-        """Re-reads ``--model_config_file`` periodically; errors are logged, never fatal."""
+        """Re-reads ``--model_config_file`` periodically (TF Serving's
+        ``PollFilesystemAndReloadConfig``, with its log lines).
+
+        A file that cannot be read or parsed, and a reload that fails, are logged and change
+        nothing (the previous config stays in force, see ``ServerCore.reload_config``); the next
+        period reads the file again, so a fixed file, or a model directory that has appeared
+        since, is applied then. Each reload is bounded by ``--reload_config_timeout_seconds``,
+        so a bad file never stops the polling.
+        """
         assert self.options is not None and self.core is not None
         period = self.options.model_config_file_poll_wait_seconds
         while not self._stop_polling.wait(period):
             try:
                 config = mc.read_model_server_config(self.options.model_config_file)
             except ServingError as e:
-                _log.error("Failed to read ModelServerConfig file: %s", e)
+                _log.error("Failed to read ModelServerConfig file: %s", e.message)
                 continue
             try:
                 self.core.reload_config(config)
             except ServingError as e:
-                _log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
+                _log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e.message)
+            except Exception:  # a bug must not end the polling for the life of the process
+                _log.exception("PollFilesystemAndReloadConfig failed to ReloadConfig")
 
     def _start_grpc(self) -> None:
         """Starts the gRPC listeners and logs TF Serving's lines; ServingError if one fails."""

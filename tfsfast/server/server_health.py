@@ -6,9 +6,12 @@ that turns ``grpc.health.v1`` NOT_SERVING, so that REST readiness and gRPC healt
 
 - Live: always true; the question is whether the process answers at all, and it does as long as
   a listener does (through the drain too).
-- Ready: not draining, and every model of the ServerCore's *current* ModelServerConfig has an
-  AVAILABLE version. The config changes on reloads: a model just added is not ready until one of
-  its versions has loaded, and a model whose load failed stays not ready.
+- Ready: not draining, and every model of the ServerCore's ModelServerConfig in force has an
+  AVAILABLE version. A reload puts its config in force only once every model it adds has an
+  AVAILABLE version, and a reload that fails leaves the previous config in force
+  (``ServerCore.reload_config``): a reload, under way or failed, never turns readiness off, and
+  the models it adds are NOT_FOUND here until it succeeds (the status API meanwhile shows what
+  their versions are doing).
 - Model ready: not draining, and the model has an AVAILABLE version (or, with a version, that
   version is AVAILABLE). A model that is not in the current config, or a version the state
   monitor has never seen, is NOT_FOUND: an error, where "not ready" is an answer.

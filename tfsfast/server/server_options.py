@@ -1,10 +1,10 @@
 """Command-line flags of ``python -m tfsfast``, compatible with ``tensorflow_model_server``.
 
 One :class:`ServerOptions` field per TF Serving flag (``model_servers/main.cc``, defaults from
-``Server::Options`` in ``server.h``), plus five tfsfast extensions
+``Server::Options`` in ``server.h``), plus six tfsfast extensions
 (``--rest_api_max_body_bytes``, ``--drain_timeout_seconds``, ``--rest_api_num_workers``,
-``--grpc_max_message_bytes``, ``--shutdown_delay_seconds``). The
-flag table lives in the dataclass fields themselves (type name and help text in each field's
+``--grpc_max_message_bytes``, ``--shutdown_delay_seconds``, ``--reload_config_timeout_seconds``).
+The flag table lives in the dataclass fields themselves (type name and help text in each field's
 metadata), so adding a flag is adding one field.
 
 Parsing follows TF's ``command_line_flags`` (``tsl/util/command_line_flags.cc``) and the way
@@ -165,8 +165,8 @@ class ServerOptions:
     )
     num_load_threads: int = _flag(
         "int32",
-        "Threads that load servables after the initial load; 0 loads serially in the "
-        "manager thread.",
+        "Threads that load servables after the initial load; 0 loads serially (one at a "
+        "time, as in TF Serving's manager thread, but on a load thread of its own).",
         0,
     )
     num_unload_threads: int = _flag(
@@ -348,6 +348,15 @@ class ServerOptions:
         "(/v2/health/ready 503, gRPC health NOT_SERVING) before it drains, so load balancers "
         "stop sending first; a second SIGTERM or SIGINT ends the delay early. 0 drains at once.",
         0,
+        extension=True,
+    )
+    reload_config_timeout_seconds: int = _flag(
+        "int32",
+        "Longest a model config reload (HandleReloadConfigRequest, or a change of "
+        "--model_config_file) may take, waiting for the models it adds to load included; past "
+        "it the reload fails and the previous config stays in force. A gRPC caller's deadline, "
+        "if shorter, bounds it too.",
+        600,
         extension=True,
     )
 
@@ -691,7 +700,8 @@ def validate(options: ServerOptions) -> None:
 
     Then tfsfast's own checks, which TF lacks (it fails later or misbehaves): ports within
     0..65535, ``rest_api_max_body_bytes`` > 0, ``drain_timeout_seconds`` >= 0,
-    ``shutdown_delay_seconds`` >= 0, ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own
+    ``shutdown_delay_seconds`` >= 0, ``reload_config_timeout_seconds`` > 0,
+    ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own
     bound), and a well-formed ``grpc_channel_arguments`` (see :func:`grpc_channel_arguments_dict`).
     """
     if options.port == 0 and not options.grpc_socket_path:
@@ -752,6 +762,12 @@ def validate(options: ServerOptions) -> None:
             Code.INVALID_ARGUMENT,
             f"--shutdown_delay_seconds must not be negative, got "
             f"{options.shutdown_delay_seconds}.",
+        )
+    if options.reload_config_timeout_seconds <= 0:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"--reload_config_timeout_seconds must be positive, got "
+            f"{options.reload_config_timeout_seconds}.",
         )
     if not 1 <= options.rest_api_num_workers <= 256:
         raise ServingError(

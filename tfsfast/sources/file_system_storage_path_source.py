@@ -437,12 +437,7 @@ class FileSystemStoragePathSource(Source[str]):
     def _fail_if_zero_versions(self, config: FileSystemStoragePathSourceConfig) -> None:
         """TF Serving's ``FailIfZeroVersions``: what a first poll of ``config`` would aspire."""
         for s in config.servables:
-            try:
-                children = _list_versions(s.base_path)
-            except OSError as e:
-                raise invalid_argument(
-                    f"Could not find base path {s.base_path} for servable {s.servable_name} "
-                    f"with error {_os_error_status(e)}") from e
+            children = _versions_at_base_path(s.servable_name, s.base_path)
             complete = [v for v, names in children.items()
                         if _has_required_file(os.path.join(s.base_path, names[-1]),
                                               config.required_files_any)]
@@ -451,6 +446,22 @@ class FileSystemStoragePathSource(Source[str]):
                 raise not_found(f"Unable to find a numerical version path for servable "
                                 f"{s.servable_name} at: {s.base_path}")
 
+
+
+def check_base_path(servable_name: str, base_path: str) -> None:
+    """Raises TF Serving's INVALID_ARGUMENT ``Could not find base path <p> for servable <name>
+    with error <status>`` (the first check of its poll) if ``base_path`` cannot be listed, and
+    the errors of ``update_config`` for a path that is not absolute or not local."""
+    _versions_at_base_path(servable_name, _local_base_path(servable_name, base_path))
+
+
+def _versions_at_base_path(servable_name: str, base_path: str) -> dict[int, list[str]]:
+    try:
+        return _list_versions(base_path)
+    except OSError as e:
+        raise invalid_argument(
+            f"Could not find base path {base_path} for servable {servable_name} with error "
+            f"{_os_error_status(e)}") from e
 
 
 def _local_base_path(servable_name: str, base_path: str) -> str:

@@ -110,7 +110,9 @@ def test_old_version_serves_while_new_one_loads() -> None:
     block = threading.Event()
     v1, v2 = FakeLoader("v1"), FakeLoader("v2", block=block)
     h.aspire((1, v1))
-    h.manager.manage_state()
+    h.manager.manage_state()  # v1 loads on a load thread
+    assert h.monitor.wait_until_servables_reach_state(
+        [ServableRequest.specific("m", 1)], ManagerState.AVAILABLE, timeout=10)[0]
     h.manager.set_num_load_threads(1)
     h.aspire((2, v2))
     h.manager.manage_state()  # starts loading v2 on the load thread
@@ -124,6 +126,67 @@ def test_old_version_serves_while_new_one_loads() -> None:
     h.manager.manage_state()
     assert h.latest() == "v2" and v1.calls == ["load", "unload"]
     h.manager.stop(timeout=5)
+
+
+def test_an_abandoned_load_holds_back_no_wanted_load_nor_stop(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A load that never returns, once its version is no longer aspired, frees its load thread
+    slot and stop does not wait for it; its thread is a daemon (it cannot keep a process alive).
+    """
+    h = Harness("tfsfast.core._handle_table_py", num_load_threads=1)
+    never = threading.Event()
+    hung, wanted = FakeLoader("hung", block=never), FakeLoader("wanted")
+    try:
+        h.aspire((1, hung), name="hung")
+        h.manager.manage_state()
+        assert hung.load_started.wait(10)
+        h.aspire((1, wanted), name="m")
+        h.manager.manage_state()
+        assert wanted.calls == []  # the only load thread is taken
+        h.aspire(name="hung")
+        h.manager.manage_state()
+        assert h.monitor.wait_until_servables_reach_state(
+            [ServableRequest.specific("m", 1)], ManagerState.AVAILABLE, timeout=10)[0]
+        assert h.latest() == "wanted"
+        assert [t.daemon for t in threading.enumerate() if t.name == "tfsfast_load_hung"] == [
+            True]
+        assert h.monitor.get_state(ServableId("hung", 1)).manager_state == ManagerState.LOADING
+        with caplog.at_level("WARNING", logger="tfsfast.core.aspired_versions_manager"):
+            h.manager.stop(timeout=None)  # returns all the same
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            "Not waiting for the load of servable version {name: hung version: 1} to finish"]
+        assert wanted.calls == ["load", "unload"]
+    finally:
+        never.set()
+
+
+def test_stop_waits_for_a_wanted_load_up_to_its_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A load under way when stop begins is waited for (then unloaded), up to the timeout."""
+    h = Harness("tfsfast.core._handle_table_py", num_load_threads=1)
+    finish, never = threading.Event(), threading.Event()
+    slow, hung = FakeLoader("slow", block=finish), FakeLoader("hung", block=never)
+    try:
+        h.aspire((1, slow), name="slow")
+        h.manager.manage_state()
+        assert slow.load_started.wait(10)
+        stopping = threading.Thread(target=h.manager.stop, kwargs={"timeout": None})
+        stopping.start()
+        stopping.join(0.2)
+        assert stopping.is_alive()  # waiting for the load
+        finish.set()
+        stopping.join(10)
+        assert not stopping.is_alive() and slow.calls == ["load", "unload"]
+        h = Harness("tfsfast.core._handle_table_py", num_load_threads=1)
+        h.aspire((1, hung), name="hung")
+        h.manager.manage_state()
+        assert hung.load_started.wait(10)
+        with caplog.at_level("WARNING", logger="tfsfast.core.aspired_versions_manager"):
+            h.manager.stop(timeout=0.5)
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            "Not waiting for the load of servable version {name: hung version: 1} to finish"]
+    finally:
+        never.set()
 
 
 def test_resource_preserving_unloads_old_first() -> None:

@@ -1,12 +1,19 @@
-"""ServerCore with real SavedModels: startup, labels, reloads and config errors."""
+"""ServerCore with real SavedModels: startup, labels, reloads (and reloads that fail) and
+config errors."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tfsfast.core.servable_id import ServableId
 from tfsfast.core.servable_request import ServableRequest
 from tfsfast.core.servable_state import ManagerState
 from tfsfast.server import model_config as mc
@@ -148,3 +155,200 @@ def test_bad_config_text_is_reported() -> None:
         mc.parse_model_server_config("model_config_list { config { name: ")
     assert e.value.message.startswith(
         "Error parsing text-format tensorflow.serving.ModelServerConfig")
+
+
+def test_a_config_file_that_is_not_text_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "models.config"
+    path.write_bytes(b'model_config_list { config { name: "\xff" } }')
+    with pytest.raises(ServingError) as e:
+        mc.read_model_server_config(str(path))
+    assert (e.value.code, e.value.message) == (
+        Code.INVALID_ARGUMENT, f"Error parsing text-format tensorflow.serving.ModelServerConfig: "
+                               f"{path} is not UTF-8 text (byte 36)")
+
+
+# --- reloads that fail: all or nothing, within a bound -----------------------------------------
+
+
+@pytest.fixture
+def served(model_base) -> Iterator[tuple[ServerCore, Path]]:
+    """A core serving ``m`` (y = x/2 + 2) from its base path, with reloads bounded at 60 s."""
+    base = model_base("m", v1="tf1")
+    core = ServerCore.create(options(config_text(("m", base)),
+                                     reload_config_timeout_seconds=60))
+    try:
+        yield core, base
+    finally:
+        core.stop()
+
+
+def reload_error(core: ServerCore, config: object, **kw: object) -> ServingError:
+    with pytest.raises(ServingError) as e:
+        core.reload_config(config, **kw)
+    return e.value
+
+
+def check_only_m_in_force(core: ServerCore, before: object) -> None:
+    assert core.config == before
+    assert [m.name for m in core.config.model_config_list.config] == ["m"]
+    assert predict(core, "m", [[2.0]]) == [[3.0]]
+
+
+def not_served(core: ServerCore, name: str) -> str:
+    with pytest.raises(ServingError) as e:
+        core.get_servable_handle(name)
+    assert e.value.code == Code.NOT_FOUND
+    return e.value.message
+
+
+def test_a_missing_base_path_fails_the_reload_before_anything_changes(
+        served, model_base, tmp_path: Path) -> None:
+    core, m = served
+    before = core.config
+    three = model_base("three", v1="tf1_three")
+    missing = tmp_path / "missing"
+    message = (f"Could not find base path {missing} for servable b with error NOT_FOUND: "
+               f"{missing}; No such file or directory")
+    # Added, or moved there: nothing is loaded or unloaded, m (dropped by the first) serves on.
+    for config in (config_text(("three", three), ("b", missing)),
+                   config_text(("m", m), ("three", three), ("b", missing))):
+        e = reload_error(core, config)
+        assert (e.code, e.message) == (Code.INVALID_ARGUMENT, message)
+        check_only_m_in_force(core, before)
+    e = reload_error(core, config_text(("m", missing)))
+    assert (e.code, e.message) == (Code.INVALID_ARGUMENT, message.replace("servable b",
+                                                                          "servable m"))
+    check_only_m_in_force(core, before)
+    assert core.servable_state_monitor.get_version_states("three") == {}
+    core.reload_config(config_text(("m", m), ("three", three)))
+    assert predict(core, "three", [[2.0]]) == [[4.0]]
+
+
+def test_a_model_that_fails_to_load_rolls_the_reload_back(served, model_base,
+                                                          tmp_path: Path) -> None:
+    """The reload drops m, adds three (which loads) and broken (which does not): m is served as
+    before, three is unloaded again before the call returns, the labels are unchanged."""
+    core, m = served
+    core.reload_config(config_text(("m", m), labels={"stable": 1}))
+    before = core.config
+    three = model_base("three", v1="tf1_three")
+    broken = tmp_path / "broken"
+    (broken / "1").mkdir(parents=True)
+    (broken / "1" / "saved_model.pb").write_bytes(b"not a protobuf")
+    e = reload_error(core, config_text(("three", three), ("broken", broken)))
+    failed = core.servable_state_monitor.get_state(ServableId("broken", 1))
+    assert failed is not None and failed.manager_state == ManagerState.END
+    assert (e.code, e.message) == (
+        Code.UNKNOWN, f"1 model(s) did not become available: {{{{{{name: broken version: 1}} "
+                      f"due to error: {failed.health}}}, }}")
+    check_only_m_in_force(core, before)
+    assert predict(core, "m", [[2.0]], label="stable") == [[3.0]]
+    assert not_served(core, "three") == "Servable not found for request: Latest(three)"
+    # The same model, fixed, loads at the next reload: the earlier failure does not count.
+    shutil.rmtree(broken / "1")
+    model_base("broken", v1="tf1")
+    core.reload_config(config_text(("three", three), ("broken", broken)))
+    assert predict(core, "broken", [[2.0]]) == [[3.0]]
+    assert not_served(core, "m") == "Servable not found for request: Latest(m)"
+    # Dropped, then added back at once: its unload does not fail the reload that adds it.
+    core.reload_config(config_text(("three", three), ("broken", broken), ("m", m)))
+    assert predict(core, "m", [[2.0]]) == [[3.0]]
+
+
+def test_a_model_without_a_version_fails_the_reload_at_the_bound(model_base,
+                                                                  tmp_path: Path) -> None:
+    base = model_base("m", v1="tf1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    core = ServerCore.create(options(config_text(("m", base)),
+                                     reload_config_timeout_seconds=0.5))
+    try:
+        before = core.config
+        e = reload_error(core, config_text(("m", base), ("empty", empty)))
+        assert (e.code, e.message) == (
+            Code.UNKNOWN, f"1 model(s) did not become available: {{{{empty: no version found "
+                          f"under base path {empty} within the reload timeout of 0.5 s}}, }}")
+        check_only_m_in_force(core, before)
+        # The caller's deadline, when shorter, is the bound.
+        e = reload_error(core, config_text(("m", base), ("empty", empty)), timeout=0.1)
+        assert e.message.endswith(f"{{{{empty: no version found under base path {empty} within "
+                                  f"the caller's deadline}}, }}")
+        check_only_m_in_force(core, before)
+    finally:
+        core.stop()
+
+
+def hung_version(base: Path, exported: Path) -> Path:
+    """A version whose load never returns: its warmup file is a FIFO nobody writes."""
+    shutil.copytree(exported, base / "1")
+    (base / "1" / "assets.extra").mkdir()
+    os.mkfifo(base / "1" / "assets.extra" / "tf_serving_warmup_requests")
+    return base
+
+
+def release(base: Path) -> None:
+    """Ends a hung load (an empty warmup file), if it is still waiting."""
+    try:
+        fd = os.open(base / "1" / "assets.extra" / "tf_serving_warmup_requests",
+                     os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    os.close(fd)
+
+
+def test_a_hung_load_fails_its_reload_and_holds_back_neither_the_next_nor_stop(
+        model_base, tmp_path: Path, exported_models: dict[str, Path]) -> None:
+    base = model_base("m", v1="tf1")
+    three = model_base("three", v1="tf1_three")
+    hung = hung_version(tmp_path / "hung", exported_models["tf1"])
+    core = ServerCore.create(options(config_text(("m", base)),
+                                     reload_config_timeout_seconds=1))
+    try:
+        before = core.config
+        e = reload_error(core, config_text(("m", base), ("hung", hung)))
+        assert (e.code, e.message) == (
+            Code.UNKNOWN, "1 model(s) did not become available: {{{name: hung version: 1} did "
+                          "not finish loading within the reload timeout of 1 s}, }")
+        check_only_m_in_force(core, before)
+        state = core.servable_state_monitor.get_state(ServableId("hung", 1))
+        assert state is not None and state.manager_state == ManagerState.LOADING
+        # One load thread (--num_load_threads=0): three does not wait for the hung load.
+        core.reload_config(config_text(("m", base), ("three", three)))
+        assert predict(core, "three", [[2.0]]) == [[4.0]]
+        # Added again while its earlier load still runs: it waits behind that load.
+        e = reload_error(core, config_text(("m", base), ("three", three), ("hung", hung)))
+        assert e.message == ("1 model(s) did not become available: {{{name: hung version: 1} did "
+                             "not finish loading within the reload timeout of 1 s}, }")
+        core.stop(timeout=None)  # returns: the abandoned load is not waited for
+        assert not_served(core, "m") == "Servable not found for request: Latest(m)"
+    finally:
+        release(hung)
+        core.stop()
+
+
+def test_stop_reloading_fails_the_reload_under_way_and_every_later_one(
+        served, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    core, m = served
+    before = core.config
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    errors: list[ServingError] = []
+
+    def reload() -> None:
+        errors.append(reload_error(core, config_text(("m", m), ("empty", empty))))
+
+    reloading = threading.Thread(target=reload)
+    reloading.start()
+    deadline = time.monotonic() + 60
+    while not any(r.getMessage().startswith("No versions of servable empty found")
+                  for r in caplog.records):
+        assert time.monotonic() < deadline, "the reload did not start waiting"
+        time.sleep(0.01)
+    core.stop_reloading()
+    reloading.join(60)
+    assert [(e.code, e.message) for e in errors] == [
+        (Code.UNAVAILABLE, "Config reload not applied: the server is shutting down")]
+    e = reload_error(core, config_text(("m", m)))
+    assert (e.code, e.message) == (
+        Code.UNAVAILABLE, "Config reload not applied: the server is shutting down")
+    check_only_m_in_force(core, before)

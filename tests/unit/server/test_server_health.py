@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tfsfast.core.servable_id import ServableId
 from tfsfast.server import model_config as mc
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler
@@ -121,9 +122,11 @@ def test_draining_turns_readiness_off_for_good(served) -> None:
 
 
 def test_reload_adding_a_model_without_a_version_yet(model_base, tmp_path: Path,
-                                                     exported_models: dict[str, Path]) -> None:
-    """The new model is in the config before it has a version: not ready (503) until one loads;
-    the model already served stays ready."""
+                                                     exported_models: dict[str, Path],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """While the reload waits for the new model's first version, the previous config is the one
+    in force: the server stays ready and the new model is unknown; once a version loads the new
+    config applies and the new model is ready."""
     m = model_base("m", v3="tf1")
     new = tmp_path / "new"
     new.mkdir()
@@ -141,17 +144,21 @@ def test_reload_adding_a_model_without_a_version_yet(model_base, tmp_path: Path,
     reloading = threading.Thread(target=reload)
     try:
         reloading.start()
-        wait_for(lambda: core.has_model("new"), "the new config to be applied")
-        assert not health.is_server_ready()
-        assert not health.is_model_ready("new")
-        assert health.is_model_ready("m")
-        assert get("/v2/health/ready") == (503, b"")
-        assert get("/v2/models/new/ready") == (503, b"")
+        # The source has polled the new base path: the reload is waiting for a version.
+        wait_for(lambda: any(r.getMessage().startswith("No versions of servable new found")
+                             for r in caplog.records), "the reload to start waiting")
+        assert not core.has_model("new")
+        assert health.is_server_ready()
+        assert not_found(lambda: health.is_model_ready("new")) == (
+            "Model with name new does not exist.")
+        assert get("/v2/health/ready") == (200, b"")
+        assert get("/v2/models/new/ready")[0] == 404
         assert get("/v2/models/m/ready") == (200, b"")
 
         shutil.copytree(exported_models["tf1_three"], new / "1")
         reloading.join(120)
         assert not reloading.is_alive() and errors == []
+        assert core.has_model("new")
         assert health.is_server_ready()
         assert health.is_model_ready("new", 1)
         assert get("/v2/health/ready") == (200, b"")
@@ -162,6 +169,8 @@ def test_reload_adding_a_model_without_a_version_yet(model_base, tmp_path: Path,
 
 
 def test_reload_adding_a_model_whose_load_fails(served, tmp_path: Path) -> None:
+    """The failed reload leaves the previous config in force: still ready, the model it added
+    unknown to readiness; the status API keeps the failed version and its error."""
     core, health = served
     get = rest(core, health)
     broken = tmp_path / "broken"
@@ -171,15 +180,22 @@ def test_reload_adding_a_model_whose_load_fails(served, tmp_path: Path) -> None:
     with pytest.raises(ServingError) as e:
         core.reload_config(config_text(("m", m), ("broken", broken)))
     assert e.value.code == Code.UNKNOWN
-    # The config names the model, which has a version, failed: known and not ready.
-    assert not health.is_server_ready()
-    assert not health.is_model_ready("broken")
-    assert not health.is_model_ready("broken", 1)
+    assert not core.has_model("broken")
+    assert health.is_server_ready()
+    assert not_found(lambda: health.is_model_ready("broken")) == (
+        "Model with name broken does not exist.")
     assert health.is_model_ready("m")
-    assert get("/v2/health/ready") == (503, b"")
-    assert get("/v2/models/broken/ready") == (503, b"")
-    assert get("/v2/models/broken/versions/1/ready") == (503, b"")
+    assert get("/v2/health/ready") == (200, b"")
+    status, body = get("/v2/models/broken/ready")
+    assert (status, json.loads(body)) == (404, {"error": "Model with name broken does not exist."})
     assert get("/v2/models/m/ready") == (200, b"")
+    status, body = get("/v1/models/broken")
+    assert status == 200
+    [version] = json.loads(body)["model_version_status"]
+    failed = core.servable_state_monitor.get_state(ServableId("broken", 1))
+    assert failed is not None and failed.health is not None
+    assert version == {"version": "1", "state": "END", "status": {
+        "error_code": failed.health.code.name, "error_message": failed.health.message}}
 
 
 def test_reload_removing_a_model_makes_it_unknown(served, model_base) -> None:

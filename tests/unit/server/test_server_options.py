@@ -86,9 +86,10 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rest_api_num_workers": ("int32", 1),
     "grpc_max_message_bytes": ("int64", 67108864),
     "shutdown_delay_seconds": ("int32", 0),
+    "reload_config_timeout_seconds": ("int32", 600),
 }
 EXTENSIONS = {"rest_api_max_body_bytes", "drain_timeout_seconds", "rest_api_num_workers",
-              "grpc_max_message_bytes", "shutdown_delay_seconds"}
+              "grpc_max_message_bytes", "shutdown_delay_seconds", "reload_config_timeout_seconds"}
 
 NO_ENV: dict[str, str] = {}
 
@@ -576,6 +577,10 @@ class TestValidate:
                 "--shutdown_delay_seconds must not be negative, got -1.",
             ),
             (
+                {"reload_config_timeout_seconds": 0},
+                "--reload_config_timeout_seconds must be positive, got 0.",
+            ),
+            (
                 {"rest_api_num_workers": 0},
                 "--rest_api_num_workers must be between 1 and 256, got 0.",
             ),
@@ -601,6 +606,7 @@ class TestValidate:
         assert validate(servable(port=65535, rest_api_port=1, drain_timeout_seconds=0)) is None
         assert validate(servable(shutdown_delay_seconds=0)) is None
         assert validate(servable(shutdown_delay_seconds=2**31 - 1)) is None
+        assert validate(servable(reload_config_timeout_seconds=1)) is None
         assert validate(servable(rest_api_max_body_bytes=1)) is None
         assert validate(servable(grpc_max_message_bytes=1)) is None
         assert validate(servable(grpc_max_message_bytes=2**31 - 1)) is None

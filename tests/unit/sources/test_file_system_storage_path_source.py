@@ -22,6 +22,7 @@ from tfsfast.sources.file_system_storage_path_source import (
     FileSystemStoragePathSource,
     FileSystemStoragePathSourceConfig,
     ServableToMonitor,
+    check_base_path,
     parse_version_number,
 )
 from tfsfast.sources.servable_version_policy import ServableVersionPolicy
@@ -555,6 +556,28 @@ def test_fail_if_zero_versions_with_missing_base_path(tmp_path: Path) -> None:
     assert e.value.code == Code.INVALID_ARGUMENT
     assert e.value.message.startswith(f"Could not find base path {tmp_path / 'absent'} for "
                                       f"servable m with error NOT_FOUND")
+
+
+def test_check_base_path(tmp_path: Path) -> None:
+    """What a reload checks before it adds a model: TF Serving's message for a base path that
+    cannot be listed; an empty directory passes (its versions may still come)."""
+    check_base_path("m", str(tmp_path))
+    check_base_path("m", f"file://{tmp_path}")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for path, error in ((tmp_path / "absent", "NOT_FOUND: {p}; No such file or directory"),
+                        (a_file, "FAILED_PRECONDITION: {p}; Not a directory")):
+        with pytest.raises(ServingError) as e:
+            check_base_path("m", str(path))
+        assert (e.value.code, e.value.message) == (
+            Code.INVALID_ARGUMENT,
+            f"Could not find base path {path} for servable m with error "
+            f"{error.format(p=path)}")
+    with pytest.raises(ServingError) as e:
+        check_base_path("m", "relative")
+    assert (e.value.code, e.value.message) == (
+        Code.INVALID_ARGUMENT,
+        "Expected model m to have an absolute path or URI; got base_path()=relative")
 
 
 def test_config_from_proto(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@
   ``Could not find any versions of model M``). A label is ignored, as in TF Serving.
 * HandleReloadConfigRequest: only a ``model_config_list`` is accepted; the new list *replaces*
   the served one (dropped models are unloaded) and the call returns once every new model is
-  available. The outcome is the gRPC status and, on success, ``response.status`` (gRPC sends no
-  response message with an error status). ``metric_names`` are not reported: tfsfast has no
-  metrics registry to diff yet, so ``response.metric`` stays empty.
+  available, or fails with the previous config still in force (``ServerCore.reload_config``),
+  within ``--reload_config_timeout_seconds`` or the call's deadline, whichever comes first. The
+  outcome is the gRPC status and, on success, ``response.status`` (gRPC sends no response
+  message with an error status). ``metric_names`` are not reported: tfsfast has no metrics
+  registry to diff yet, so ``response.metric`` stays empty.
 """
 
 from __future__ import annotations
@@ -54,8 +56,14 @@ class ModelServiceImpl:
         for index, model in enumerate(config.model_config_list.config):
             _log.info("Config entry index : %d path : %s name : %s platform : %s", index,
                       model.base_path, model.name, model.model_platform)
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # A reload still under way once the caller has given up would change the server
+            # behind its back: the deadline bounds it too, less a margin for the rollback and
+            # the answer, so that the caller learns why it failed (not just DEADLINE_EXCEEDED).
+            remaining -= min(1.0, remaining / 10)
         try:
-            self._core.reload_config(config)
+            self._core.reload_config(config, timeout=remaining)
         except ServingError as e:
             _log.error("ReloadConfig failed: %s", e.message)
             raise
