@@ -23,8 +23,9 @@ present; other keys ignored). ``instances``: an array of per-instance values (va
 single input) or of maps alias -> per-instance tensor (every element with exactly the
 signature's inputs), stacked along a new batch dimension as in JSON; or, as a shortcut for whole
 batches, a tensor map (single input) or a map alias -> tensor whose tensors share their first
-dimension. ``instances`` must hold at least one instance. Duplicate keys and bytes after the map
-are errors.
+dimension. ``instances`` must hold at least one instance. Map keys are strings, as in JSON,
+wherever the map is; a key of another type, duplicate keys and bytes after the map are errors.
+msgpack ext values have no place in the format: they are refused where a value is read.
 
 Response: ``{"predictions"|"outputs": <tensor map>}`` for one output, or a map alias -> tensor
 map (sorted) for several, in both formats (a row response carries the whole batch tensor per
@@ -135,7 +136,32 @@ def _kind_of(v: Any) -> str:
     if v is None:
         return "nil"
     return {bool: "bool", int: "int", float: "float", str: "str", bytes: "bin", list: "array",
-            dict: "map", _Bin: "bin", _TensorMap: "tensor map"}.get(type(v), type(v).__name__)
+            dict: "map", _Bin: "bin", _TensorMap: "tensor map", msgpack.ExtType: "ext",
+            msgpack.Timestamp: "ext"}.get(type(v), type(v).__name__)
+
+
+def _map_of(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """A map msgpack decoded (its ``object_pairs_hook``): a dict, once its keys are checked
+    as the reader checks the maps it walks (msgpack itself would take any hashable key, fail
+    on a list or map key with a bare TypeError, and keep the last of duplicate keys)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if type(key) is not str:
+            raise _invalid(f"msgpack map keys must be strings, found {_kind_of(key)}")
+        if key in out:
+            raise _invalid(f"Duplicate key in msgpack map: {key!r}")
+        out[key] = value
+    return out
+
+
+def _unpacker(body: bytes) -> msgpack.Unpacker:
+    """An Unpacker over ``body`` that decodes maps with :func:`_map_of` (which sees every key:
+    ``strict_map_key`` would refuse some first, in msgpack's words); every length a value
+    claims is bounded by the body's size."""
+    unpacker = msgpack.Unpacker(raw=False, object_pairs_hook=_map_of, strict_map_key=False,
+                                max_buffer_size=max(len(body), 1))
+    unpacker.feed(body)
+    return unpacker
 
 
 class _Bin:
@@ -168,9 +194,7 @@ class _Reader:
 
     def __init__(self, body: bytes) -> None:
         self.body = body
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
-                                         max_buffer_size=max(len(body), 1))
-        self.unpacker.feed(body)
+        self.unpacker = _unpacker(body)
 
     def at(self) -> int:
         return self.unpacker.tell()
@@ -233,6 +257,21 @@ def _check_depth(value: Any, depth: int) -> None:
             stack.extend((x, d + 1) for x in v.values() if type(x) in (list, dict))
 
 
+def _parse_error(e: Exception, body: bytes) -> ServingError:
+    """What msgpack's failure to decode ``body`` tells the client."""
+    if isinstance(e, msgpack.OutOfData):
+        return _invalid(f"msgpack parse error: the body is truncated ({len(body)} bytes)")
+    if isinstance(e, msgpack.StackError):  # msgpack's own limit, about a thousand levels
+        return _invalid(f"msgpack nesting depth exceeds the maximum of {MAX_MSGPACK_DEPTH}")
+    if isinstance(e, msgpack.FormatError):
+        return _invalid("msgpack parse error: invalid type byte 0xc1")
+    if isinstance(e, UnicodeDecodeError):
+        return _invalid("msgpack parse error: a str is not valid UTF-8")
+    # Lengths beyond the body, a malformed timestamp ext: msgpack's words, or at least its
+    # exception's name when it gives none.
+    return _invalid(f"msgpack parse error: {e or type(e).__name__}")
+
+
 def _read_document(body: bytes) -> dict[Any, Any]:
     if not body:
         raise _invalid("msgpack parse error: the body is empty")
@@ -243,25 +282,36 @@ def _read_document(body: bytes) -> dict[Any, Any]:
                            f"got {reader.peek()}")
         doc = reader.map(1)
         end = reader.at()
-    except ServingError:
-        raise
-    except msgpack.OutOfData:
-        raise _invalid(f"msgpack parse error: the body is truncated ({len(body)} bytes)") from None
-    except msgpack.StackError:
-        raise _invalid(f"msgpack nesting depth exceeds the maximum of {MAX_MSGPACK_DEPTH}"
-                       ) from None
-    except msgpack.FormatError:
-        raise _invalid("msgpack parse error: invalid type byte 0xc1") from None
-    except UnicodeDecodeError:
-        raise _invalid("msgpack parse error: a str is not valid UTF-8") from None
-    except (ValueError, TypeError) as e:  # lengths beyond the body, unhashable keys
-        raise _invalid(f"msgpack parse error: {e}") from None
+    except (ValueError, msgpack.OutOfData) as e:  # msgpack's (OutOfData is no ValueError)
+        raise _parse_error(e, body) from None
     if end != len(body):
         raise _invalid(f"msgpack parse error: {len(body) - end} bytes after the top-level map")
     if isinstance(doc, _TensorMap):
         raise _invalid("msgpack body must be a map with an 'instances' or 'inputs' key, "
                        "got a tensor map")
     return doc
+
+
+def read_value(body: bytes) -> Any:
+    """The whole body as one plain msgpack value, read by the rules and with the messages of
+    a predict body: maps are dicts with str keys (see :func:`_map_of`), bins bytes, ext values
+    ``msgpack.ExtType`` (or ``msgpack.Timestamp``) for the caller to refuse where it meets them;
+    nesting beyond ``MAX_MSGPACK_DEPTH``, truncation and bytes after the value are errors. For
+    bodies that are not predict requests (classify and regress). Every failure is a
+    ServingError INVALID_ARGUMENT."""
+    body = bytes(body) if type(body) is not bytes else body
+    if not body:
+        raise _invalid("msgpack parse error: the body is empty")
+    unpacker = _unpacker(body)
+    try:
+        value = unpacker.unpack()
+    except (ValueError, msgpack.OutOfData) as e:
+        raise _parse_error(e, body) from None
+    end = unpacker.tell()
+    if end != len(body):
+        raise _invalid(f"msgpack parse error: {len(body) - end} bytes after the top-level value")
+    _check_depth(value, 1)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

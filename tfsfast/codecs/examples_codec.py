@@ -1,7 +1,10 @@
 """REST classify/regress bodies: ``examples`` (+ ``context``) to tf.Example; results out.
 
 JSON and msgpack bodies (``Content-Type: application/msgpack``) carry the same document; a
-msgpack ``bin`` value is bytes, like a JSON ``{"b64": ...}``.
+msgpack ``bin`` value is bytes, like a JSON ``{"b64": ...}``. A msgpack body is read by the
+predict codec's rules (``_msgpack_py.read_value``: str keys only, the same depth limit and parse
+errors) and then judged as the JSON document, with TF Serving's messages; a msgpack ext value,
+which JSON has no counterpart for, is refused where it is met, by its msgpack name.
 
 TF Serving's rules (``json_tensor.cc`` FillClassifyRegressRequestFromJson, MakeJsonFrom*Result):
 a feature value is a scalar or a flat list of one kind; strings and ``{"b64": ...}`` are bytes,
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import msgpack
 from tensorflow.core.example import feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
@@ -25,6 +29,23 @@ from tfsfast.util.status import Code, ServingError
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+
+
+class _Ext:
+    """A msgpack ext value in a classify/regress body (its type code)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _type_of(value: Any) -> tuple[str, str]:
+    """(format, type name) of a document value for messages: JSON's names (TF Serving's),
+    msgpack's for the one kind of value only msgpack has."""
+    if type(value) is _Ext:
+        return "msgpack", "ext"
+    return "JSON", jp._json_type(value)
 
 
 def _kind_error(name: str, feature: Any) -> ServingError:
@@ -67,20 +88,35 @@ def _add_value(value: Any, name: str, feature: Any, strings: Any) -> None:
         want("int64_list")
         feature.int64_list.value.append(value)
     else:
+        kind, type_name = _type_of(value)
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Feature: {name} has element with unexpected JSON type: "
-                           f"{jp._json_type(value)}")
+                           f"Feature: {name} has element with unexpected {kind} type: "
+                           f"{type_name}")
 
 
 def _example(value: Any, example: Any, strings: Any) -> None:
     if type(value) is not dict:
+        kind, type_name = _type_of(value)
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Example must be JSON object but got JSON {jp._json_type(value)}")
+                           f"Example must be JSON object but got {kind} {type_name}")
     for name, content in value.items():
+        if not name.isascii():
+            _check_feature_name(name)
         feature = feature_pb2.Feature()
         for item in content if type(content) is list else (content,):
             _add_value(item, name, feature, strings)
         example.features.feature[name].CopyFrom(feature)
+
+
+def _check_feature_name(name: str) -> None:
+    """A feature name is a proto ``string`` (a map key of ``tf.Features``), which must be
+    UTF-8; a JSON name of raw invalid bytes or a lone surrogate escape is not."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Feature name {jp._json_string(jp._clean(name))} is not valid UTF-8"
+                           ) from None
 
 
 def parse_classify_regress_request(body: bytes) -> tuple[str, Any]:
@@ -92,31 +128,47 @@ def parse_classify_regress_request(body: bytes) -> tuple[str, Any]:
 
 def parse_classify_regress_msgpack(body: bytes) -> tuple[str, Any]:
     """The same from a msgpack body (a map with the JSON document's keys)."""
-    import msgpack
-
     from tfsfast.codecs import _msgpack_py
 
-    if not body:
-        raise ServingError(Code.INVALID_ARGUMENT, "msgpack parse error: the body is empty")
-    try:
-        top = msgpack.unpackb(bytes(body), raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise ServingError(Code.INVALID_ARGUMENT, f"msgpack parse error: {e}") from None
-    _msgpack_py._check_depth(top, 1)
+    top = _msgpack_py.read_value(body)
     if type(top) is not dict:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"msgpack body must be a map, got {type(top).__name__}")
-    return _input_from_document(_bins_as_b64(top), jp._Strings(False))
+                           f"msgpack body must be a map, got {_msgpack_py._kind_of(top)}")
+    return _input_from_document(_as_document(top), jp._Strings(False))
 
 
-def _bins_as_b64(value: Any) -> Any:
-    """msgpack bins as ``{"b64": ...}`` objects, so one set of rules (and messages) serves."""
-    if type(value) is bytes:
+def _as_document(value: Any) -> Any:
+    """A msgpack value as the JSON document: bins as ``{"b64": ...}`` objects, so one set of
+    rules (and messages) serves; ext values as ``_Ext`` (a timestamp is ext -1). Recursion is
+    bounded by the depth limit ``read_value`` applied."""
+    t = type(value)
+    if t is bytes:
         return {"b64": base64.b64encode(value).decode("ascii")}
-    if type(value) is list:
-        return [_bins_as_b64(v) for v in value]
-    if type(value) is dict:
-        return {k: _bins_as_b64(v) for k, v in value.items()}
+    if t is list:
+        return [_as_document(v) for v in value]
+    if t is dict:
+        return {k: _as_document(v) for k, v in value.items()}
+    if t is msgpack.ExtType:
+        return _Ext(value.code)
+    if t is msgpack.Timestamp:
+        return _Ext(-1)
+    return value
+
+
+def _echo(top: dict[str, Any]) -> str:
+    """The document as TF Serving echoes it in a message (an ext value as ``"<msgpack ext
+    N>"``, the closest JSON can show)."""
+    return jp._debug_string(_printable(top))
+
+
+def _printable(value: Any) -> Any:
+    t = type(value)
+    if t is _Ext:
+        return f"<msgpack ext {value.code}>"
+    if t is list:
+        return [_printable(v) for v in value]
+    if t is dict:
+        return {k: _printable(v) for k, v in value.items()}
     return value
 
 
@@ -127,7 +179,7 @@ def _input_from_document(top: dict[str, Any], strings: Any) -> tuple[str, Any]:
         if type(signature_name) is not str:
             raise ServingError(
                 Code.INVALID_ARGUMENT,
-                f"JSON Value: {jp._debug_string(top)} not formatted correctly. "
+                f"JSON Value: {_echo(top)} not formatted correctly. "
                 "'signature_name' key must be a string value.")
     request_input = input_pb2.Input()
     has_context = "context" in top
@@ -135,16 +187,16 @@ def _input_from_document(top: dict[str, Any], strings: Any) -> tuple[str, Any]:
         _example(top["context"], request_input.example_list_with_context.context, strings)
     if "examples" not in top:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {jp._debug_string(top)} When method is classify, key "
+                           f"JSON Value: {_echo(top)} When method is classify, key "
                            "'examples' is expected and was not found")
     examples = top["examples"]
     if type(examples) is not list:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {jp._debug_string(top)} Expecting 'examples' value to "
+                           f"JSON Value: {_echo(top)} Expecting 'examples' value to "
                            "be an list/array")
     if not examples:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"JSON Value: {jp._debug_string(top)} 'examples' value is an empty "
+                           f"JSON Value: {_echo(top)} 'examples' value is an empty "
                            "array")
     target = (request_input.example_list_with_context.examples if has_context
               else request_input.example_list.examples)
@@ -181,8 +233,6 @@ def format_regression_result(result: regression_pb2.RegressionResult) -> bytes:
 def format_classification_result_msgpack(result: classification_pb2.ClassificationResult
                                          ) -> bytes:
     """The msgpack form: ``{"results": [[[label, score], ...], ...]}``."""
-    import msgpack
-
     if not result.classifications:
         raise ServingError(Code.INVALID_ARGUMENT,
                            "Cannot convert empty ClassificationResults to JSON")
@@ -193,8 +243,6 @@ def format_classification_result_msgpack(result: classification_pb2.Classificati
 
 def format_regression_result_msgpack(result: regression_pb2.RegressionResult) -> bytes:
     """The msgpack form: ``{"results": [v1, v2, ...]}``."""
-    import msgpack
-
     if not result.regressions:
         raise ServingError(Code.INVALID_ARGUMENT, "Cannot convert empty RegressionResults to JSON")
     return msgpack.packb({"results": [r.value for r in result.regressions]},

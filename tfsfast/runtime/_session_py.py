@@ -35,10 +35,19 @@ def _tf() -> Any:
 
 
 def status_from_tf_error(e: Exception) -> ServingError:
-    """Keeps a TF error's canonical code and message."""
+    """Keeps a TF error's canonical code and message.
+
+    TF's Python wrapper decodes a failed run's message as strict UTF-8. When an op echoes
+    request bytes that are not (``ParseExample`` quoting a malformed tf.Example), the decoding
+    fails instead and the code is lost; what is left is the message up to its first NUL (the
+    error's ``object``). Only an op's check of its input echoes the input, so the error is
+    INVALID_ARGUMENT, as the compiled runtime, which reads the status itself, reports it.
+    """
     tf = _tf()
     if isinstance(e, tf.errors.OpError):
         return ServingError(Code(e.error_code), e.message)
+    if isinstance(e, UnicodeDecodeError) and isinstance(e.object, bytes):
+        return ServingError(Code.INVALID_ARGUMENT, e.object.decode("utf-8", "replace"))
     return ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}")
 
 

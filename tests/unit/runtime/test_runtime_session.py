@@ -209,6 +209,25 @@ def test_graph_errors_keep_tensorflows_code_and_message(runtime: ModuleType,
     assert error.value.message.startswith("ConcatOp : Can't concatenate scalars")
 
 
+def test_graph_errors_that_echo_non_utf8_input_are_invalid_argument(runtime: ModuleType,
+                                                                    models: Any) -> None:
+    from tfsfast.testing import export_models
+
+    # A tf.Example whose feature name claims more bytes than there are: ParseExample quotes
+    # the bytes in its message, which TF's Python wrapper cannot even decode.
+    example = b"\n\x0f\n\r\n\xfdx\x12\x08\x12\x06\n\x04\x00\x00\x00@"
+    session = runtime.load_saved_model(
+        str(models.get("examples", export_models.export_half_plus_two_tf1)), ["serve"])
+    try:
+        with pytest.raises(ServingError) as error:
+            session.run("classify_x_to_y", {"inputs": np.array([example], dtype=object)})
+    finally:
+        session.close()
+    assert error.value.code == Code.INVALID_ARGUMENT
+    assert error.value.message.startswith(
+        "Could not parse example input, value: '\n\x0f\n\r\n\ufffdx\x12\x08\x12\x06\n\x04")
+
+
 def test_plain_python_values_take_the_tensor_dtype(runtime: ModuleType, sessions: Any) -> None:
     y = sessions(runtime, "half_plus_two_tf1").run("serving_default", {"x": [[2]]})["y"]
     np.testing.assert_array_equal(y, [[3.0]])
