@@ -9,8 +9,15 @@ log the lines TF Serving logs. Unlike TF Serving, SIGTERM and SIGINT drain:
 2. For ``--shutdown_delay_seconds`` (default 0) the listeners keep accepting and serving as
    before, so that load balancers that saw readiness fail stop sending before the port closes.
    A second SIGTERM or SIGINT ends the delay early.
-3. The drain: the listeners stop accepting, requests in progress finish (up to
-   ``--drain_timeout_seconds``), models are unloaded, and the process exits 0.
+3. The drain (``_drain``), bounded by ``--drain_timeout_seconds``: the listeners stop accepting
+   (a connection the kernel had already accepted is served, not reset); every request the
+   server has read finishes and is answered (REST: pipelined ones too, the last answer with
+   ``Connection: close``; gRPC calls that arrive on an open connection are refused at once,
+   UNAVAILABLE); what is still running at the deadline is answered REST 503 / gRPC
+   UNAVAILABLE naming the drain (``drain``). Then the connections close, the models are
+   unloaded off the event loop (batched REST requests need its timers to the end), and the
+   process exits 0, at the latest ``EXIT_GRACE_SECONDS`` after the deadline even if something
+   still runs (a model run that never ends).
 """
 
 from __future__ import annotations
@@ -26,11 +33,10 @@ import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from tfsfast.codecs import json_codec
 from tfsfast.runtime import devices
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
+from tfsfast.server import drain, rest_workers
 from tfsfast.server import model_config as mc
-from tfsfast.server import rest_workers
 from tfsfast.server import server_options as so
 from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http.http_protocol import HttpServerLimits
@@ -41,6 +47,11 @@ from tfsfast.server.server_health import ServerHealth
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
+
+# After the drain's deadline the process still closes its connections and unloads its models;
+# should that not be over within this many seconds (a model run that does not end holds its
+# model), the process exits all the same.
+EXIT_GRACE_SECONDS = 5.0
 
 
 def _model_server_config(options: so.ServerOptions) -> Any:
@@ -273,7 +284,7 @@ class Server:
         limits = HttpServerLimits(max_body_bytes=options.rest_api_max_body_bytes)
         # Common JSON predicts are answered before the handler (byte-identical; see
         # rest_fast_path); everything else reaches the handler unchanged.
-        self.http_server = HttpServer(handler, limits, json_codec.format_error,
+        self.http_server = HttpServer(handler, limits, handler.error_response,
                                       fast_path=rest_fast_path.for_core(self.core, rest_options))
         shared_port = worker or options.rest_api_num_workers > 1
         await self.http_server.start(options.rest_api_port, reuse_port=shared_port)
@@ -345,13 +356,14 @@ class Server:
         delay = self._shutdown_delay_seconds()
         if delay == 0:
             self._delay_over.set()
-        if self.health is not None:
-            self.health.start_draining()
+        # The plan is in the log before anyone can see readiness off.
         if self._delay_over.is_set():
             _log.info("%s: draining (up to %d s), then exiting", reason, self._drain_timeout())
         else:
             _log.info("%s: readiness is off; serving %d s more (--shutdown_delay_seconds), then "
                       "draining (up to %d s) and exiting", reason, delay, self._drain_timeout())
+        if self.health is not None:
+            self.health.start_draining()
         if self._rest_workers is not None:
             self._rest_workers.terminate()  # each turns not ready and starts the same delay
         self._terminate.set()
@@ -373,33 +385,92 @@ class Server:
         return self.options.shutdown_delay_seconds if self.options else 0
 
     async def _drain(self) -> None:
-        deadline = time.monotonic() + self._drain_timeout()
-        grpc_stopped = None
+        """Step 3 of the module docstring. The event loop keeps running throughout: batched REST
+        requests are answered by its timers, so nothing here may block it."""
+        timeout = self._drain_timeout()
+        deadline = time.monotonic() + timeout
         if self.grpc_server is not None:
-            # New calls are refused, calls in flight get the timeout.
-            grpc_stopped = self.grpc_server.stop(self._drain_timeout())
+            self.grpc_server.begin_drain(drain.REFUSED)
         if self._rest_workers is not None:
             # Workers still in their shutdown delay drain now, alongside this process. (A pool
             # started after the signal hears of the stop here first.)
             self._rest_workers.terminate()
             self._rest_workers.end_shutdown_delay()
         if self.http_server is not None:
+            await self.http_server.drain()
+        while self._requests_in_progress() != (0, 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        rest, grpc = self._requests_in_progress()
+        if rest or grpc:
+            _log.warning("Drain timeout (%d s, --drain_timeout_seconds): answering the %d REST "
+                         "connection(s) and %d gRPC call(s) still in progress 503/UNAVAILABLE",
+                         timeout, rest, grpc)
+            if self.http_server is not None:
+                self.http_server.answer_in_progress(drain.timed_out(timeout))
+            if self.grpc_server is not None:
+                self.grpc_server.answer_in_progress(drain.timed_out(timeout))
+        # Every request is answered: what is left to do must be done by then.
+        exit_by = max(deadline, time.monotonic()) + EXIT_GRACE_SECONDS
+        grpc_stopped = None
+        if self.grpc_server is not None:
+            # Nothing is left in progress, unless PredictionService is grpcio's (the loop off):
+            # then grpcio's stop drains it, with what is left of the timeout.
+            grpc_stopped = self.grpc_server.stop(max(0.0, deadline - time.monotonic()),
+                                                 drain.REFUSED, drain.timed_out(timeout))
+        if self.http_server is not None:
             await self.http_server.close()
-            while self.http_server.connections and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
         if self._rest_workers is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._rest_workers.wait, max(0.0, deadline - time.monotonic()))
-        if grpc_stopped is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, grpc_stopped.wait, max(0.0, deadline - time.monotonic()))
-        self.shutdown(max(0.0, deadline - time.monotonic()))
+            # Each drains as this process does, to the same deadline and exit grace.
+            await loop.run_in_executor(None, self._rest_workers.wait,
+                                       max(0.0, exit_by - time.monotonic()))
+        # The unload runs on a thread of its own, which the process does not wait for at exit.
+        stopped = threading.Event()
+        threading.Thread(target=self._stop_serving, args=(grpc_stopped, exit_by, stopped),
+                         name="tfsfast_shutdown", daemon=True).start()
+        if not await loop.run_in_executor(None, stopped.wait,
+                                          max(0.0, exit_by - time.monotonic())):
+            self._exit_now(timeout)
+
+    def _requests_in_progress(self) -> tuple[int, int]:
+        """(REST connections, gRPC calls) with a request read and not answered yet."""
+        return (self.http_server.requests_in_progress if self.http_server is not None else 0,
+                self.grpc_server.calls_in_progress if self.grpc_server is not None else 0)
+
+    def _stop_serving(self, grpc_stopped: threading.Event | None, exit_by: float,
+                      stopped: threading.Event) -> None:
+        """Once every request is answered: stops gRPC, unloads the models and waits for the
+        REST executor's threads (the interpreter would wait for them at exit); sets ``stopped``
+        when all of that is done."""
+        # A request still queued for a batch now is one whose client was answered (the drain's
+        # deadline) or went away; the thread that waits for it would keep its model loaded.
+        scheduler = self.core.bundle_factory.batch_scheduler if self.core is not None else None
+        if scheduler is not None:
+            scheduler.stop(timeout=0)
+        if grpc_stopped is not None and not grpc_stopped.wait(
+                max(0.0, exit_by - time.monotonic())):
+            return
+        self.shutdown(max(0.0, exit_by - time.monotonic()))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        stopped.set()
+
+    @staticmethod
+    def _exit_now(drain_timeout: int) -> None:
+        """Exits 0 although work still runs (it could keep the interpreter's exit waiting)."""
+        _log.warning("Exiting %g s after the drain timeout (%d s) with work still running: a "
+                     "model run or unload did not end", EXIT_GRACE_SECONDS, drain_timeout)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     def shutdown(self, timeout: float | None = 30.0) -> None:
-        """Stops polling and unloads models; in-flight runs get ``timeout`` seconds."""
+        """Stops polling and unloads models; in-flight runs get ``timeout`` seconds. Work queued
+        for the REST executor and not started is dropped."""
         self._stop_polling.set()
         if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if self.core is not None:
             self.core.stop(timeout)
             self.core.bundle_factory.close()  # the batch threads, once every model is unloaded

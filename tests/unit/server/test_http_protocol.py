@@ -28,8 +28,8 @@ def impl(request: pytest.FixtureRequest) -> Any:
     return importlib.import_module(request.param)
 
 
-def error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
+def error_response(status: int, message: str, headers: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps({"error": message}).encode())
 
 
 def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
@@ -48,7 +48,7 @@ def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
 
 def make(impl: Any, handler,
          limits: HttpServerLimits | None = None) -> tuple[Any, FakeTransport]:
-    protocol = impl.HttpProtocol(handler, limits or HttpServerLimits(), error_body)
+    protocol = impl.HttpProtocol(handler, limits or HttpServerLimits(), error_response)
     transport = FakeTransport()
     protocol.connection_made(transport)
     return protocol, transport
@@ -211,9 +211,9 @@ def test_stalled_head_gets_408_and_idle_keep_alive_is_closed(impl: Any) -> None:
 def test_connection_cap_answers_503(impl: Any) -> None:
     connections: set[Any] = set()
     limits = HttpServerLimits(max_connections=1)
-    first = impl.HttpProtocol(echo, limits, error_body, connections)
+    first = impl.HttpProtocol(echo, limits, error_response, connections)
     first.connection_made(FakeTransport())
-    second = impl.HttpProtocol(echo, limits, error_body, connections)
+    second = impl.HttpProtocol(echo, limits, error_response, connections)
     transport = FakeTransport()
     second.connection_made(transport)
     assert [s for s, _, _ in responses(transport.data)] == [503] and transport.closed

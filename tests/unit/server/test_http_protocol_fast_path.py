@@ -38,8 +38,8 @@ def impl(request: pytest.FixtureRequest) -> Any:
     return importlib.import_module(request.param)
 
 
-def error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
+def error_response(status: int, message: str, headers: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps({"error": message}).encode())
 
 
 def bodies(data: bytes) -> list[tuple[int, bytes]]:
@@ -84,7 +84,7 @@ class StubFastPath:
 
 def make(impl: Any, handler: Any, fast_path: Any,
          limits: HttpServerLimits | None = None) -> tuple[Any, FakeTransport]:
-    protocol = impl.HttpProtocol(handler, limits or HttpServerLimits(), error_body, None,
+    protocol = impl.HttpProtocol(handler, limits or HttpServerLimits(), error_response, None,
                                  fast_path)
     transport = FakeTransport()
     protocol.connection_made(transport)
@@ -175,28 +175,33 @@ def test_pipelined_fast_requests_wait_for_an_async_one(impl: Any) -> None:
     assert answered == [b"fast:/fast/1", b"handler:/slow", b"fast:/fast/2"]
 
 
-def test_drain_answers_the_request_in_progress_then_closes(impl: Any) -> None:
-    async def run() -> tuple[list[bytes], bool]:
+def test_drain_answers_the_request_in_progress_and_the_queued_one_then_closes(
+        impl: Any) -> None:
+    async def run() -> tuple[list[tuple[int, bytes]], bytes, bool, Any]:
         gate = asyncio.Event()
 
         async def handler(request: HttpRequest) -> HttpResponse:
             await gate.wait()
             return HttpResponse(200, b"handler:" + request.path)
 
-        protocol, transport = make(impl, handler, StubFastPath())
+        fast = StubFastPath()
+        protocol, transport = make(impl, handler, fast)
         protocol.data_received(post("/slow") + post("/fast/queued"))
         await asyncio.sleep(0.01)
-        protocol.close()
+        protocol.drain()
         gate.set()
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if transport.closed:
+            if transport.eof:
                 break
-        return [b for _, b in bodies(transport.data)], transport.closed
+        return bodies(transport.data), bytes(transport.data), transport.eof, fast.offers
 
-    answered, closed = asyncio.run(run())
-    assert answered == [b"handler:/slow"] and closed
-    assert b"Connection: close" not in b"".join(answered)
+    answered, data, eof, offers = asyncio.run(run())
+    # The queued request is answered too, as the last: the fast path is told to close.
+    assert answered == [(200, b"handler:/slow"), (200, b"fast:/fast/queued")] and eof
+    assert [(path, keep_alive) for _, path, _, _, keep_alive in offers] == [
+        (b"/slow", True), (b"/fast/queued", False)]
+    assert data.count(b"Connection: close") == 1 and data.endswith(b"fast:/fast/queued")
 
 
 # --- the real fast path: the same bytes on the wire as without it ------------------------------

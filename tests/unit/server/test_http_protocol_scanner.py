@@ -33,6 +33,10 @@ def nobody(name: str, version: int | None, policy: int) -> None:
     return None  # no model: the fast path declines every request
 
 
+def error_response(status: int, message: str, headers: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps({"error": message}).encode())
+
+
 def run(protocol_module: Any, fast_path: Any, packets: list[bytes],
         limits: HttpServerLimits | None = None) -> tuple[list[tuple], bytes, bool, bool, Any]:
     seen: list[tuple] = []
@@ -43,8 +47,7 @@ def run(protocol_module: Any, fast_path: Any, packets: list[bytes],
         return HttpResponse(200, json.dumps(len(seen)).encode())
 
     protocol = protocol_module.HttpProtocol(
-        handler, limits or HttpServerLimits(), lambda m: json.dumps({"error": m}).encode(),
-        None, fast_path)
+        handler, limits or HttpServerLimits(), error_response, None, fast_path)
     transport = FakeTransport()
     protocol.connection_made(transport)
     for packet in packets:
@@ -165,7 +168,7 @@ def test_a_failing_transport_write_is_answered_as_httptools_does() -> None:
     for module, fast in ((compiled, compiled_fast_path.RestFastPath(nobody)),
                          (http_protocol, TwinFastPath(nobody))):
         protocol = module.HttpProtocol(lambda r: HttpResponse(200, b"x"), HttpServerLimits(),
-                                       lambda m: json.dumps({"error": m}).encode(), None, fast)
+                                       error_response, None, fast)
         transport = Broken()
         protocol.connection_made(transport)
         protocol.data_received(request())

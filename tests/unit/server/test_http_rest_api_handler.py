@@ -125,9 +125,31 @@ def test_gzip_body(core: ServerCore) -> None:
     assert json.loads(ok.body) == {"predictions": [[3.0]]}
     bomb = gzip.compress(b'{"instances": [' + b"[2.0]," * 1000 + b"[2.0]]}")
     too_big = call(handler, "POST", "/v1/models/m:predict", bomb, {b"content-encoding": b"gzip"})
-    assert too_big.status == 400
-    assert "Decompressed request body exceeds the maximum of 100 bytes" in json.loads(
-        too_big.body)["error"]
+    assert (too_big.status, json.loads(too_big.body)) == (413, {
+        "error": "Decompressed request body exceeds the maximum of 100 bytes "
+                 "(flag --rest_api_max_body_bytes)"})
+    # RFC 1952: a stream of several members is their concatenation.
+    members = gzip.compress(b'{"instances": ') + gzip.compress(b"[[2.0]]}")
+    ok = call(handler, "POST", "/v1/models/m:predict", members, {b"content-encoding": b"gzip"})
+    assert (ok.status, json.loads(ok.body)) == (200, {"predictions": [[3.0]]})
+    # Each member counts toward the limit.
+    over = gzip.compress(b" " * 60) + gzip.compress(b" " * 60)
+    assert call(handler, "POST", "/v1/models/m:predict", over,
+                {b"content-encoding": b"gzip"}).status == 413
+    # Zero padding after the last member is allowed; other bytes are not another member.
+    padded = call(handler, "POST", "/v1/models/m:predict", body + b"\0" * 8,
+                  {b"content-encoding": b"gzip"})
+    assert (padded.status, json.loads(padded.body)) == (200, {"predictions": [[3.0]]})
+    trailing = call(handler, "POST", "/v1/models/m:predict", body + b"junk",
+                    {b"content-encoding": b"gzip"})
+    assert (trailing.status, json.loads(trailing.body)) == (400, {
+        "error": "Failed to decompress gzip body: Error -3 while decompressing data: incorrect "
+                 "header check"})
+    # A cut stream is an error of its own, not a shorter body.
+    cut = call(handler, "POST", "/v1/models/m:predict", body[:-9], {b"content-encoding": b"gzip"})
+    assert (cut.status, json.loads(cut.body)) == (400, {
+        "error": f"Failed to decompress gzip body: the gzip stream is truncated "
+                 f"({len(body) - 9} bytes)"})
 
 
 def test_classify_and_regress(core: ServerCore) -> None:
@@ -320,7 +342,7 @@ def test_v2_health_over_a_connection(core: ServerCore, protocol_impl: str,
     handler = HttpRestApiHandler(core, options, health)
     fast = rest_fast_path.for_core(core, options, importlib.import_module(fast_impl))
     protocol = importlib.import_module(protocol_impl).HttpProtocol(
-        handler, HttpServerLimits(), json_codec.format_error, None, fast)
+        handler, HttpServerLimits(), handler.error_response, None, fast)
     transport = FakeTransport()
     protocol.connection_made(transport)
 
@@ -340,3 +362,106 @@ def test_v2_health_over_a_connection(core: ServerCore, protocol_impl: str,
     assert unknown == (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(error), error))
     assert transport.closed
+
+
+# --- what the connection answers itself, in the request's format ----------------------------
+
+
+def split_response(data: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    head, body = bytes(data).split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines[1:])
+    assert int(headers[b"Content-Length"]) == len(body)
+    return int(lines[0].split()[1]), headers, body
+
+
+def error_of(headers: dict[bytes, bytes], body: bytes) -> str:
+    import msgpack
+
+    if headers[b"Content-Type"] == b"application/msgpack":
+        return msgpack.unpackb(body)["error"]
+    assert headers[b"Content-Type"] == b"application/json"
+    return json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(("extra", "content_type"), [
+    (b"", b"application/json"),
+    (b"Content-Type: application/msgpack\r\n", b"application/msgpack"),
+    (b"Accept: application/msgpack\r\n", b"application/msgpack"),
+    (b"Content-Type: application/msgpack\r\nAccept: application/json\r\n", b"application/json"),
+])
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 101\r\n\r\n",  # refused from the header
+    b"Transfer-Encoding: chunked\r\n\r\n65\r\n" + b"x" * 101 + b"\r\n",  # from the body
+])
+@pytest.mark.parametrize("protocol_impl", PROTOCOLS)
+def test_body_over_the_limit_is_answered_in_the_requests_format(
+        core: ServerCore, protocol_impl: str, framing: bytes, extra: bytes,
+        content_type: bytes) -> None:
+    handler = HttpRestApiHandler(core, RestApiOptions(enable_cors_support=True))
+    protocol = importlib.import_module(protocol_impl).HttpProtocol(
+        handler, HttpServerLimits(max_body_bytes=100), handler.error_response)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n" + extra
+                           + framing)
+    status, headers, body = split_response(transport.data)
+    assert (status, headers[b"Content-Type"], headers[b"Access-Control-Allow-Origin"]) == (
+        413, content_type, b"*")
+    assert error_of(headers, body) == (
+        "Request body exceeds the maximum of 100 bytes (flag --rest_api_max_body_bytes)")
+    assert transport.closed
+
+
+@pytest.mark.parametrize("awaited", [False, True])
+@pytest.mark.parametrize("protocol_impl", PROTOCOLS)
+def test_a_handler_failure_is_a_500_in_the_requests_format(
+        core: ServerCore, protocol_impl: str, awaited: bool) -> None:
+    """A bug (an exception out of the handler, at once or from its awaitable) is the one thing
+    still answered 500, and in the request's format too; the connection keeps serving."""
+    import msgpack
+
+    rest = HttpRestApiHandler(core)
+
+    async def failing() -> HttpResponse:
+        raise RuntimeError("a bug")
+
+    def handler(request: HttpRequest):
+        if request.path.endswith(b"/bug"):
+            if awaited:
+                return failing()
+            raise RuntimeError("a bug")
+        return rest(request)
+
+    async def exchange() -> list[bytes]:
+        protocol = importlib.import_module(protocol_impl).HttpProtocol(
+            handler, HttpServerLimits(), rest.error_response)
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        answers = []
+        for path, body in ((b"/v1/models/m/bug", b"\x80"),
+                           (b"/v1/models/m:predict", msgpack.packb({"instances": [[2.0]]}))):
+            del transport.data[:]
+            protocol.data_received(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                   b"Content-Type: application/msgpack\r\n"
+                                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            for _ in range(100):
+                if transport.data:
+                    break
+                await asyncio.sleep(0.01)
+            answers.append(bytes(transport.data))
+        return answers
+
+    failed, served = asyncio.run(exchange())
+    status, headers, body = split_response(failed)
+    assert (status, error_of(headers, body)) == (500, "Internal server error")
+    assert headers[b"Content-Type"] == b"application/msgpack"
+    status, headers, body = split_response(served)
+    assert status == 200
+    assert msgpack.unpackb(body)["predictions"]["shape"] == [1, 1]
+
+
+def test_error_response_without_headers_is_json(core: ServerCore) -> None:
+    response = HttpRestApiHandler(core).error_response(408, "slow", None)
+    assert (response.status, response.content_type, json.loads(response.body)) == (
+        408, b"application/json", {"error": "slow"})

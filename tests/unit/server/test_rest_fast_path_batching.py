@@ -93,8 +93,8 @@ def core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCor
     yield from serving(tmp_path, exported_models, 0)
 
 
-def error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
+def error_response(status: int, message: str, headers: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps({"error": message}).encode())
 
 
 def request_bytes(body: bytes, path: bytes = PREDICT, extra: bytes = b"") -> bytes:
@@ -120,7 +120,7 @@ class Connection:
     def __init__(self, protocol_impl: Any, fast_impl: Any, core: ServerCore) -> None:
         self.fast = rest_fast_path.for_core(core, RestApiOptions(), fast_impl)
         self.protocol = protocol_impl.HttpProtocol(HttpRestApiHandler(core), HttpServerLimits(),
-                                                   error_body, None, self.fast)
+                                                   error_response, None, self.fast)
         self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)
 
@@ -251,7 +251,7 @@ def test_a_closed_connection_drops_its_queued_request(protocol_impl: Any, fast_i
         connection = Connection(protocol_impl, fast_impl, slow_core)
         recording = Recording(connection.fast)
         protocol = protocol_impl.HttpProtocol(HttpRestApiHandler(slow_core),
-                                              HttpServerLimits(), error_body, None, recording)
+                                              HttpServerLimits(), error_response, None, recording)
         transport = FakeTransport()
         protocol.connection_made(transport)
         protocol.data_received(request_bytes(ROW) + request_bytes(ROW))
@@ -322,19 +322,20 @@ def test_without_a_connection_the_handler_answers(fast_impl: Any, core: ServerCo
     assert asyncio.run(run()) is None
 
 
-def test_graceful_close_answers_the_queued_request_then_closes(protocol_impl: Any,
-                                                               fast_impl: Any,
-                                                               core: ServerCore) -> None:
-    async def run() -> tuple[list[bytes], bool]:
+def test_drain_answers_the_batched_and_the_queued_request_then_half_closes(
+        protocol_impl: Any, fast_impl: Any, core: ServerCore) -> None:
+    async def run() -> tuple[list[bytes], bool, bool]:
         connection = Connection(protocol_impl, fast_impl, core)
         connection.protocol.data_received(request_bytes(ROW) + request_bytes(ROW))
-        connection.protocol.close()  # while the first is queued: answer it, drop the rest
-        await connection.responses(1)
+        connection.protocol.drain()  # the first is in its batch, the second queued behind it
+        await connection.responses(2)
         await asyncio.sleep(0.05)
-        return split_responses(bytes(connection.transport.data)), connection.transport.closed
+        transport = connection.transport
+        return split_responses(bytes(transport.data)), transport.eof, transport.closed
 
-    responses, closed = asyncio.run(run())
-    assert len(responses) == 1
-    assert responses[0] == handler_bytes(core, ROW, keep_alive=False)
-    assert b"Connection: close\r\n" in responses[0]
-    assert closed
+    responses, eof, closed = asyncio.run(run())
+    # Both answered, the last one closing the connection: FIN, and reading on until the
+    # client closes.
+    assert responses == [handler_bytes(core, ROW), handler_bytes(core, ROW, keep_alive=False)]
+    assert b"Connection: close\r\n" in responses[1]
+    assert eof and not closed

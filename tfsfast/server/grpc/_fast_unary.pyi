@@ -3,10 +3,15 @@
 
 from typing import Any
 
+class Gate:
+    closed: bool
+    def close(self) -> None: ...
+
 class UnaryCall:
     call: Any
     deadline: float
     method: _Method
+    answered: bool
     def __init__(self, owner: Any, method: _Method, call: Any, deadline: float) -> None: ...
     def time_remaining(self) -> float | None: ...
     def received(self, event: Any) -> None: ...

@@ -5,8 +5,9 @@
 What differs is only how: the loop dispatches a completion to its call or method as a C call
 (the tag is the ``UnaryCall`` or the ``_Method`` itself, not a bound method made per call), the
 call's state is in C fields, the deadline is read from the C clock ``time.time`` reads, and the
-cygrpc operation types are bound once. The operations themselves, the batches and the handler
-calls are the ones the twin makes.
+cygrpc operation types are bound once. The operations themselves, the batches, the gate (one
+answer per call, no batch once the loop stopped) and the handler calls are the ones the twin
+makes.
 """
 
 from tfsfast.server.grpc._clock cimport wall_time
@@ -22,6 +23,7 @@ from tfsfast.server.grpc._fast_unary_py import (
 from tfsfast.util.status import ServingError
 
 import logging
+import threading
 
 _log = logging.getLogger("tfsfast.server.grpc.fast_unary")
 
@@ -37,6 +39,7 @@ cdef object _SendMessage = None
 cdef object _SendStatus = None
 cdef object _ReceiveClose = None
 cdef int _OK = 0
+cdef int _CALL_OK = 0
 cdef int _QUEUE_SHUTDOWN = -1
 cdef int _QUEUE_TIMEOUT = -1
 if cygrpc is not None:
@@ -49,6 +52,7 @@ if cygrpc is not None:
     _SendStatus = cygrpc.SendStatusFromServerOperation
     _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
     _OK = int(cygrpc.StatusCode.ok)
+    _CALL_OK = int(cygrpc.CallError.ok)
 
 # A UnaryCall's stage, which says what its next completion is.
 cdef enum:
@@ -56,13 +60,60 @@ cdef enum:
     ANSWERED = 1
 
 
+cdef class Gate:
+    """Lets a call start its batches until the loop stops, and answer once (see the twin)."""
+    cdef object _lock
+    cdef readonly bint closed
+
+    def __cinit__(self):
+        self._lock = threading.Lock()
+        self.closed = False
+
+    cdef bint start(self, object call, tuple operations, object tag) except -1:
+        """Starts the batch; False (nothing started) once closed or if core refused it."""
+        cdef bint started = False
+        self._lock.acquire()
+        try:
+            if not self.closed:
+                started = call.start_server_batch(operations, tag) == _CALL_OK
+        finally:
+            self._lock.release()
+        return started
+
+    cdef bint answer(self, UnaryCall unary_call, tuple operations) except -1:
+        """Starts ``unary_call``'s last batch unless it was answered already; False when no
+        last batch is on its way (the gate is closed, or core refused the batch)."""
+        cdef bint on_its_way = True
+        self._lock.acquire()
+        try:
+            if not unary_call.answered:
+                if self.closed:
+                    on_its_way = False
+                else:
+                    unary_call.answered = True
+                    unary_call._stage = ANSWERED
+                    on_its_way = (unary_call.call.start_server_batch(operations, unary_call)
+                                  == _CALL_OK)
+        finally:
+            self._lock.release()
+        return on_its_way
+
+    def close(self):
+        """No batch starts after this returns."""
+        self._lock.acquire()
+        self.closed = True
+        self._lock.release()
+
+
 cdef class UnaryCall:
     """One call in flight: the core call, its method and deadline. Also the handler's context.
-    Its completions come back with the call itself as their tag."""
+    Its completions come back with the call itself as their tag. It is in its owner's ``calls``
+    from its arrival until its last batch completes; ``answered`` once that batch started."""
     cdef object _owner
     cdef readonly object call
     cdef readonly double deadline
     cdef readonly _Method method
+    cdef readonly bint answered
     cdef int _stage
 
     def __cinit__(self, owner, _Method method, call, double deadline):
@@ -70,6 +121,7 @@ cdef class UnaryCall:
         self.method = method
         self.call = call
         self.deadline = deadline
+        self.answered = False
         self._stage = RECEIVING
 
     # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
@@ -89,7 +141,8 @@ cdef class UnaryCall:
     cdef _completed(self, object event):
         if self._stage == RECEIVING:
             self._received(event)
-        # else: the last batch completed (or failed: the client went); nothing is left to do
+        else:  # the last batch completed (or failed: the client went); nothing is left to do
+            self.method.calls.discard(self)
 
     cdef _received(self, object event):
         cdef bint success = event.success
@@ -97,7 +150,9 @@ cdef class UnaryCall:
         if data is None:
             if success:
                 self.fail(_UNIMPLEMENTED, missing_message(self.method.name))
-            return  # the call was cancelled before its message came: nothing to answer
+            else:  # the call was cancelled before its message came: nothing to answer
+                self.method.calls.discard(self)
+            return
         cdef _Method method = self.method
         if method.inline:
             try:
@@ -123,7 +178,8 @@ cdef class UnaryCall:
     # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
 
     cpdef reply(self, bytes response):
-        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit)."""
+        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit); nothing
+        if the call was answered already (by the drain)."""
         cdef Py_ssize_t limit = self.method.max_message_bytes
         if len(response) > limit:
             try:
@@ -132,32 +188,41 @@ cdef class UnaryCall:
                 code, details = _error_status(e)
                 self.fail(code, details)
                 return
-        self._stage = ANSWERED
-        self.call.start_server_batch((
-            _SendInitialMetadata(None, 0),
-            _SendMessage(response, 0),
-            _SendStatus(None, _OK, b"", 0),
-            _ReceiveClose(0),
-        ), self)
+        if not self.answered:
+            self._answer((
+                _SendInitialMetadata(None, 0),
+                _SendMessage(response, 0),
+                _SendStatus(None, _OK, b"", 0),
+                _ReceiveClose(0),
+            ))
 
     cpdef fail(self, int code, bytes details):
-        """Step 3 with an error status and no response message."""
-        self._stage = ANSWERED
-        self.call.start_server_batch((
-            _SendInitialMetadata(None, 0),
-            _SendStatus(None, code, details, 0),
-            _ReceiveClose(0),
-        ), self)
+        """Step 3 with an error status and no response message; nothing if the call was
+        answered already."""
+        if not self.answered:
+            self._answer((
+                _SendInitialMetadata(None, 0),
+                _SendStatus(None, code, details, 0),
+                _ReceiveClose(0),
+            ))
+
+    cdef _answer(self, tuple operations):
+        cdef _Method method = self.method
+        if not method.gate.answer(self, operations):
+            method.calls.discard(self)  # no completion will come
 
 
 cdef class _Method:
     """A registered method and the loop's standing request for its next call (see the twin).
-    Its arrivals come back with the method itself as their tag."""
+    Its arrivals come back with the method itself as their tag. The owner's ``gate`` and
+    ``calls`` are read once, here."""
     cdef object _owner
     cdef readonly str name
     cdef readonly object handler
     cdef readonly bint inline
     cdef readonly Py_ssize_t max_message_bytes
+    cdef Gate gate
+    cdef set calls
 
     def __init__(self, owner, str name, handler, bint inline, Py_ssize_t max_message_bytes):
         self._owner = owner
@@ -165,6 +230,8 @@ cdef class _Method:
         self.handler = handler
         self.inline = inline
         self.max_message_bytes = max_message_bytes
+        self.gate = owner.gate
+        self.calls = owner.calls
 
     cpdef request(self):
         owner = self._owner
@@ -172,7 +239,8 @@ cdef class _Method:
         owner.server.request_registered_call(cq, cq, self.name, self)
 
     def arrived(self, event):
-        """Step 1: a call for this method arrived (success False: the server is shutting down)."""
+        """Step 1: a call for this method arrived (success False: the server is shutting down).
+        While the server drains, it goes to ``owner.refuse`` instead."""
         self._arrived(event)
 
     cdef _arrived(self, object event):
@@ -183,7 +251,11 @@ cdef class _Method:
             self.request()
         core_call = event.call
         call = UnaryCall(owner, self, core_call, event.call_details.deadline)
-        core_call.start_server_batch((_ReceiveMessage(0),), call)
+        self.calls.add(call)
+        if owner.draining:
+            owner.refuse(call)
+        elif not self.gate.start(core_call, (_ReceiveMessage(0),), call):
+            self.calls.discard(call)
 
 
 def serve(cq):

@@ -11,6 +11,7 @@ the clients. The helpers (``check_message_size``, ``error_status``) are shared b
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ if cygrpc is not None:
     _SendStatus = cygrpc.SendStatusFromServerOperation
     _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
     _OK = int(cygrpc.StatusCode.ok)
+    _CALL_OK = int(cygrpc.CallError.ok)
 
 
 def check_message_size(size: int, limit: int, what: str) -> None:
@@ -72,20 +74,60 @@ def missing_message(name: str) -> bytes:
     return f'"{name}" requires exactly one request message.'.encode()
 
 
-def _call_done(event: Any) -> None:
-    """The last batch of a call completed (or failed: the client went); nothing is left to do."""
+class Gate:
+    """Lets a call start its batches until the loop stops, and answer once.
+
+    The drain answers the calls still running at its deadline; their own answer, when it comes
+    later from the handler pool, must not be sent too, and nothing may start a batch once
+    ``close`` shut the completion queue (gRPC core aborts the process on that). Both are decided
+    under one lock, around the batch's start.
+    """
+
+    __slots__ = ("_lock", "closed")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def start(self, call: Any, operations: tuple[Any, ...], tag: Any) -> bool:
+        """Starts the batch; False (nothing started) once closed or if core refused it."""
+        with self._lock:
+            if self.closed:
+                return False
+            return call.start_server_batch(operations, tag) == _CALL_OK
+
+    def answer(self, unary_call: UnaryCall, operations: tuple[Any, ...]) -> bool:
+        """Starts ``unary_call``'s last batch unless it was answered already; False when no
+        last batch is on its way (the gate is closed, or core refused the batch)."""
+        with self._lock:
+            if unary_call.answered:
+                return True
+            if self.closed:
+                return False
+            unary_call.answered = True
+            return unary_call.call.start_server_batch(operations, unary_call.finished) == _CALL_OK
+
+    def close(self) -> None:
+        """No batch starts after this returns."""
+        with self._lock:
+            self.closed = True
 
 
 class UnaryCall:
-    """One call in flight: the core call, its method and deadline. Also the handler's context."""
+    """One call in flight: the core call, its method and deadline. Also the handler's context.
 
-    __slots__ = ("_owner", "call", "deadline", "method")
+    It is in its owner's ``calls`` from its arrival until its last batch completes; ``answered``
+    once that batch started (its answer is then on its way, and any later one is dropped).
+    """
+
+    __slots__ = ("_owner", "answered", "call", "deadline", "method")
 
     def __init__(self, owner: Any, method: _Method, call: Any, deadline: float) -> None:
         self._owner = owner
         self.method = method
         self.call = call
         self.deadline = deadline
+        self.answered = False
 
     # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
 
@@ -103,7 +145,9 @@ class UnaryCall:
         if data is None:
             if event.success:
                 self.fail(UNIMPLEMENTED, missing_message(self.method.name))
-            return  # the call was cancelled before its message came: nothing to answer
+            else:  # the call was cancelled before its message came: nothing to answer
+                self._owner.calls.discard(self)
+            return
         method = self.method
         if method.inline:
             try:
@@ -127,7 +171,8 @@ class UnaryCall:
     # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
 
     def reply(self, response: bytes) -> None:
-        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit)."""
+        """Step 3 with a response (RESOURCE_EXHAUSTED instead if it is above the limit); nothing
+        if the call was answered already (by the drain)."""
         limit = self.method.max_message_bytes
         if len(response) > limit:
             try:
@@ -135,27 +180,36 @@ class UnaryCall:
             except ServingError as e:
                 self.fail(*error_status(e))
                 return
-        self.call.start_server_batch((
+        self._answer((
             _SendInitialMetadata(None, 0),
             _SendMessage(response, 0),
             _SendStatus(None, _OK, b"", 0),
             _ReceiveClose(0),
-        ), _call_done)
+        ))
 
     def fail(self, code: int, details: bytes) -> None:
-        """Step 3 with an error status and no response message."""
-        self.call.start_server_batch((
+        """Step 3 with an error status and no response message; nothing if the call was
+        answered already."""
+        self._answer((
             _SendInitialMetadata(None, 0),
             _SendStatus(None, code, details, 0),
             _ReceiveClose(0),
-        ), _call_done)
+        ))
+
+    def _answer(self, operations: tuple[Any, ...]) -> None:
+        if not self.answered and not self._owner.gate.answer(self, operations):
+            self._owner.calls.discard(self)  # no completion will come
+
+    def finished(self, event: Any) -> None:
+        """The last batch completed (or failed: the client went); nothing is left to do."""
+        self._owner.calls.discard(self)
 
 
 class _Method:
     """A registered method and the loop's standing request for its next call.
 
     ``owner`` is the ``FastUnaryMethods``: its ``server`` and ``cq`` (set once attached), its
-    ``stopping`` flag and its ``submit``.
+    ``gate``, ``calls``, ``stopping`` and ``draining`` flags, ``refuse`` and ``submit``.
     """
 
     __slots__ = ("_owner", "handler", "inline", "max_message_bytes", "name")
@@ -173,14 +227,19 @@ class _Method:
         owner.server.request_registered_call(owner.cq, owner.cq, self.name, self.arrived)
 
     def arrived(self, event: Any) -> None:
-        """Step 1: a call for this method arrived (success False: the server is shutting down)."""
+        """Step 1: a call for this method arrived (success False: the server is shutting down).
+        While the server drains, it goes to ``owner.refuse`` instead."""
         if not event.success:
             return
         owner = self._owner
         if not owner.stopping:
             self.request()
         call = UnaryCall(owner, self, event.call, event.call_details.deadline)
-        event.call.start_server_batch((_ReceiveMessage(0),), call.received)
+        owner.calls.add(call)
+        if owner.draining:
+            owner.refuse(call)
+        elif not owner.gate.start(event.call, (_ReceiveMessage(0),), call.received):
+            owner.calls.discard(call)
 
 
 def serve(cq: Any) -> None:

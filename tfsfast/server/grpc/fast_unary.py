@@ -30,10 +30,15 @@ request above ``max_message_bytes`` is RESOURCE_EXHAUSTED naming the flag before
 runs, and so is a response above it. A unary call that ends without a request message is
 UNIMPLEMENTED, as grpcio answers it.
 
-Shutdown is grpcio's: ``grpc.Server.stop`` shuts the core server down, which fails the pending
-registered requests and, after the grace, cancels the calls in flight (ours included); the
-server's termination event is set once every call is gone, after which ``stop`` here shuts the
-completion queue and the loop thread ends.
+Shutdown, in the order ``grpc_server.GrpcServer.stop`` drives it: :meth:`begin_drain` refuses
+every call that arrives from then on (UNAVAILABLE, at once: the client knows it did not run)
+while the calls in progress go on; :meth:`answer_unanswered` answers those still running at the
+drain's deadline (UNAVAILABLE naming the drain); their own answer, when it comes later, is
+dropped, as every call is answered once (the ``Gate``). :meth:`hold` then keeps the calls that
+arrive unanswered, and :meth:`release_held` refuses them once the core server has been shut
+down (see ``grpc_server`` for why). Once grpcio's server has terminated, :meth:`stop` closes the
+gate and the completion queue, and the loop thread ends. Nothing starts a batch after that:
+gRPC core aborts the process on a batch for a completion queue that was shut down.
 
 This relies on one private attribute of grpcio's server object (``_cy_server``, the core server)
 and on ``grpc._cython.cygrpc``; when either is missing, :meth:`FastUnaryMethods.attach` returns
@@ -85,6 +90,13 @@ class FastUnaryMethods:
     def __init__(self, methods: Mapping[str, tuple[Handler, bool]], executor: Executor,
                  max_message_bytes: int, impl: ModuleType | None = None) -> None:
         self._impl = impl or _impl
+        # Every call from its arrival until its last batch completed (UnaryCall's contract).
+        self.calls: set[Any] = set()
+        self.gate = self._impl.Gate()
+        self.draining = False
+        self._refusal = b""  # the details of the calls refused while draining
+        self._held: list[Any] | None = None  # while holding
+        self._drain_lock = threading.Lock()
         self.methods = [self._impl._Method(self, name, handler, inline, max_message_bytes)
                         for name, (handler, inline) in methods.items()]
         self.executor = executor
@@ -115,9 +127,50 @@ class FastUnaryMethods:
                                         name="tfsfast_grpc_unary", daemon=True)
         self._thread.start()
 
+    def begin_drain(self, refusal: str) -> None:
+        """From now on every arriving call is refused at once: UNAVAILABLE ``refusal``."""
+        self._refusal = refusal.encode()
+        self.draining = True
+
+    def refuse(self, call: Any) -> None:
+        """A call that arrived while draining (the loop's): refused now, or kept while holding."""
+        with self._drain_lock:
+            if self._held is not None:
+                self._held.append(call)
+                return
+        call.fail(int(Code.UNAVAILABLE), self._refusal)
+
+    def hold(self) -> None:
+        """From now on arriving calls are kept unanswered, until :meth:`release_held`."""
+        with self._drain_lock:
+            if self._held is None:
+                self._held = []
+
+    def release_held(self) -> None:
+        """Refuses the calls kept by :meth:`hold`, and those that arrive from now on."""
+        with self._drain_lock:
+            held, self._held = self._held or [], None
+        for call in held:
+            call.fail(int(Code.UNAVAILABLE), self._refusal)
+
+    def unanswered(self) -> list[Any]:
+        """The calls in progress that have no answer yet (not those held)."""
+        with self._drain_lock:
+            held = set(self._held or ())
+        return [call for call in list(self.calls) if not call.answered and call not in held]
+
+    def answer_unanswered(self, details: str) -> list[Any]:
+        """Answers every call still without an answer with UNAVAILABLE ``details``; returns
+        them (their answers are on their way once they leave ``calls``)."""
+        calls = self.unanswered()
+        for call in calls:
+            call.fail(int(Code.UNAVAILABLE), details.encode())
+        return calls
+
     def stop(self) -> None:
         """Ends the loop; call once the grpc.Server has terminated (no call is left)."""
         self.stopping = True
+        self.gate.close()
         if self.cq is not None and self._thread is not None:
             self.cq.shutdown()
             self._thread.join()

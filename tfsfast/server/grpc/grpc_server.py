@@ -23,17 +23,35 @@ error instead of a silently shared port), the message-size limits, then every
 ``--grpc_max_message_bytes``, so a request between one and two times the limit reaches the
 handler, which refuses it with RESOURCE_EXHAUSTED naming the flag; beyond that gRPC itself
 refuses it (``Received message larger than max``) without buffering it whole.
+
+Draining (``begin_drain``, then ``stop``) keeps the core server up until the end, because a core
+server that has been shut down cancels every call that reaches it afterwards (CANCELLED, which
+tells a client nothing about whether its call ran), and clients go on sending until they have
+read its GOAWAY. So: PredictionService calls that arrive once the drain has begun are refused at
+once with UNAVAILABLE, so their clients know they did not run, while the calls in progress
+finish; those still running when the grace ends are answered UNAVAILABLE. Then, for
+``QUIET_SECONDS``, arriving calls are held instead of refused: a client that was just refused
+sends its next call and waits, rather than sending it in the instant the core server shuts
+down. The core server then shuts down (GOAWAY on every connection: no new call is sent there),
+the held calls are refused, their answers following the GOAWAY, and the connections close.
+With the loop off, grpcio's own ``stop`` drains PredictionService: its core server shuts down
+at once (calls that reach it in the next moments are cancelled), and calls still running when
+the grace ends fail UNAVAILABLE ("Cancelling all calls"). ModelService, health and reflection
+are served during the drain; calls of theirs still running when the connections close fail
+UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
 
+from tfsfast.server import drain
 from tfsfast.server.grpc import (
     fast_unary,
     health,
@@ -48,6 +66,11 @@ from tfsfast.util.status import Code, ServingError
 INT32_MAX = 2**31 - 1
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# How long ``stop`` holds the calls that arrive before it shuts the core server down.
+QUIET_SECONDS = 0.05
+# How long ``stop`` waits for the answers given at the end of the drain to leave before it closes
+# the connections (they are normally out within milliseconds).
+ANSWERS_SENT_TIMEOUT_SECONDS = 1.0
 # False serves PredictionService through grpcio's generic handlers only (see fast_unary).
 USE_FAST_UNARY = os.environ.get("TFSFAST_GRPC_FAST_UNARY", "1") != "0"
 
@@ -158,25 +181,62 @@ class GrpcServer:
         """What the health service reports (NOT_SERVING until told otherwise)."""
         self.health.set_serving(serving)
 
-    def stop(self, grace: float | None) -> threading.Event:
-        """Refuses new calls, lets calls in progress finish for ``grace`` seconds, then cancels
-        them; the returned event is set once the server has stopped."""
+    def begin_drain(self, refusal: str) -> None:
+        """Health turns NOT_SERVING; PredictionService calls that arrive from now on are refused
+        with UNAVAILABLE ``refusal``; calls in progress go on."""
+        self.health.set_serving(False)
+        if self._fast is not None:
+            self._fast.begin_drain(refusal)
+
+    @property
+    def calls_in_progress(self) -> int:
+        """PredictionService calls that arrived before the drain and have no answer yet."""
+        return len(self._fast.unanswered()) if self._fast is not None else 0
+
+    def answer_in_progress(self, details: str) -> None:
+        """Answers the calls in progress with UNAVAILABLE ``details`` (the drain's deadline);
+        their own answers, if they come, are dropped."""
+        if self._fast is not None:
+            self._fast.answer_unanswered(details)
+
+    def stop(self, grace: float | None, refusal: str = drain.REFUSED,
+             details: str = "The server is shutting down") -> threading.Event:
+        """Drains (``refusal`` for new calls, unless ``begin_drain`` came first), lets calls in
+        progress finish for ``grace`` seconds (None: none), answers the rest UNAVAILABLE
+        ``details``, then closes the connections and stops; the returned event is set once the
+        server has stopped and no handler thread runs any more (see the module docstring)."""
         self.health.set_serving(False)
         self.health.stop()
+        done = threading.Event()
         if self._server is None:
-            done = threading.Event()
             done.set()
             return done
-        event = self._server.stop(grace)
-        executor, fast = self._executor, self._fast
-        if executor is not None or fast is not None:
-            # The loop and the pool may only go once no call can still need them.
-            def finish() -> None:
-                event.wait()
-                if fast is not None:
-                    fast.stop()
-                if executor is not None:
-                    executor.shutdown(wait=False)
+        server, executor, fast = self._server, self._executor, self._fast
+        if fast is not None and not fast.draining:
+            fast.begin_drain(refusal)
 
-            threading.Thread(target=finish, name="tfsfast_grpc_stop", daemon=True).start()
-        return event
+        def finish() -> None:
+            deadline = time.monotonic() + (grace or 0.0)
+            if fast is not None:
+                while fast.unanswered() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                fast.answer_unanswered(details)
+                fast.hold()
+                time.sleep(QUIET_SECONDS)
+                # The core server shuts down (the connections close after the grace, or below).
+                stopped = server.stop(ANSWERS_SENT_TIMEOUT_SECONDS)
+                fast.release_held()
+                # Every answer leaves before the connections close.
+                until = time.monotonic() + ANSWERS_SENT_TIMEOUT_SECONDS
+                while fast.calls and not stopped.is_set() and time.monotonic() < until:
+                    time.sleep(0.005)
+            server.stop(None if fast is not None else grace).wait()
+            # The loop and the pool may only go once no call can still need them.
+            if fast is not None:
+                fast.stop()
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+            done.set()
+
+        threading.Thread(target=finish, name="tfsfast_grpc_stop", daemon=True).start()
+        return done

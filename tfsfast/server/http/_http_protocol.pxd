@@ -7,7 +7,7 @@ from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnectio
 cdef class HttpProtocol(DeferredConnection):
     cdef object _handler
     cdef object _limits
-    cdef object _error_body
+    cdef object _error_response
     cdef object _connections
     cdef object _parser
     cdef object _feed_data
@@ -36,9 +36,13 @@ cdef class HttpProtocol(DeferredConnection):
     cdef bint _busy
     cdef bint _reading_paused
     cdef bint _closing
-    cdef bint _close_after_current
+    # Set by drain(): the listener has closed (see the twin's module docstring).
+    cdef bint _draining
     # The fast path's BatchedReply while a batched request is out (the connection is busy).
     cdef object _deferred
+    # The handler's task and its _Done callback while its answer is awaited.
+    cdef object _task
+    cdef object _task_done
     # For the idle sweep.
     cdef public double _last_activity
     cdef bint _in_head
@@ -55,9 +59,12 @@ cdef class HttpProtocol(DeferredConnection):
                           bint keep_alive) except -1
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
-    cdef _done(self, object task, bint keep_alive)
+    cdef _done(self, object task, bint keep_alive, object headers)
     cdef _deferred_done(self, object reply)
-    cdef object _internal_error(self)
+    cdef object _internal_error(self, object headers)
+    cdef bint _keep_alive(self, bint keep_alive) except -1
+    cdef bint _more_to_answer(self) except -1
     cdef _write(self, object response, bint keep_alive)
     cdef _write_encoded(self, bytes data, bint keep_alive)
+    cdef _half_close(self)
     cdef _reject(self, int status, str message)

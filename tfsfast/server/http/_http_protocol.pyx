@@ -15,7 +15,9 @@ the per-request Python around them:
   the general path: queued as an ``HttpRequest`` and given to the handler, exactly as in the twin;
 * with the compiled fast path, a head scanner serves complete plain-JSON POSTs that arrive
   between messages without any parser callback (see "the head scanner" below); every other byte
-  goes through httptools.
+  goes through httptools. While the connection drains, neither the scanner nor the immediate
+  fast path are used: every request is queued first, as in the twin, so that the answers know
+  which one is the last.
 
 ``scanned_requests`` counts the requests the scanner served (a diagnostic; the twin has none).
 """
@@ -35,6 +37,7 @@ from tfsfast.server.http.http_protocol import (
     HttpResponse,
     _RequestTooLarge,
     encode_response,
+    unread_bytes,
 )
 
 from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnection, RestFastPath
@@ -49,6 +52,7 @@ cdef object _ParserError = httptools.HttpParserError
 cdef object _TooLarge = _RequestTooLarge
 cdef object _ensure_future = asyncio.ensure_future
 cdef object _running_loop_or_none = asyncio._get_running_loop
+cdef object _unread_bytes = unread_bytes
 
 # What _answer_fast did with a request.
 cdef enum:
@@ -296,13 +300,15 @@ cdef long long _digits(bytes value) noexcept:
 
 
 cdef class _Done:
-    """The done callback of an awaited handler result (carries the request's keep-alive)."""
+    """The done callback of an awaited handler result (carries the request's keep-alive, and
+    its headers for the format of a 500)."""
 
     cdef HttpProtocol protocol
     cdef bint keep_alive
+    cdef object headers
 
     def __call__(self, task):
-        self.protocol._done(task, self.keep_alive)
+        self.protocol._done(task, self.keep_alive, self.headers)
 
 
 cdef class HttpProtocol(DeferredConnection):
@@ -311,13 +317,14 @@ cdef class HttpProtocol(DeferredConnection):
     A handler may return the response or an awaitable of it; it must not raise (the REST handler
     turns every failure into an error response), but if it does, the client gets a 500 and the
     connection stays usable. ``fast_path`` (optional) is a ``RestFastPath`` tried first for each
-    request; see the module docstring.
+    request; see the module docstring. What the connection answers itself comes from
+    ``error_response``, in the request's format (see the twin).
     """
 
-    def __init__(self, handler, limits, error_body, connections=None, fast_path=None):
+    def __init__(self, handler, limits, error_response, connections=None, fast_path=None):
         self._handler = handler
         self._limits = limits
-        self._error_body = error_body
+        self._error_response = error_response
         self._connections = connections
         self._max_body_bytes = limits.max_body_bytes
         self._max_url_bytes = limits.max_url_bytes
@@ -345,7 +352,9 @@ cdef class HttpProtocol(DeferredConnection):
         self._busy = False
         self._reading_paused = False
         self._closing = False
-        self._close_after_current = False
+        self._draining = False
+        self._task = None
+        self._task_done = None
         self._deferred = None
         self._last_activity = _monotonic()
         self._in_head = False
@@ -382,9 +391,11 @@ cdef class HttpProtocol(DeferredConnection):
         return None
 
     def data_received(self, data):
+        if self._closing:
+            return  # all answered (a drain's half-close): what comes now is discarded
         self._last_activity = _monotonic()
         cdef Py_ssize_t taken
-        if self._at_boundary and self._scanner and type(data) is bytes:
+        if self._at_boundary and self._scanner and not self._draining and type(data) is bytes:
             taken = self._serve_scanned(<bytes>data)
             if taken == PyBytes_GET_SIZE(data) or self._closing:
                 return
@@ -401,6 +412,9 @@ cdef class HttpProtocol(DeferredConnection):
                 self._reject(cause.status, cause.message)
             else:
                 self._reject(400, f"Malformed HTTP request: {e}")
+        if self._draining and not self._busy:
+            # Every request of ``data`` is queued by now, so the answers know which is last.
+            self._next()
 
     # --- httptools callbacks ---------------------------------------------------------------
 
@@ -470,7 +484,7 @@ cdef class HttpProtocol(DeferredConnection):
         # Nothing queued or in progress: the request is handled right now, as _next would
         # handle it, so the fast path may answer it before an HttpRequest exists (a pipelined
         # request waits its turn in the queue and is offered from _next, in order).
-        if (not self._busy and not self._queue and not self._closing
+        if (not self._busy and not self._queue and not self._closing and not self._draining
                 and self._max_pipelined_requests > 0):
             if self._fast_path is not None and method == b"POST":
                 if self._answer_fast("POST", url, self._headers, body, keep_alive) != _NOT_TAKEN:
@@ -486,7 +500,7 @@ cdef class HttpProtocol(DeferredConnection):
                 and not self._reading_paused):
             self._reading_paused = True
             self._transport.pause_reading()
-        if not self._busy:
+        if not self._busy and not self._draining:
             self._next()
 
     cdef Py_ssize_t _serve_scanned(self, bytes data) except -1:
@@ -521,7 +535,9 @@ cdef class HttpProtocol(DeferredConnection):
                     self._handle(_HttpRequest("POST", url, self._headers, body,
                                               scan.keep_alive), False)
             except Exception:
-                # What httptools turns an exception out of on_message_complete into.
+                # What httptools turns an exception out of on_message_complete into (answered
+                # as JSON: the scanner takes plain JSON requests only).
+                self._headers = {}
                 self._reject(400, "Malformed HTTP request: `on_message_complete` callback error")
                 return n
         return pos
@@ -546,7 +562,7 @@ cdef class HttpProtocol(DeferredConnection):
         """Offers the request to the fast path: writes its answer (_ANSWERED), leaves the
         connection busy until ``deferred_done`` (_DEFERRED), or leaves the request to the handler
         (_NOT_TAKEN)."""
-        keep_alive = keep_alive and not self._close_after_current
+        keep_alive = self._keep_alive(keep_alive)
         try:
             if headers is None:  # scanned: a POST with plain JSON headers
                 data = self._compiled_fast_path.answer_plain(path, body, keep_alive, self)
@@ -556,7 +572,7 @@ cdef class HttpProtocol(DeferredConnection):
             else:
                 data = self._fast_path.answer(method, path, headers, body, keep_alive, self)
         except Exception:
-            self._write(self._internal_error(), keep_alive)
+            self._write(self._internal_error(headers), keep_alive)
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
@@ -586,13 +602,14 @@ cdef class HttpProtocol(DeferredConnection):
             return
         # The compiled fast path's reply is read and encoded through C calls.
         cdef BatchedReply compiled = reply if type(reply) is BatchedReply else None
-        cdef bint keep_alive = ((compiled.keep_alive if compiled is not None else reply.keep_alive)
-                                and not self._close_after_current)
+        cdef bint keep_alive = self._keep_alive(
+            compiled.keep_alive if compiled is not None else reply.keep_alive)
         try:
             data = (compiled.encode(keep_alive) if compiled is not None
                     else reply.encode(keep_alive))
         except Exception:
-            self._write(self._internal_error(), keep_alive)
+            # The fast path answers plain JSON requests only.
+            self._write(self._internal_error(None), keep_alive)
         else:
             self._write_encoded(data, keep_alive)
         self._next()
@@ -619,7 +636,7 @@ cdef class HttpProtocol(DeferredConnection):
         try:
             result = self._handler(request)
         except Exception:
-            result = self._internal_error()
+            result = self._internal_error(request.headers)
         if isinstance(result, _HttpResponse):
             self._write(result, request.keep_alive)
             return True
@@ -628,43 +645,79 @@ cdef class HttpProtocol(DeferredConnection):
         done = _Done.__new__(_Done)
         done.protocol = self
         done.keep_alive = request.keep_alive
+        done.headers = request.headers
         task.add_done_callback(done)
+        self._task = task
+        self._task_done = done
         return False
 
-    cdef _done(self, object task, bint keep_alive):
+    cdef _done(self, object task, bint keep_alive, object headers):
         self._busy = False
+        self._task = None
+        self._task_done = None
         self._last_activity = _monotonic()
         try:
             response = task.result()
         except Exception:
-            response = self._internal_error()
+            response = self._internal_error(headers)
         if not self._closing:
             self._write(response, keep_alive)
             self._next()
 
-    cdef object _internal_error(self):
-        """Logs the exception being handled; returns the 500 the client gets for it."""
+    cdef object _internal_error(self, object headers):
+        """Logs the exception being handled; returns the 500 the client gets for it (for a
+        request with ``headers``)."""
         _log.exception("HTTP handler failed")
-        return _HttpResponse(500, self._error_body("Internal server error"))
+        return self._error_response(500, "Internal server error", headers)
+
+    cdef bint _keep_alive(self, bint keep_alive) except -1:
+        """Whether the answer now written keeps the connection open: as the request asked,
+        unless the connection drains and has nothing more to answer."""
+        return keep_alive and not (self._draining and not self._more_to_answer())
+
+    cdef bint _more_to_answer(self) except -1:
+        """Requests received and not taken yet: queued, partly parsed, or still unread."""
+        return (len(self._queue) > 0 or self._in_head or self._in_body
+                or _unread_bytes(self._transport) > 0)
 
     cdef _write(self, object response, bint keep_alive):
-        keep_alive = (keep_alive and not response.close and not self._closing
-                      and not self._close_after_current)
+        keep_alive = (self._keep_alive(keep_alive) and not response.close
+                      and not self._closing)
         self._write_encoded(_encode_response(response, keep_alive), keep_alive)
 
     cdef _write_encoded(self, bytes data, bint keep_alive):
         transport = self._transport
-        if transport is None or transport.is_closing():
-            return
+        if transport is None or transport.is_closing() or self._closing:
+            return  # gone, or half-closed: nothing may be written after the FIN
         transport.write(data)
         if not keep_alive:
-            self._closing = True
+            if self._draining:
+                self._half_close()
+            else:
+                self._closing = True
+                transport.close()
+
+    cdef _half_close(self):
+        """Ends the answers: FIN after what is written, then reads on, discarding, until the
+        client closes (or ``close``); see the twin's module docstring."""
+        self._closing = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
             transport.close()
 
     cdef _reject(self, int status, str message):
-        """Answers a request that cannot be parsed or is over a limit, then closes."""
+        """Answers a request that cannot be parsed or is over a limit, then closes; in the
+        format of the headers read so far."""
         self._queue.clear()
-        response = _HttpResponse(status, self._error_body(message), close=True)
+        response = self._error_response(status, message, self._headers)
+        response.close = True
         self._write(response, False)
 
     def check_idle(self, double now):
@@ -684,12 +737,59 @@ cdef class HttpProtocol(DeferredConnection):
             self._closing = True
             self._transport.close()
 
-    def close(self):
-        """Closes the connection after the request in progress (graceful shutdown)."""
-        if not self._busy and not self._queue:
-            self._closing = True
-            if self._transport is not None:
-                self._transport.close()
-        else:
-            self._queue.clear()
-            self._close_after_current = True
+    # --- the drain (see the twin) ---------------------------------------------------------
+
+    def drain(self):
+        """The listener has closed: answer what was received, then close."""
+        if self._closing or self._draining:
+            return
+        self._draining = True
+        if not self._busy and not self._more_to_answer():
+            self._half_close()
+
+    @property
+    def in_progress(self):
+        """Whether a request received is not answered yet (or is partly received)."""
+        return not self._closing and (self._busy or self._more_to_answer())
+
+    def answer_in_progress(self, str message):
+        """The drain's deadline: a 503 ``message`` for every request received and not answered
+        yet, in order, the last saying ``Connection: close``; then the half-close."""
+        if self._closing:
+            return
+        cdef list unanswered = []
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+            unanswered.append(None)  # the fast path takes plain JSON requests only
+        elif self._task is not None:
+            self._task.remove_done_callback(self._task_done)
+            self._task.cancel()
+            unanswered.append((<_Done>self._task_done).headers)
+            self._task = None
+            self._task_done = None
+        for request in self._queue:
+            unanswered.append(request.headers)
+        self._queue.clear()
+        self._busy = False
+        if self._in_head or self._in_body or _unread_bytes(self._transport) > 0:
+            unanswered.append(self._headers if self._in_head or self._in_body else None)
+        transport = self._transport
+        cdef Py_ssize_t i
+        for i in range(len(unanswered)):
+            response = self._error_response(503, message, unanswered[i])
+            if transport is not None and not transport.is_closing():
+                transport.write(_encode_response(response, i < len(unanswered) - 1))
+        self._draining = True
+        self._half_close()
+
+    def close(self, bint force=True):
+        """Closes the connection after what it has written; unless ``force``, not while bytes
+        the client sent are still to be read (closing would reset the connection). Returns
+        whether it closed."""
+        if not force and _unread_bytes(self._transport) > 0:
+            return False
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+        return True

@@ -4,15 +4,25 @@ The protocol object is the httptools callback object. Requests on a connection a
 at a time, in order (pipelined requests wait in a queue, and reading pauses when it grows), which
 is what HTTP/1.1 requires of responses. Limits from ``HttpServerLimits`` are enforced while
 parsing, before a body is buffered in full.
+
+The drain (SIGTERM, once the listener has closed): a connection answers every request it has
+received, pipelined ones included, however far it has read them, and the last answer says
+``Connection: close``; a connection that has received nothing ends at once. Either way it then
+half-closes (FIN) and reads on, discarding, until the client closes: closing a socket that holds
+unread bytes resets the connection, and a reset can destroy an answer the client has not read
+yet. At the drain's deadline what is left unanswered gets a 503 naming the drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import sys
+import termios
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,6 +78,22 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
+# The answer to a request the connection refuses or fails itself: (status, message, the
+# request's headers as far as they were read, or None when unknown) -> the response, in the
+# format those headers ask for (``HttpRestApiHandler.error_response``).
+ErrorResponse = Callable[[int, str, "Mapping[bytes, bytes] | None"], HttpResponse]
+
+
+def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes the client sent that are still in the kernel, not yet read (0 when unknown)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    try:
+        count = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):  # closed meanwhile
+        return 0
+    return int.from_bytes(count, sys.byteorder)
 
 
 def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
@@ -134,18 +160,22 @@ class HttpProtocol(asyncio.Protocol):
     it answers, the handler is not called. When it answers later (a ``DeferredAnswer``), the
     connection is busy, as while a handler's awaitable runs, until ``deferred_done``.
 
+    What the connection answers itself (a limit, a malformed or stalled request, that 500) comes
+    from ``error_response``, given the request's headers as far as they were read, so that it is
+    in the format the request asked for.
+
     This is the pure-Python twin of the compiled ``_http_protocol.HttpProtocol``;
     ``http_server.HttpServer`` picks one (``TFSFAST_NO_EXTENSIONS=1``: this one).
     """
 
     def __init__(self, handler: Handler, limits: HttpServerLimits,
-                 error_body: Callable[[str], bytes],
+                 error_response: ErrorResponse,
                  connections: set[HttpProtocol] | None = None,
                  fast_path: FastPath | None = None) -> None:
         self._handler = handler
         self._fast_path = fast_path
         self._limits = limits
-        self._error_body = error_body
+        self._error_response = error_response
         self._connections = connections
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -164,9 +194,14 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         self._reading_paused = False
         self._closing = False
-        self._close_after_current = False
+        # Set by ``drain``: the listener has closed (see the module docstring).
+        self._draining = False
         # The fast path's answer still to come, while the connection is busy with it.
         self._deferred: DeferredAnswer | None = None
+        # The handler's answer still to come: its task, done callback and request.
+        self._task: asyncio.Future | None = None
+        self._task_done: Callable[[asyncio.Future], None] | None = None
+        self._task_request: HttpRequest | None = None
         # For the idle sweep: when the connection last made progress, and what it waits for.
         self._last_activity = time.monotonic()
         self._in_head = False
@@ -194,6 +229,8 @@ class HttpProtocol(asyncio.Protocol):
             self._connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # all answered (a drain's half-close): what comes now is discarded
         self._last_activity = time.monotonic()
         try:
             self._parser.feed_data(data)
@@ -206,6 +243,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(cause.status, cause.message)
             else:
                 self._reject(400, f"Malformed HTTP request: {e}")
+        if self._draining and not self._busy:
+            # Every request of ``data`` is queued by now, so the answers know which is last.
+            self._next()
 
     # --- httptools callbacks ---------------------------------------------------------------
 
@@ -268,7 +308,7 @@ class HttpProtocol(asyncio.Protocol):
             self._reading_paused = True
             assert self._transport is not None
             self._transport.pause_reading()
-        if not self._busy:
+        if not self._busy and not self._draining:
             self._next()
 
     def _body_too_large(self) -> str:
@@ -293,13 +333,15 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 result = self._handler(request)
             except Exception:
-                result = self._internal_error()
+                result = self._internal_error(request.headers)
             if isinstance(result, HttpResponse):
                 self._write(result, request.keep_alive)
                 continue
             self._busy = True
             task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda t, r=request: self._done(t, r))
+            self._task, self._task_request = task, request
+            self._task_done = lambda t, r=request: self._done(t, r)
+            task.add_done_callback(self._task_done)
             return
 
     def _answer_fast(self, request: HttpRequest) -> str:
@@ -307,12 +349,12 @@ class HttpProtocol(asyncio.Protocol):
         connection busy until ``deferred_done`` (_DEFERRED), or leaves the request to the handler
         (_NOT_TAKEN)."""
         assert self._fast_path is not None
-        keep_alive = request.keep_alive and not self._close_after_current
+        keep_alive = self._keep_alive(request.keep_alive)
         try:
             data = self._fast_path.answer(request.method, request.path, request.headers,
                                           request.body, keep_alive, self)
         except Exception:
-            self._write(self._internal_error(), keep_alive)
+            self._write(self._internal_error(request.headers), keep_alive)
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
@@ -332,49 +374,82 @@ class HttpProtocol(asyncio.Protocol):
         self._last_activity = time.monotonic()
         if self._closing:
             return
-        keep_alive = reply.keep_alive and not self._close_after_current
+        keep_alive = self._keep_alive(reply.keep_alive)
         try:
             data = reply.encode(keep_alive)
         except Exception:
-            self._write(self._internal_error(), keep_alive)
+            # The fast path answers plain JSON requests only.
+            self._write(self._internal_error(None), keep_alive)
         else:
             self._write_encoded(data, keep_alive)
         self._next()
 
     def _done(self, task: asyncio.Future, request: HttpRequest) -> None:
         self._busy = False
+        self._task = self._task_done = self._task_request = None
         self._last_activity = time.monotonic()
         try:
             response = task.result()
         except Exception:
-            response = self._internal_error()
+            response = self._internal_error(request.headers)
         if not self._closing:
             self._write(response, request.keep_alive)
             self._next()
 
-    def _internal_error(self) -> HttpResponse:
-        """Logs the exception being handled; returns the 500 the client gets for it."""
+    def _internal_error(self, headers: Mapping[bytes, bytes] | None) -> HttpResponse:
+        """Logs the exception being handled; returns the 500 the client gets for it (for a
+        request with ``headers``)."""
         _log.exception("HTTP handler failed")
-        return HttpResponse(500, self._error_body("Internal server error"))
+        return self._error_response(500, "Internal server error", headers)
+
+    def _keep_alive(self, keep_alive: bool) -> bool:
+        """Whether the answer now written keeps the connection open: as the request asked,
+        unless the connection drains and has nothing more to answer."""
+        return keep_alive and not (self._draining and not self._more_to_answer())
+
+    def _more_to_answer(self) -> bool:
+        """Requests received and not taken yet: queued, partly parsed, or still unread."""
+        return (bool(self._queue) or self._in_head or self._in_body
+                or unread_bytes(self._transport) > 0)
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:
-        keep_alive = (keep_alive and not response.close and not self._closing
-                      and not self._close_after_current)
+        keep_alive = (self._keep_alive(keep_alive) and not response.close
+                      and not self._closing)
         self._write_encoded(encode_response(response, keep_alive), keep_alive)
 
     def _write_encoded(self, data: bytes, keep_alive: bool) -> None:
         transport = self._transport
-        if transport is None or transport.is_closing():
-            return
+        if transport is None or transport.is_closing() or self._closing:
+            return  # gone, or half-closed: nothing may be written after the FIN
         transport.write(data)
         if not keep_alive:
-            self._closing = True
+            if self._draining:
+                self._half_close()
+            else:
+                self._closing = True
+                transport.close()
+
+    def _half_close(self) -> None:
+        """Ends the answers: FIN after what is written, then reads on, discarding, until the
+        client closes (or ``close``); see the module docstring."""
+        self._closing = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
             transport.close()
 
     def _reject(self, status: int, message: str) -> None:
-        """Answers a request that cannot be parsed or is over a limit, then closes."""
+        """Answers a request that cannot be parsed or is over a limit, then closes; in the
+        format of the headers read so far."""
         self._queue.clear()
-        response = HttpResponse(status, self._error_body(message), close=True)
+        response = self._error_response(status, message, self._headers)
+        response.close = True
         self._write(response, keep_alive=False)
 
     def check_idle(self, now: float) -> None:
@@ -394,12 +469,58 @@ class HttpProtocol(asyncio.Protocol):
             self._closing = True
             self._transport.close()
 
-    def close(self) -> None:
-        """Closes the connection after the request in progress (graceful shutdown)."""
-        if not self._busy and not self._queue:
-            self._closing = True
-            if self._transport is not None:
-                self._transport.close()
-        else:
-            self._queue.clear()
-            self._close_after_current = True
+    # --- the drain ------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """The listener has closed: answer what was received, then close (module docstring)."""
+        if self._closing or self._draining:
+            return
+        self._draining = True
+        if not self._busy and not self._more_to_answer():
+            self._half_close()
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether a request received is not answered yet (or is partly received)."""
+        return not self._closing and (self._busy or self._more_to_answer())
+
+    def answer_in_progress(self, message: str) -> None:
+        """The drain's deadline: a 503 ``message`` for every request received and not answered
+        yet, in order (the one in progress, those queued, one partly received or unread), the
+        last saying ``Connection: close``; then the half-close. The answers still to come are
+        dropped (their run too, if it has not started)."""
+        if self._closing:
+            return
+        unanswered: list[Mapping[bytes, bytes] | None] = []
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+            unanswered.append(None)  # the fast path takes plain JSON requests only
+        elif self._task is not None and self._task_done is not None:
+            self._task.remove_done_callback(self._task_done)
+            self._task.cancel()
+            unanswered.append(self._task_request.headers if self._task_request else None)
+            self._task = self._task_done = self._task_request = None
+        unanswered.extend(request.headers for request in self._queue)
+        self._queue.clear()
+        self._busy = False
+        if self._in_head or self._in_body or unread_bytes(self._transport) > 0:
+            unanswered.append(self._headers if self._in_head or self._in_body else None)
+        transport = self._transport
+        for i, headers in enumerate(unanswered):
+            response = self._error_response(503, message, headers)
+            if transport is not None and not transport.is_closing():
+                transport.write(encode_response(response, i < len(unanswered) - 1))
+        self._draining = True
+        self._half_close()
+
+    def close(self, force: bool = True) -> bool:
+        """Closes the connection after what it has written; unless ``force``, not while bytes
+        the client sent are still to be read (closing would reset the connection). Returns
+        whether it closed."""
+        if not force and unread_bytes(self._transport) > 0:
+            return False
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+        return True

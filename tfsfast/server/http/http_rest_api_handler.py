@@ -30,7 +30,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -74,6 +74,16 @@ _ORIGIN_RE = re.compile(rb"https?://")
 _MSGPACK = msgpack_codec.CONTENT_TYPE.encode()
 
 
+class PayloadTooLarge(ServingError):
+    """A request body over ``--rest_api_max_body_bytes`` once inflated: 413, as the connection
+    answers a body over the limit as sent (gRPC's code for it is RESOURCE_EXHAUSTED)."""
+
+    HTTP_STATUS = 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.RESOURCE_EXHAUSTED, message)
+
+
 @dataclass
 class RestApiOptions:
     timeout_in_ms: int = 30_000
@@ -105,7 +115,7 @@ class HttpRestApiHandler:
                 if response is not None:
                     return response
             return HttpResponse(404, _NOT_FOUND_HTML, content_type=b"text/html")
-        msgpack_in, msgpack_out = _wire_formats(request)
+        msgpack_in, msgpack_out = _wire_formats(request.headers)
         try:
             if request.method == "OPTIONS":
                 return self._preflight(request)
@@ -125,11 +135,24 @@ class HttpRestApiHandler:
             return self._error(e, msgpack_out)
 
     def _error(self, e: ServingError, msgpack_out: bool = False) -> HttpResponse:
+        status = (PayloadTooLarge.HTTP_STATUS if isinstance(e, PayloadTooLarge)
+                  else to_http_status(e.code))
+        return self._error_status(status, e.message, msgpack_out)
+
+    def _error_status(self, status: int, message: str, msgpack_out: bool) -> HttpResponse:
         if msgpack_out:
-            return HttpResponse(to_http_status(e.code), msgpack_codec.format_error(e.message),
-                                headers=self._cors, content_type=_MSGPACK)
-        return HttpResponse(to_http_status(e.code), json_codec.format_error(e.message),
-                            headers=self._cors)
+            return HttpResponse(status, msgpack_codec.format_error(message), headers=self._cors,
+                                content_type=_MSGPACK)
+        return HttpResponse(status, json_codec.format_error(message), headers=self._cors)
+
+    def error_response(self, status: int, message: str,
+                       headers: Mapping[bytes, bytes] | None) -> HttpResponse:
+        """An error the connection answers itself (a body over the limit, a malformed or
+        stalled request, a failure of this handler), in the format the request's ``headers``
+        ask for and with the CORS headers, as this handler answers its own errors; JSON when
+        the headers are not known. The ``HttpProtocol``'s ``error_response``."""
+        return self._error_status(status, message,
+                                  headers is not None and _wire_formats(headers)[1])
 
     def _ok(self, body: bytes, msgpack_out: bool = False) -> HttpResponse:
         if msgpack_out:
@@ -211,21 +234,38 @@ class HttpRestApiHandler:
     # --- POST: predict ------------------------------------------------------------------------
 
     def _decompressed_body(self, request: HttpRequest) -> bytes:
+        """The body, inflated when ``Content-Encoding`` names gzip: every member of the stream
+        (RFC 1952 allows several), never more than the limit (PayloadTooLarge, 413), and only a
+        complete stream (a truncated one is INVALID_ARGUMENT, not a shorter body; bytes after
+        the last member that are not another are INVALID_ARGUMENT too)."""
         encoding = request.headers.get(b"content-encoding", b"").lower()
         if b"gzip" not in encoding:
             return request.body
         limit = self._options.max_decompressed_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        data = request.body
         try:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = d.decompress(request.body, limit + 1)
+            while True:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = d.decompress(data, limit + 1 - size)
+                size += len(out)
+                if size > limit or d.unconsumed_tail:
+                    raise PayloadTooLarge(
+                        f"Decompressed request body exceeds the maximum of {limit} bytes "
+                        f"(flag --rest_api_max_body_bytes)")
+                parts.append(out)
+                if not d.eof:
+                    raise ServingError(Code.INVALID_ARGUMENT,
+                                       "Failed to decompress gzip body: the gzip stream is "
+                                       f"truncated ({len(request.body)} bytes)")
+                data = d.unused_data
+                if not data.strip(b"\0"):  # the end, or the zero padding gzip allows after it
+                    break
         except (zlib.error, gzip.BadGzipFile) as e:
             raise ServingError(Code.INVALID_ARGUMENT, f"Failed to decompress gzip body: {e}") \
                 from None
-        if len(out) > limit or d.unconsumed_tail:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Decompressed request body exceeds the maximum of {limit} bytes "
-                               f"(flag --rest_api_max_body_bytes)")
-        return out
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _predict(self, request: HttpRequest, match: re.Match, msgpack_in: bool,
                  msgpack_out: bool) -> HttpResponse | Awaitable[HttpResponse]:
@@ -334,16 +374,16 @@ class HttpRestApiHandler:
             return self._error(e, msgpack_out)
 
 
-def _wire_formats(request: HttpRequest) -> tuple[bool, bool]:
+def _wire_formats(headers: Mapping[bytes, bytes]) -> tuple[bool, bool]:
     """(msgpack request body, msgpack response body) from ``Content-Type`` and ``Accept``.
 
     The body is msgpack when its Content-Type says so; the response follows ``Accept`` when it
     names JSON or msgpack, and otherwise answers in the request's format. TF Serving ignores the
     Content-Type, so plain JSON clients see no difference.
     """
-    content_type = request.headers.get(b"content-type")
+    content_type = headers.get(b"content-type")
     msgpack_in = content_type is not None and b"msgpack" in content_type
-    accept = request.headers.get(b"accept")
+    accept = headers.get(b"accept")
     if accept is not None and b"msgpack" in accept:
         return msgpack_in, True
     if accept is not None and b"json" in accept:
