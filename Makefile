@@ -68,6 +68,7 @@ package-test: install
 
 lint: install
 	$(VENV)/bin/ruff check tfsfast tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf build $(VENV) $(MODELS)

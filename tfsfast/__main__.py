@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None, program: str = so.DEFAULT_PROGRAM) -> in
     argv = sys.argv[1:] if argv is None else argv
     result = so.parse_command_line(argv, program=program)
     result.emit()
-    if result.should_exit:
+    if result.exit_code is not None:
         return result.exit_code & 0xFF
     from tfsfast.server.server import Server  # imports TensorFlow: only when serving
     from tfsfast.util.logging_setup import configure_logging

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -208,7 +208,8 @@ def padded_pieces(n_inputs: int, tasks: list[Any],
     return tasks, [[pad_to(r[i], inner[i]) for r in rows] for i in range(n_inputs)]
 
 
-def wanted_outputs(batcher: Any, output_aliases: Sequence[str]) -> tuple[str, ...] | bool | None:
+def wanted_outputs(batcher: Any,
+                   output_aliases: Sequence[str]) -> tuple[str, ...] | Literal[False] | None:
     """A request's output filter (not empty) for ``Request.output_aliases``: None for every
     output in the signature's order, else the order asked; False when the run must bypass the
     batcher (a subset, or duplicates: TF Serving runs it unbatched)."""

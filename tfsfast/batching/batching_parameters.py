@@ -83,7 +83,7 @@ _FIELDS: tuple[tuple[str, int, str | None, str, bool], ...] = (
 @functools.cache
 def _message_class() -> type:
     try:
-        from tensorflow_serving.servables.tensorflow import (  # type: ignore[import-not-found]
+        from tensorflow_serving.servables.tensorflow import (
             session_bundle_config_pb2,
         )
 

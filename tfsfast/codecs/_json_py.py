@@ -432,6 +432,16 @@ _VALUE_STATES = {_START: _FINISH, _KV_DELIM: _MEMBER_VALUE, _ARR_INIT: _ELEMENT,
 _WS_RE = re.compile(rb"[ \t\n\r]*")
 _DIGITS_RE = re.compile(rb"[0-9]*")
 _PLAIN_RE = re.compile(rb'[^"\\\x00-\x1f]*')
+
+
+def _match_end(pattern: re.Pattern[bytes], b: bytes, i: int) -> int:
+    """Where ``pattern``'s match at ``i`` ends. The patterns given (a ``*`` run) match the empty
+    string, so they always match."""
+    match = pattern.match(b, i)
+    assert match is not None
+    return match.end()
+
+
 _SIMPLE_ESCAPES = frozenset(b'"\\/bfnrt')
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 _EMULATOR_TOKENS = 10_000
@@ -453,7 +463,7 @@ def _rj_string(b: bytes, i: int) -> tuple[_Err | None, int]:
     n = len(b)
     i += 1
     while True:
-        i = _PLAIN_RE.match(b, i).end()
+        i = _match_end(_PLAIN_RE, b, i)
         if i >= n:  # end of input (a NUL byte ends it too)
             return (_MISS_QUOTE, n), n
         c = b[i]
@@ -512,7 +522,7 @@ def _rj_number(b: bytes, i: int) -> tuple[_Err | None, int]:
     if c == 0x30:
         i += 1
     elif 0x31 <= c <= 0x39:
-        end = _DIGITS_RE.match(b, i).end()
+        end = _match_end(_DIGITS_RE, b, i)
         int_digits = b[i:end].decode("ascii")
         i = end
     elif c in (0x49, 0x4E):  # 'I' 'N', with rapidjson 1.1.0's short-circuit consumption
@@ -532,14 +542,14 @@ def _rj_number(b: bytes, i: int) -> tuple[_Err | None, int]:
         return (_TOO_BIG, start), i
     frac = None
     if consume(0x2E):
-        end = _DIGITS_RE.match(b, i).end()
+        end = _match_end(_DIGITS_RE, b, i)
         if end == i:
             return (_MISS_FRACTION, i), i
         frac = b[i:end].decode("ascii")
         i = end
     if consume(0x65) or consume(0x45):
         minus_exp = consume(0x2D) if not consume(0x2B) else False
-        end = _DIGITS_RE.match(b, i).end()
+        end = _match_end(_DIGITS_RE, b, i)
         if end == i:
             return (_MISS_EXPONENT, i), i
         exp_digits = b[i:end].decode("ascii")
@@ -567,7 +577,7 @@ def _rj_scan(b: bytes, i: int, state: int, stack: list[int]) -> _Err | None:
     (outermost first) until the first error, which it returns; None if the value completes."""
     n = len(b)
     for _ in range(_EMULATOR_TOKENS):
-        i = _WS_RE.match(b, i).end()
+        i = _match_end(_WS_RE, b, i)
         if i >= n:
             return None if state == _FINISH else (_HANDLE_ERROR[state], i)
         c = b[i]
@@ -794,7 +804,9 @@ def _parse_document(body: bytes) -> _Doc:
     b, lo = src.b, src.start
     if _depth_exceeds(b, lo, MAX_JSON_DEPTH):
         raise _invalid(f"JSON nesting depth exceeds the maximum of {MAX_JSON_DEPTH}")
-    idx = _WS_STR_RE.match(src.rewritten).end()
+    blank = _WS_STR_RE.match(src.rewritten)  # a * run: it always matches
+    assert blank is not None
+    idx = blank.end()
     if idx == len(src.rewritten):
         raise _parse_error(_EMPTY, len(b))
     try:
@@ -998,7 +1010,7 @@ def _decimal_text(v: float, f32: bool) -> str:
 
 _INT32_TYPES = frozenset({DataType.DT_INT32, DataType.DT_INT16, DataType.DT_INT8,
                           DataType.DT_UINT8})
-_RANGES = {
+_RANGES: dict[int, tuple[int, int]] = {
     DataType.DT_INT32: (-(1 << 31), (1 << 31) - 1), DataType.DT_INT16: (-(1 << 31), (1 << 31) - 1),
     DataType.DT_INT8: (-(1 << 31), (1 << 31) - 1), DataType.DT_UINT8: (-(1 << 31), (1 << 31) - 1),
     DataType.DT_INT64: (-(1 << 63), (1 << 63) - 1),

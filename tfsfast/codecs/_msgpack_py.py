@@ -640,7 +640,7 @@ def _tensor_map(name: str, a: np.ndarray, declared: DataType | None) -> dict[str
         with np.errstate(over="ignore", invalid="ignore"):
             a = a.astype(np_dtype)
     a = np.ascontiguousarray(a).reshape(-1)
-    return {"dtype": wire, "shape": shape, "data": memoryview(a.view(np.uint8))}
+    return {"dtype": wire, "shape": shape, "data": a.view(np.uint8).data}
 
 
 def format_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool,

@@ -337,7 +337,7 @@ class AspiredVersionsManager(Target[Loader]):
                                      name=f"tfsfast_load_{harness.id.name}").start()
                     return True
                 executor = None
-                work = self._load
+                work: Callable[[LoaderHarness], None] = self._load
             else:
                 harness.state = HarnessState.UNLOAD_REQUESTED
                 self._publish_state(harness.id, ManagerState.UNLOADING)
@@ -389,6 +389,7 @@ class AspiredVersionsManager(Target[Loader]):
             self._in_flight.discard(harness.id)
             self._loading.discard(harness.id)
             if harness.state == HarnessState.READY:
+                assert harness.loader is not None  # a READY harness holds its loader
                 self._published[harness.id] = ServingEntry(harness.id,
                                                            harness.loader.servable())
                 self._update_handle_table()

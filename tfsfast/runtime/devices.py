@@ -32,7 +32,9 @@ def gpu_summary(tf: Any = None, per_process_gpu_memory_fraction: float = 0.0) ->
     not initialise them, so the sessions the models are loaded into still configure the GPU.
     """
     if tf is None:
-        import tensorflow as tf
+        import tensorflow
+
+        tf = tensorflow
     if not tf.test.is_built_with_cuda():
         return None
     gpus = tf.config.list_physical_devices("GPU")

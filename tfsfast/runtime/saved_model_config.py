@@ -101,9 +101,9 @@ class SessionOverrides:
         out = cls()
         for number, wire_type, value in _fields(data):
             # A message field seen twice merges; concatenating the encodings is that merge.
-            if number == 1 and wire_type == _LEN:
+            if number == 1 and isinstance(value, bytes):  # wire type LEN
                 out.remote_op_remap_config = (out.remote_op_remap_config or b"") + value
-            elif number == 2 and wire_type == _LEN:
+            elif number == 2 and isinstance(value, bytes):
                 out.batch_op_rewriter_config = (out.batch_op_rewriter_config or b"") + value
             elif number == 3 and wire_type == _VARINT:
                 out.disable_meta_optimizer = bool(value)
@@ -123,8 +123,8 @@ def read_session_overrides(export_dir: str) -> SessionOverrides | None:
         raise ServingError(Code.FAILED_PRECONDITION, f"{path}; {e.strerror}") from None
     overrides = None
     try:
-        for number, wire_type, value in _fields(data):
-            if number == 1 and wire_type == _LEN:
+        for number, _wire_type, value in _fields(data):
+            if number == 1 and isinstance(value, bytes):  # wire type LEN
                 parsed = SessionOverrides.parse(value)
                 if overrides is None:
                     overrides = parsed

@@ -156,7 +156,8 @@ def _tflite_signatures(model: bytes, interpreter: Any) -> tuple[Any, dict[str, _
             sigdef = meta_graph_def.signature_def[key]
             embedded_def = meta_graph_pb2.SignatureDef.FromString(serialized)
             sigdef.method_name = embedded_def.method_name
-            in_index, out_index = {}, {}
+            in_index: dict[str, int] = {}
+            out_index: dict[str, int] = {}
             for role, wanted, tensors, index in (
                     ("input", embedded_def.inputs, inputs, in_index),
                     ("output", embedded_def.outputs, outputs, out_index)):

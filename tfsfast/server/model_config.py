@@ -7,14 +7,16 @@ files work unchanged; messages are TF Serving's.
 from __future__ import annotations
 
 import os
+from typing import TypeAlias
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from tfsfast.util.status import Code, ServingError
 
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
-ModelConfig = model_server_config_pb2.ModelConfig
+# Aliases (the generated protobuf module has no type information: to a checker they are Any).
+ModelServerConfig: TypeAlias = model_server_config_pb2.ModelServerConfig
+ModelConfig: TypeAlias = model_server_config_pb2.ModelConfig
 
 TENSORFLOW_PLATFORM = "tensorflow"
 SUPPORTED_PLATFORMS = (TENSORFLOW_PLATFORM,)

@@ -26,7 +26,8 @@ def export_half_plus_two_tf2(export_dir: str, a: float = 0.5, b: float = 2.0) ->
     """
     tf = _tf()
 
-    class HalfPlusTwo(tf.Module):
+    module_base: Any = tf.Module  # a variable: a type checker knows no tf
+    class HalfPlusTwo(module_base):
         def __init__(self) -> None:
             super().__init__()
             self.a = tf.Variable(a, dtype=tf.float32, name="a")

@@ -20,7 +20,7 @@ class FakeTransport(asyncio.Transport):
         self.eof = False  # write_eof was called (the protocol sent its FIN)
         self.sock = sock
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.eof, "write after write_eof"
         self.data += data
 

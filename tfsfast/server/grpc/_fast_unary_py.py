@@ -166,7 +166,7 @@ class UnaryCall:
     def _run(self, data: bytes) -> bytes:
         check_message_size(len(data), self.method.max_message_bytes, "Request")
         answer = self.method.handler(data, self)
-        return answer if type(answer) is bytes else answer()
+        return answer if isinstance(answer, bytes) else answer()
 
     # --- answering (from the loop thread or a pool thread: core batches are thread-safe) ------
 

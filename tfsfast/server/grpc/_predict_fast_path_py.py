@@ -151,7 +151,8 @@ class PredictFastPath:
             if request.output_filter:
                 aliases = predict_util.resolve_output_filter(signature.signature,
                                                              request.output_filter)
-                order = aliases
+                if aliases is not None:  # always, for a filter that is not empty
+                    order = aliases
             budget = [0]
             decode = tensor_proto.decode_tensor
             tensors = {alias: decode(tensor, alias, budget) for alias, tensor in inputs.items()}

@@ -173,7 +173,7 @@ class PredictionServiceImpl:
             try:
                 check_message_size(len(data), limit, "Request")
                 response = method(data, context)
-                if type(response) is not bytes:
+                if not isinstance(response, bytes):
                     response = response()
                 check_message_size(len(response), limit, "Response")
                 return response

@@ -119,7 +119,7 @@ class _Model:
         # signature name -> {input alias: DataType}
         self.inputs: dict[str, dict[str, Any]] = {}
         # signature name as sent -> (signature key, {output alias: DataType})
-        self.outputs: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.outputs: dict[str, tuple[str, dict[str, Any], Any]] = {}
         self.input_dtypes = self._input_dtypes
 
     def _input_dtypes(self, signature_name: str) -> dict[str, Any]:
