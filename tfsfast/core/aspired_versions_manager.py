@@ -272,7 +272,8 @@ class AspiredVersionsManager(Target[Loader]):
                     data.id, data.data,
                     max_num_load_retries=self._options.max_num_load_retries,
                     load_retry_interval_micros=self._options.load_retry_interval_micros,
-                    sleep=self._options.sleep)
+                    sleep=self._options.sleep,
+                    on_retry=self._retry_publisher(data.id))
                 stream[data.id.version] = harness
                 self._publish_state(harness.id, ManagerState.START)
             else:
@@ -282,6 +283,15 @@ class AspiredVersionsManager(Target[Loader]):
                 self._publish_state(harness.id, ManagerState.END, data.error)
         if not stream:
             del self._harnesses[name]
+
+    def _retry_publisher(self, servable_id: ServableId) -> Callable[[ServingError], None]:
+        """Publishes LOADING with the error of an attempt that is about to be retried, so the
+        status API says why the version is not available yet (it stays LOADING)."""
+
+        def publish(error: ServingError) -> None:
+            self._publish_state(servable_id, ManagerState.LOADING, error)
+
+        return publish
 
     def _flush_servables(self) -> None:
         """Forgets versions that are no longer aspired and are done (or never started)."""

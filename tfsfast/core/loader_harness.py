@@ -34,6 +34,14 @@ class HarnessState(enum.Enum):
 END_STATES = frozenset({HarnessState.DISABLED, HarnessState.ERROR})
 
 
+def backoff_delay_seconds(attempt: int, cap_seconds: float) -> float:
+    """Delay before retry ``attempt`` (1-based): exponential from 1 s, capped at ``cap_seconds``
+    (0 or less: no delay). The load retries' backoff; object-store listings use it too."""
+    if cap_seconds <= 0:
+        return 0.0
+    return min(cap_seconds, float(2 ** (min(attempt, 63) - 1)))
+
+
 class LoaderHarness:
     """Wraps a Loader with its state, its aspired flag, and load retries.
 
@@ -45,7 +53,8 @@ class LoaderHarness:
     def __init__(self, servable_id: ServableId, loader: Loader | None,
                  error: ServingError | None = None, max_num_load_retries: int = 0,
                  load_retry_interval_micros: int = 0,
-                 sleep: Callable[[float], Any] | None = None) -> None:
+                 sleep: Callable[[float], Any] | None = None,
+                 on_retry: Callable[[ServingError], Any] | None = None) -> None:
         self.id = servable_id
         self.loader = loader
         self.is_aspired = True
@@ -55,6 +64,9 @@ class LoaderHarness:
         self.load_retry_interval_micros = load_retry_interval_micros
         self._cancel = threading.Event()
         self._sleep = sleep
+        # Called with the error of each failed attempt that will be retried, so that the
+        # version's status shows why it is still loading (a download that failed, say).
+        self._on_retry = on_retry
         self.resources: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -74,10 +86,7 @@ class LoaderHarness:
         model takes five minutes to report; doubling from one second up to the same cap reports in
         about half a minute and never waits longer than the configured interval.
         """
-        cap = self.load_retry_interval_micros / 1e6
-        if cap <= 0:
-            return 0.0
-        return min(cap, float(2 ** (attempt - 1)))
+        return backoff_delay_seconds(attempt, self.load_retry_interval_micros / 1e6)
 
     def load(self) -> None:
         """Runs the Loader's load with retries; ends READY, or ERROR with ``status`` set."""
@@ -97,6 +106,8 @@ class LoaderHarness:
                     self.state, self.status = HarnessState.ERROR, err
                     return
                 attempt += 1
+                if self._on_retry is not None:
+                    self._on_retry(err)
                 delay = self.retry_delay_seconds(attempt)
                 _log.info("Retrying load on servable version: %s retry: %d in %.1f s",
                           self.id, attempt, delay)

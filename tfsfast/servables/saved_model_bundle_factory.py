@@ -22,6 +22,7 @@ from tfsfast.core.resources import RAM, ResourceAllocation
 from tfsfast.core.servable_id import ServableId
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.saved_model_warmup import run_saved_model_warmup
+from tfsfast.sources import version_completeness
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -67,6 +68,49 @@ def _disk_size(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _check_variables_before_load(servable_id: ServableId, path: str) -> None:
+    """Fails (NOT_FOUND) a version whose variables bundle is there but not whole: an index that
+    does not parse, a data shard it names that is missing or shorter than the index says."""
+    index_path = os.path.join(path, version_completeness.VARIABLES_INDEX)
+    if not os.path.isfile(index_path):
+        return  # whether the graph needs one is known after the load
+    from tfsfast.sources.tensor_bundle_index import BundleIndexError, parse_bundle_index
+
+    try:
+        listing = version_completeness.local_listing(os.path.dirname(index_path))
+        with open(index_path, "rb") as f:
+            index = parse_bundle_index(f.read())
+        reason = version_completeness.missing_data_shards(
+            index, {f"variables/{name}": info for name, info in listing.items()})
+    except (OSError, BundleIndexError) as e:
+        reason = f"{version_completeness.VARIABLES_INDEX} cannot be read whole: {e}"
+    if reason is not None:
+        raise ServingError(Code.NOT_FOUND,
+                           f"Version {servable_id.version} of servable {servable_id.name} at "
+                           f"{path} is not loaded: its variables are not complete: {reason}")
+
+
+def _check_variables_restored(servable_id: ServableId, path: str, meta_graph_def: Any) -> None:
+    """Fails (NOT_FOUND) a loaded graph that declares variables when there was no variables
+    index to restore them from.
+
+    TensorFlow's loader logs "The specified SavedModel has no variables; no checkpoints were
+    restored" and succeeds; every run would then fail "Attempting to use uninitialized value".
+    This is what a version copied ``saved_model.pb`` first looks like while ``variables/`` is
+    still on its way.
+    """
+    index_path = os.path.join(path, version_completeness.VARIABLES_INDEX)
+    if os.path.isfile(index_path):
+        return
+    if version_completeness.meta_graph_declares_variables(meta_graph_def):
+        raise ServingError(
+            Code.NOT_FOUND,
+            f"Version {servable_id.version} of servable {servable_id.name} at {path} is not "
+            f"loaded: its graph declares variables but {version_completeness.VARIABLES_INDEX} "
+            f"is missing, so none of them could be restored (is the version still being "
+            f"copied?)")
 
 
 class SavedModelBundleFactory:
@@ -145,8 +189,14 @@ class SavedModelBundleFactory:
             session = tflite.load_tflite_model(path, self.config.num_tflite_pools,
                                                self.config.num_tflite_interpreters_per_pool)
         else:
+            _check_variables_before_load(servable_id, path)
             session = runtime.load_saved_model(path, list(self.config.saved_model_tags),
                                                self.config.session_config)
+            try:
+                _check_variables_restored(servable_id, path, session.meta_graph_def)
+            except BaseException:
+                session.close()
+                raise
         meta = session.meta_graph_def
         if self.config.remove_unused_fields_from_bundle_metagraph:
             # Only the signatures are needed after load; the graph can be large.

@@ -12,6 +12,7 @@ from typing import TypeAlias
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from tfsfast.storage.file_system import OBJECT_STORE_SCHEMES, uri_scheme
 from tfsfast.util.status import Code, ServingError
 
 # Aliases (the generated protobuf module has no type information: to a checker they are Any).
@@ -20,6 +21,8 @@ ModelConfig: TypeAlias = model_server_config_pb2.ModelConfig
 
 TENSORFLOW_PLATFORM = "tensorflow"
 SUPPORTED_PLATFORMS = (TENSORFLOW_PLATFORM,)
+# Base paths: local paths, file:// URIs and the object stores (tfsfast.storage).
+SUPPORTED_BASE_PATH_SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
 
 
 def parse_model_server_config(text: str) -> ModelServerConfig:
@@ -95,11 +98,13 @@ def validate_model_config_list(config: ModelServerConfig) -> None:
                 Code.INVALID_ARGUMENT,
                 f"Expected model {model.name} to have an absolute path or URI; got "
                 f"base_path()={model.base_path}")
-        if "://" in model.base_path:
+        scheme = uri_scheme(model.base_path)
+        if scheme is not None and scheme not in SUPPORTED_BASE_PATH_SCHEMES:
+            # TensorFlow's message for a file system it has no implementation for.
             raise ServingError(
                 Code.UNIMPLEMENTED,
-                f"File system scheme of base path {model.base_path} of model {model.name} is "
-                f"not supported by tfsfast; use a local path")
+                f"File system scheme '{model.base_path.split('://', 1)[0]}' not implemented "
+                f"(file: '{model.base_path}')")
         platform = get_platform(model)
         if platform not in SUPPORTED_PLATFORMS:
             raise ServingError(Code.INVALID_ARGUMENT,

@@ -46,6 +46,7 @@ from tfsfast.sources.file_system_storage_path_source import (
     check_base_path,
 )
 from tfsfast.sources.servable_version_policy import ServableVersionPolicy
+from tfsfast.storage.model_cache import ModelCache
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class ServerCoreOptions:
     # startup does.
     reload_config_timeout_seconds: float | None = 600.0
     manage_state_interval_micros: int = 100_000
+    # Where versions on object stores (gs://, s3://) are downloaded before they load; None:
+    # $TFSFAST_MODEL_CACHE_DIR, else <temp dir>/tfsfast-model-cache (see ModelCache).
+    model_cache_dir: str | None = None
 
 
 SHUTTING_DOWN = "Config reload not applied: the server is shutting down"
@@ -106,7 +110,8 @@ class ServerCore:
             resource_tracker=tracker,
             servable_event_bus=self.event_bus))
         self.bundle_factory = SavedModelBundleFactory(options.session_bundle_config)
-        self._adapter = SavedModelBundleSourceAdapter(self.bundle_factory)
+        self.model_cache = ModelCache(options.model_cache_dir)
+        self._adapter = SavedModelBundleSourceAdapter(self.bundle_factory, self.model_cache)
         connect_source_to_target(self._adapter, self.manager)
         self._source: FileSystemStoragePathSource | None = None
         self._config = mc.ModelServerConfig()
@@ -305,7 +310,9 @@ class ServerCore:
                 version_policy=ServableVersionPolicy.from_proto(model.model_version_policy)))
         return FileSystemStoragePathSourceConfig(
             servables=servables,
-            file_system_poll_wait_seconds=self.options.file_system_poll_wait_seconds)
+            file_system_poll_wait_seconds=self.options.file_system_poll_wait_seconds,
+            # A failing object-store listing backs off as a failing load does.
+            listing_retry_max_seconds=self.options.load_retry_interval_micros / 1e6)
 
     # --- waiting -----------------------------------------------------------------------------
 
@@ -480,3 +487,4 @@ class ServerCore:
             self._source.stop()
         self.manager.stop(unload_all=True, timeout=None if deadline is None
                           else max(0.0, deadline - time.monotonic()))
+        self.model_cache.close()

@@ -1,23 +1,25 @@
 """``FileSystemStoragePathSource``: polls model base paths and emits version directories to load.
 
 TF Serving's ``sources/storage_path/file_system_storage_path_source.{h,cc}``, with tfsfast's
-robustness rules on top (hardening P7): a version directory is offered only once it is complete,
-and a base path that empties never unloads the last good version.
+robustness rules on top (hardening P7): a version directory is offered only once it is complete
+(``version_completeness``), and a base path that empties never unloads the last good version.
+Base paths are local directories or ``gs://`` / ``s3://`` prefixes (``tfsfast.storage``); the same
+rules apply to both.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import os
 import re
-import stat
 import threading
-from collections.abc import Hashable, Iterable, Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfsfast.core.loader_harness import backoff_delay_seconds
 from tfsfast.core.servable_data import ServableData
 from tfsfast.core.servable_id import ServableId
 from tfsfast.core.source import Source
@@ -26,9 +28,14 @@ from tfsfast.sources.servable_version_policy import (
     ServableVersionPolicy,
     missing_specific_version_message,
 )
+from tfsfast.sources.version_completeness import (
+    CompletenessCache,
+    FileInfo,
+    incomplete_reason,
+)
+from tfsfast.storage import file_system
+from tfsfast.storage.file_system import FileSystem, StorageError, StoragePath
 from tfsfast.util.status import (
-    Code,
-    ServingError,
     failed_precondition,
     invalid_argument,
     not_found,
@@ -49,7 +56,10 @@ _INT64_MAX = (1 << 63) - 1
 # int() is not a substitute: it also accepts '1_000' and non-ASCII digits such as '١٢'.
 _SIMPLE_ATOI_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 
-_URI_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
+# How long a new version's listing must stay unchanged (besides being unchanged across two polls)
+# before the version is offered: a copy that pauses between files for less than this is not
+# taken for finished.
+DEFAULT_VERSION_SETTLE_SECONDS = 2.0
 
 
 def parse_version_number(name: str) -> int | None:
@@ -95,7 +105,13 @@ class FileSystemStoragePathSourceConfig:
     files (directly, not in a subdirectory). Empty disables the check.
 
     ``require_stable_version_dirs``: a version directory that appears after a servable's first poll
-    is offered only once its recursive listing was the same at two consecutive polls.
+    is offered only once its recursive listing was the same at two consecutive polls and for
+    ``version_settle_seconds``.
+
+    ``listing_retry_max_seconds``: an object-store base path whose listing fails is listed again
+    after 1 s, 2 s, 4 s... up to this (the loader harness's backoff), not at every poll.
+
+    ``clock``: the monotonic clock the settle time and the backoff are measured with.
     """
 
     servables: Sequence[ServableToMonitor] = ()
@@ -103,6 +119,9 @@ class FileSystemStoragePathSourceConfig:
     fail_if_zero_versions_at_startup: bool = False
     required_files_any: tuple[str, ...] = DEFAULT_REQUIRED_FILES
     require_stable_version_dirs: bool = True
+    version_settle_seconds: float = DEFAULT_VERSION_SETTLE_SECONDS
+    listing_retry_max_seconds: float = 60.0
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen and hashable-by-content: take private copies of the sequences we were given.
@@ -128,8 +147,18 @@ class FileSystemStoragePathSourceConfig:
                    **tfsfast_options)
 
 
-# A version directory's recursive listing: (relative path, is_dir, size, mtime_ns) per entry.
-_Signature = tuple[tuple[str, bool, int, int], ...]
+# A version directory's recursive listing: (relative path, size, stamp) per file.
+_Signature = tuple[tuple[str, int, Hashable], ...]
+
+
+@dataclass
+class _Pending:
+    """A version not offered yet: its child name, its listing at the last poll (None when it was
+    incomplete or unreadable, which never matches) and since when that listing has been seen."""
+
+    child: str
+    signature: _Signature | None
+    since: float
 
 
 @dataclass
@@ -137,50 +166,65 @@ class _ServableState:
     """What the source remembers about one servable between polls (guarded by the source's lock)."""
 
     base_path: str
+    fs: FileSystem = field(default_factory=file_system.LocalFileSystem)
     polled: bool = False
-    # Versions found complete, with the child directory name they were found under. A version stays
-    # accepted while that directory exists, so a loaded version never flaps in and out.
+    # Versions found complete, with the child directory name they were found under and the listing
+    # that was found complete. A version stays accepted while that directory exists, so a loaded
+    # version never flaps in and out.
     accepted: dict[int, str] = field(default_factory=dict)
-    # Versions not accepted yet: child name and the listing seen at the last poll (None when the
-    # directory was incomplete or unreadable, which never matches).
-    pending: dict[int, tuple[str, _Signature | None]] = field(default_factory=dict)
+    accepted_files: dict[int, dict[str, FileInfo]] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict)
     # Versions last emitted (None: nothing emitted yet).
     aspired: list[int] | None = None
     # Conditions already logged; each is logged again only after it has cleared.
     logged: set[Hashable] = field(default_factory=set)
+    # Object stores: consecutive failed listings, and when the next listing may be tried.
+    list_failures: int = 0
+    retry_at: float = 0.0
+    last_error: StorageError | None = None
+    cache: CompletenessCache = field(default_factory=CompletenessCache)
 
 
 class FileSystemStoragePathSource(Source[str]):
     """Polls each servable's base path and emits, per servable, the version directories to load.
 
-    Versions are the children of ``base_path`` that are directories (symlinks followed) and whose
-    names parse as int64 as TF Serving's ``absl::SimpleAtoi`` does (see ``parse_version_number``);
-    other children are ignored. Two directories with the same number (``1``, ``01``) are a
-    misconfiguration: the name that sorts last wins, deterministically, and a warning is logged.
-    The emitted data is ``os.path.join(base_path, child)``. The servable's ``ServableVersionPolicy``
-    picks among the *complete* versions (below), so a version still being copied never displaces the
-    one being served.
+    Versions are the children of ``base_path`` that are directories (symlinks followed; on an
+    object store, key prefixes) and whose names parse as int64 as TF Serving's
+    ``absl::SimpleAtoi`` does (see ``parse_version_number``); other children are ignored. Two
+    directories with the same number (``1``, ``01``) are a misconfiguration: the name that sorts
+    last wins, deterministically, and a warning is logged. The emitted data is the version's path
+    (``os.path.join(base_path, child)`` on local disk; on an object store the URI, a
+    ``StoragePath`` that also carries the listing found complete). The servable's
+    ``ServableVersionPolicy`` picks among the *complete* versions (below), so a version still
+    being copied never displaces the one being served.
 
     Completeness (TF Serving has none and can load a half-copied version):
 
     - A version directory must hold one of ``config.required_files_any`` (by default
-      ``saved_model.pb``, ``saved_model.pbtxt`` or ``model.tflite``).
+      ``saved_model.pb``, ``saved_model.pbtxt`` or ``model.tflite``), and a SavedModel's
+      variables must be whole: the index and every data shard it names, at the sizes it says,
+      or no variable in the graph (``version_completeness``). This holds at every poll,
+      the first included, and on every storage.
     - With ``require_stable_version_dirs`` (the default), a version that was not complete at the
       servable's first poll (the first after it entered the config or its base path changed, even
       if that poll found no base path) is offered only once its recursive listing (relative
-      paths, sizes, mtimes) was identical at two consecutive polls, so a ``cp -r`` in progress is
-      not loaded. This costs one poll interval of latency for new versions. Versions complete at
-      the first poll are offered at once, so startup never waits. A copy that stalls for a whole
-      poll interval can still look stable; writing to a non-numeric name and renaming it is the
-      only atomic way to publish a version, with tfsfast as with TF Serving.
+      paths, sizes, mtimes or object generations) was identical at two consecutive polls and has
+      stayed so for ``version_settle_seconds`` (2 s by default), so a copy in progress, or one
+      that pauses between files, is not loaded. With the default 1 s poll a new version is
+      offered 2 to 3 s after its last file arrived. Versions complete at the first poll are
+      offered at once, so startup never waits. Writing to a non-numeric name and renaming it
+      stays the only atomic way to publish a version on local disk.
     - Once offered, a version stays offered while its directory exists (files changing inside it
       do not withdraw it; the loaded copy is in memory anyway).
 
     Keeping versions (hardening P7):
 
-    - Base path missing or unreadable: logged (``Could not find base path ...``); nothing is
-      emitted for that servable on that poll, so the previously aspired versions stay. Other
-      servables are still polled (TF Serving abandons the whole poll).
+    - Base path missing or unreadable (on an object store: no object under it, no such bucket,
+      credentials refused, a network error, throttling): logged (``Could not find base path ...``
+      with the cause, never a credential); nothing is emitted for that servable on that poll, so
+      the previously aspired versions stay. Other servables are still polled (TF Serving abandons
+      the whole poll). An object-store listing that failed is tried again after 1 s, 2 s, 4 s...
+      up to ``listing_retry_max_seconds``; local disk is listed at every poll.
     - No complete version found after versions were aspired: nothing is emitted and
       ``Refusing to unload all versions of servable ...`` is logged. TF Serving unloads
       everything unless ``servable_versions_always_present``; tfsfast always keeps the last good
@@ -190,19 +234,21 @@ class FileSystemStoragePathSource(Source[str]):
     - Otherwise the aspired list is emitted on every poll, even when unchanged; targets tolerate
       repeats.
 
-    Paths: base paths must be absolute (or ``file://`` URIs of absolute paths, emitted as plain
-    paths); relative paths are rejected, never resolved against the working directory. Other URI
-    schemes (``gs://``, ``s3://``) are UNIMPLEMENTED here. Symlinks are followed, as TF Serving
-    does, including a version directory that links outside ``base_path``: directory names cannot
-    contain ``/``, so the only way out of ``base_path`` is a link its owner created on purpose, and
-    atomic publishing by swapping a symlink is a common deployment pattern. Symlink cycles inside a
-    version directory are not followed twice.
+    Paths: base paths are absolute paths, ``file://`` URIs of absolute paths (emitted as plain
+    paths), or ``gs://bucket/prefix`` and ``s3://bucket/prefix`` URIs (``tfsfast.storage``);
+    relative paths are rejected, never resolved against the working directory, and other URI
+    schemes are UNIMPLEMENTED. Symlinks are followed, as TF Serving does, including a version
+    directory that links outside ``base_path``: directory names cannot contain ``/``, so the only
+    way out of ``base_path`` is a link its owner created on purpose, and atomic publishing by
+    swapping a symlink is a common deployment pattern. Symlink cycles inside a version directory
+    are not followed twice.
 
     Thread-safety: all methods may be called from any thread. The callback is invoked from the poll
     thread, from ``update_config`` (to unaspire dropped servables) or from the caller of
     ``poll_file_system_and_invoke_callback``, always with the source's lock held, so it is never
     invoked concurrently and emissions are totally ordered. IMPORTANT: the callback must therefore
-    not call any method of this source, ``stop`` included (it would deadlock).
+    not call any method of this source, ``stop`` included (it would deadlock). Object stores are
+    listed on those same threads, never on a request path.
 
     Messages are logged once when a condition starts (a missing base path, an incomplete version,
     a duplicate) and again only after it has cleared and come back, instead of on every poll.
@@ -231,9 +277,10 @@ class FileSystemStoragePathSource(Source[str]):
         (``Expected model <name> to have an absolute path or URI; got base_path()=<p>``), a name
         listed twice, or a changed ``file_system_poll_wait_seconds`` once the callback is set (the
         poll thread was configured then; TF Serving rejects the change too); UNIMPLEMENTED for a
-        non-``file`` URI; with ``fail_if_zero_versions_at_startup``, INVALID_ARGUMENT for a missing
-        base path and NOT_FOUND for a servable without versions. When it raises, the config in force
-        is unchanged.
+        URI scheme other than ``file``, ``gs`` and ``s3``; with
+        ``fail_if_zero_versions_at_startup``, INVALID_ARGUMENT for a missing base path and
+        NOT_FOUND for a servable without versions.
+        When it raises, the config in force is unchanged.
 
         Servables dropped from the config get one empty aspired list (if the callback is set), so
         the manager unloads them. A servable whose base path changed starts afresh (its next poll
@@ -247,8 +294,8 @@ class FileSystemStoragePathSource(Source[str]):
                 raise invalid_argument(
                     f"Illegal to list model {s.servable_name} multiple times in config list")
             seen.add(s.servable_name)
-            servables.append(dataclasses.replace(
-                s, base_path=_local_base_path(s.servable_name, s.base_path)))
+            _, path = file_system.resolve(s.servable_name, s.base_path)
+            servables.append(dataclasses.replace(s, base_path=path))
         config = dataclasses.replace(config, servables=servables)
 
         with self._mu:
@@ -267,12 +314,13 @@ class FileSystemStoragePathSource(Source[str]):
                     self._callback(name, [])
             for s in config.servables:
                 state = self._states.get(s.servable_name)
+                fs, _ = file_system.resolve(s.servable_name, s.base_path)
                 if state is None:
-                    self._states[s.servable_name] = _ServableState(s.base_path)
+                    self._states[s.servable_name] = _ServableState(s.base_path, fs)
                 elif state.base_path != s.base_path:
                     # What downstream holds is unchanged, so keep ``aspired``; everything learnt
                     # about the old directory is void.
-                    self._states[s.servable_name] = _ServableState(s.base_path,
+                    self._states[s.servable_name] = _ServableState(s.base_path, fs,
                                                                    aspired=state.aspired)
             self._config = config
 
@@ -353,15 +401,32 @@ class FileSystemStoragePathSource(Source[str]):
     def _poll_servable_logged(self, servable: ServableToMonitor, state: _ServableState,
                               active: set[Hashable]) -> list[ServableData[str]] | None:
         name, base = servable.servable_name, servable.base_path
+        now = self._config.clock()
+        if not state.fs.is_local and state.list_failures and now < state.retry_at:
+            # Backing off a failing store: the conditions logged stay active, unrepeated.
+            active.update(state.logged)
+            return None
         first_poll = not state.polled
         state.polled = True
         try:
-            children = _list_versions(base)
-        except OSError as e:
-            _log_once(state, active, ("base_path",), logging.ERROR,
+            children = _list_versions(state.fs, base)
+        except StorageError as e:
+            retry = ""
+            if not state.fs.is_local:
+                state.list_failures += 1
+                delay = backoff_delay_seconds(state.list_failures,
+                                              self._config.listing_retry_max_seconds)
+                state.retry_at = now + delay
+                retry = f"; listing it again in {delay:g} s"
+            state.last_error = e
+            _log_once(state, active, ("base_path", e.code), logging.ERROR,
                       f"Could not find base path {base} for servable {name} with error "
-                      f"{_os_error_status(e)}")
+                      f"{e}{retry}")
             return None
+        if state.list_failures:
+            _log.info("Base path %s of servable %s can be listed again", base, name)
+        state.list_failures = 0
+        state.last_error = None
         for version, names in children.items():
             if len(names) > 1:
                 _log_once(state, active, ("duplicate", version, tuple(names)), logging.WARNING,
@@ -391,8 +456,14 @@ class FileSystemStoragePathSource(Source[str]):
             _log_once(state, active, ("missing", v), logging.WARNING,
                       missing_specific_version_message(name, v))
         selected = policy.select(complete, servable_name=name, warn_missing=False)
-        return [ServableData(ServableId(name, v), os.path.join(base, complete[v]))
+        return [ServableData(ServableId(name, v), self._version_path(state, base, v, complete[v]))
                 for v in selected]
+
+    @staticmethod
+    def _version_path(state: _ServableState, base: str, version: int, child: str) -> str:
+        if state.fs.is_local:
+            return os.path.join(base, child)
+        return StoragePath(state.fs.join(base, child), state.accepted_files.get(version))
 
     def _complete_versions(self, servable: ServableToMonitor, state: _ServableState,
                            found: dict[int, str], first_poll: bool,
@@ -401,159 +472,120 @@ class FileSystemStoragePathSource(Source[str]):
         """
         config = self._config
         name = servable.servable_name
+        fs = state.fs
+        now = config.clock()
         # Forget what disappeared or now lives under another name: if it comes back it is new.
         for v in [v for v, child in state.accepted.items() if found.get(v) != child]:
             del state.accepted[v]
-        for v in [v for v, (child, _) in state.pending.items() if found.get(v) != child]:
+            state.accepted_files.pop(v, None)
+        for v in [v for v, pending in state.pending.items() if found.get(v) != pending.child]:
             del state.pending[v]
 
         for version, child in sorted(found.items()):
             if state.accepted.get(version) == child:
                 continue
-            path = os.path.join(servable.base_path, child)
-            if not _has_required_file(path, config.required_files_any):
-                state.pending[version] = (child, None)
-                _log_once(state, active, ("incomplete", version, child), logging.WARNING,
-                          f"Version {version} of servable {name} at {path} is not offered: it "
-                          f"holds none of {', '.join(config.required_files_any)} (yet)")
+            path = fs.join(servable.base_path, child)
+            try:
+                files = fs.list_files(path)
+                reason = incomplete_reason(files, _file_reader(fs, path),
+                                           config.required_files_any, cache=state.cache,
+                                           cache_scope=path)
+            except StorageError as e:
+                files, reason = {}, f"it cannot be listed: {e}"
+            if reason is not None:
+                state.pending[version] = _Pending(child, None, now)
+                _log_once(state, active, ("incomplete", version, child, reason), logging.WARNING,
+                          f"Version {version} of servable {name} at {path} is not offered: "
+                          f"{reason} (yet)")
                 continue
             if first_poll or not config.require_stable_version_dirs:
-                state.accepted[version] = child
-                state.pending.pop(version, None)
+                self._accept(state, version, child, files)
                 continue
-            signature = _listing_signature(path)
-            if signature is not None and state.pending.get(version) == (child, signature):
-                state.accepted[version] = child
-                del state.pending[version]
-                _log.info("Version %d of servable %s at %s is complete and stable; offering it",
-                          version, name, path)
-                continue
-            state.pending[version] = (child, signature)
+            signature = tuple(sorted((rel, info.size, info.stamp) for rel, info in files.items()))
+            pending = state.pending.get(version)
+            if pending is not None and pending.child == child and pending.signature == signature:
+                if now - pending.since >= config.version_settle_seconds:
+                    self._accept(state, version, child, files)
+                    _log.info("Version %d of servable %s at %s is complete and stable; offering "
+                              "it", version, name, path)
+                    continue
+            else:
+                state.pending[version] = _Pending(child, signature, now)
             _log_once(state, active, ("unstable", version, child), logging.INFO,
                       f"Version {version} of servable {name} at {path} is new or still changing; "
-                      f"it is offered once it is unchanged between two polls")
+                      f"it is offered once unchanged between two polls and for "
+                      f"{config.version_settle_seconds:g} s")
         return {v: state.accepted[v] for v in sorted(state.accepted)}
+
+    @staticmethod
+    def _accept(state: _ServableState, version: int, child: str,
+                files: dict[str, FileInfo]) -> None:
+        state.accepted[version] = child
+        state.accepted_files[version] = files
+        state.pending.pop(version, None)
 
     def _fail_if_zero_versions(self, config: FileSystemStoragePathSourceConfig) -> None:
         """TF Serving's ``FailIfZeroVersions``: what a first poll of ``config`` would aspire."""
         for s in config.servables:
-            children = _versions_at_base_path(s.servable_name, s.base_path)
-            complete = [v for v, names in children.items()
-                        if _has_required_file(os.path.join(s.base_path, names[-1]),
-                                              config.required_files_any)]
+            fs, base = file_system.resolve(s.servable_name, s.base_path)
+            children = _versions_at_base_path(s.servable_name, fs, base)
+            complete = []
+            for version, names in children.items():
+                path = fs.join(base, names[-1])
+                try:
+                    files = fs.list_files(path)
+                except StorageError:
+                    continue
+                read = _file_reader(fs, path)
+                if incomplete_reason(files, read, config.required_files_any) is None:
+                    complete.append(version)
             if not s.version_policy.select(complete, servable_name=s.servable_name,
                                            warn_missing=False):
                 raise not_found(f"Unable to find a numerical version path for servable "
                                 f"{s.servable_name} at: {s.base_path}")
 
 
-
 def check_base_path(servable_name: str, base_path: str) -> None:
     """Raises TF Serving's INVALID_ARGUMENT ``Could not find base path <p> for servable <name>
-    with error <status>`` (the first check of its poll) if ``base_path`` cannot be listed, and
-    the errors of ``update_config`` for a path that is not absolute or not local."""
-    _versions_at_base_path(servable_name, _local_base_path(servable_name, base_path))
+    with error <status>`` (the first check of its poll) if ``base_path`` cannot be listed (on an
+    object store: a missing bucket, no object under the prefix, refused credentials, a network
+    error), and the errors of ``update_config`` for a path that is not absolute or whose scheme
+    is not supported."""
+    fs, path = file_system.resolve(servable_name, base_path)
+    _versions_at_base_path(servable_name, fs, path)
 
 
-def _versions_at_base_path(servable_name: str, base_path: str) -> dict[int, list[str]]:
+def _versions_at_base_path(servable_name: str, fs: FileSystem,
+                           base_path: str) -> dict[int, list[str]]:
     try:
-        return _list_versions(base_path)
-    except OSError as e:
+        return _list_versions(fs, base_path)
+    except StorageError as e:
         raise invalid_argument(
             f"Could not find base path {base_path} for servable {servable_name} with error "
-            f"{_os_error_status(e)}") from e
+            f"{e}") from None
 
 
-def _local_base_path(servable_name: str, base_path: str) -> str:
-    """The local directory for ``base_path``; raises ``ServingError`` if there is none."""
-    m = _URI_SCHEME_RE.fullmatch(base_path)
-    if m is not None:
-        scheme, rest = m.group(1), m.group(2)
-        if scheme.lower() != "file":
-            # TensorFlow's own message for a file system it has no implementation for.
-            raise ServingError(Code.UNIMPLEMENTED, f"File system scheme '{scheme}' not "
-                                                   f"implemented (file: '{base_path}')")
-        path = rest
-    else:
-        path = base_path
-    if not os.path.isabs(path):
-        raise invalid_argument(f"Expected model {servable_name} to have an absolute path or URI; "
-                               f"got base_path()={base_path}")
-    return path
+def _file_reader(fs: FileSystem, version_path: str) -> Callable[[str], bytes]:
+    """Reads a file of the version at ``version_path`` by its relative path."""
+    return lambda relative: fs.read_file(fs.join(version_path, relative))
 
 
-def _list_versions(base_path: str) -> dict[int, list[str]]:
+def _list_versions(fs: FileSystem, base_path: str) -> dict[int, list[str]]:
     """Version number → child directory names with that number, sorted so the winner is last.
 
-    Raises OSError if ``base_path`` cannot be listed. The winner among duplicates is the name that
-    sorts last, which is the one TF Serving's ``std::map`` insertion over its sorted child set
-    keeps; Python's str order is UTF-8 byte order, as ``std::string``'s.
+    Raises ``StorageError`` if ``base_path`` cannot be listed. The winner among duplicates is the
+    name that sorts last, which is the one TF Serving's ``std::map`` insertion over its sorted
+    child set keeps; Python's str order is UTF-8 byte order, as ``std::string``'s.
     """
     by_version: dict[int, list[str]] = {}
-    with os.scandir(base_path) as entries:
-        for entry in entries:
-            version = parse_version_number(entry.name)
-            if version is None:
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                _log.debug("Ignoring %s: not a directory", os.path.join(base_path, entry.name))
-                continue
-            by_version.setdefault(version, []).append(entry.name)
+    for name in fs.get_child_directories(base_path):
+        version = parse_version_number(name)
+        if version is None:
+            continue
+        by_version.setdefault(version, []).append(name)
     for names in by_version.values():
         names.sort()
     return by_version
-
-
-def _has_required_file(path: str, required_files_any: Iterable[str]) -> bool:
-    names = tuple(required_files_any)
-    if not names:
-        return True
-    return any(os.path.isfile(os.path.join(path, n)) for n in names)
-
-
-def _listing_signature(root: str) -> _Signature | None:
-    """The recursive listing of ``root``, following symlinks; None if it could not be read.
-
-    A directory reached twice (a symlink cycle or two links to one place) is listed once.
-    """
-    entries: list[tuple[str, bool, int, int]] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    try:
-        st = os.stat(root)
-        seen_dirs.add((st.st_dev, st.st_ino))
-        entries.append(("", True, st.st_size, st.st_mtime_ns))
-        stack = [""]
-        while stack:
-            rel_dir = stack.pop()
-            with os.scandir(os.path.join(root, rel_dir)) as it:
-                children = sorted(it, key=lambda e: e.name)
-            for entry in children:
-                rel = os.path.join(rel_dir, entry.name)
-                st = entry.stat(follow_symlinks=True)
-                is_dir = stat.S_ISDIR(st.st_mode)
-                entries.append((rel, is_dir, st.st_size, st.st_mtime_ns))
-                if is_dir and (st.st_dev, st.st_ino) not in seen_dirs:
-                    seen_dirs.add((st.st_dev, st.st_ino))
-                    stack.append(rel)
-    except OSError as e:
-        # A file vanishing mid-walk (a copy tool's temp file, a dangling link) means "not stable".
-        _log.debug("Could not list %s: %s", root, e)
-        return None
-    entries.sort()
-    return tuple(entries)
-
-
-def _os_error_status(e: OSError) -> str:
-    """An OSError as TF's ``Status::ToString`` would print the file-system error."""
-    code = {errno.ENOENT: Code.NOT_FOUND, errno.EACCES: Code.PERMISSION_DENIED,
-            errno.EPERM: Code.PERMISSION_DENIED,
-            errno.ENOTDIR: Code.FAILED_PRECONDITION}.get(e.errno or 0, Code.UNKNOWN)
-    where = e.filename if e.filename is not None else ""
-    return f"{code.name}: {where}; {e.strerror or e}"
 
 
 def _log_once(state: _ServableState, active: set[Hashable], key: Hashable, level: int,

@@ -38,11 +38,15 @@ class ServerProcess:
         self.log_lines: list[str] = []
         self._ready = threading.Event()
 
-    def start(self, timeout: float = 120) -> ServerProcess:
+    def start(self, timeout: float = 120, wait: bool = True) -> ServerProcess:
+        """Starts the process; with ``wait`` returns once the REST API is exported (raising if it
+        exits or the timeout passes first), without it at once (see ``wait_for_log``)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tfsfast", *self.flags], env=self.env, text=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         threading.Thread(target=self._drain, daemon=True).start()
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -60,6 +64,16 @@ class ServerProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.log_lines)
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> str:
+        """Waits until a line of the log contains ``text``; returns that line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.log_lines):
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no log line with {text!r} within {timeout} s:\n{self.log}")
 
     def request(self, method: str, path: str, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None,

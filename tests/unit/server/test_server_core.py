@@ -137,6 +137,8 @@ def test_reload_adds_and_removes_models(model_base) -> None:
     ('config { name: "m" base_path: "/a" model_platform: "tensorflow" } '
      'config { name: "m" base_path: "/b" model_platform: "tensorflow" }',
      Code.INVALID_ARGUMENT, "Illegal to list model m multiple times in config list"),
+    ('config { name: "m" base_path: "hdfs://nn/m" model_platform: "tensorflow" }',
+     Code.UNIMPLEMENTED, "File system scheme 'hdfs' not implemented (file: 'hdfs://nn/m')"),
     ('config { name: "m" base_path: "/a" }', Code.INVALID_ARGUMENT,
      "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
      "ModelServerConfig::model_platform, model name is m"),

@@ -59,12 +59,13 @@ def make_version(base: Path, name: str, marker: str | None = "saved_model.pb") -
     d = base / name
     d.mkdir(parents=True)
     if marker is not None:
-        (d / marker).write_bytes(b"fake saved model")
+        (d / marker).write_bytes(b"")  # an empty SavedModel: no graph, no variables
     return d
 
 
 def config(*servables: ServableToMonitor, **options: object) -> FileSystemStoragePathSourceConfig:
     options.setdefault("file_system_poll_wait_seconds", -1)
+    options.setdefault("version_settle_seconds", 0)
     return FileSystemStoragePathSourceConfig(servables=servables, **options)  # type: ignore[arg-type]
 
 
@@ -349,14 +350,29 @@ def test_new_version_offered_only_after_unchanged_for_two_polls(tmp_path: Path) 
     make_version(tmp_path, "1")
     source, recorder = started(config(monitor(tmp_path)))
     assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
-    v2 = make_version(tmp_path, "2")  # a cp -r in progress: saved_model.pb copied first
+    v2 = make_version(tmp_path, "2")  # complete by the rule, but a copy may still be going on
     assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
-    (v2 / "variables").mkdir()
-    (v2 / "variables" / "variables.index").write_bytes(b"index")
+    (v2 / "assets").mkdir()
+    (v2 / "assets" / "vocab.txt").write_bytes(b"a")
     assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
-    (v2 / "variables" / "variables.index").write_bytes(b"index, longer now")
+    (v2 / "assets" / "vocab.txt").write_bytes(b"a, longer now")
     assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
     # Nothing changed since the last poll: the copy is done.
+    assert poll(source, recorder) == [("m", [(2, str(v2))])]
+
+
+def test_new_version_waits_for_the_settle_time(tmp_path: Path) -> None:
+    now = [100.0]
+    make_version(tmp_path, "1")
+    source, recorder = started(config(monitor(tmp_path), version_settle_seconds=2.0,
+                                      clock=lambda: now[0]))
+    poll(source, recorder)
+    v2 = make_version(tmp_path, "2")
+    assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
+    now[0] += 1.0
+    # Unchanged across two polls, but for 1 s only: a copy pausing between two files.
+    assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
+    now[0] += 1.0
     assert poll(source, recorder) == [("m", [(2, str(v2))])]
 
 
@@ -364,7 +380,7 @@ def test_version_completed_after_first_poll_must_also_be_stable(tmp_path: Path) 
     v1 = make_version(tmp_path, "1", marker=None)  # half-copied when the server starts
     source, recorder = started(config(monitor(tmp_path)))
     assert poll(source, recorder) == []
-    (v1 / "saved_model.pb").write_bytes(b"fake saved model")
+    (v1 / "saved_model.pb").write_bytes(b"")
     assert poll(source, recorder) == []
     assert poll(source, recorder) == [("m", [(1, str(v1))])]
 
@@ -448,11 +464,18 @@ def test_file_uri_base_path_is_a_local_path(tmp_path: Path) -> None:
     assert poll(source, recorder) == [("m", [(1, str(tmp_path / "1"))])]
 
 
-def test_remote_uri_is_unimplemented() -> None:
+def test_unknown_uri_scheme_is_unimplemented() -> None:
     with pytest.raises(ServingError) as e:
-        FileSystemStoragePathSource.create(config(ServableToMonitor("m", "gs://bucket/m")))
+        FileSystemStoragePathSource.create(config(ServableToMonitor("m", "hdfs://nn/m")))
     assert e.value.code == Code.UNIMPLEMENTED
-    assert e.value.message == "File system scheme 'gs' not implemented (file: 'gs://bucket/m')"
+    assert e.value.message == "File system scheme 'hdfs' not implemented (file: 'hdfs://nn/m')"
+
+
+def test_object_store_uri_without_bucket_is_rejected() -> None:
+    with pytest.raises(ServingError) as e:
+        FileSystemStoragePathSource.create(config(ServableToMonitor("m", "s3:///m")))
+    assert e.value.code == Code.INVALID_ARGUMENT
+    assert e.value.message == "Model m has base path s3:///m, which names no bucket"
 
 
 def test_servable_listed_twice_is_rejected(tmp_path: Path) -> None:
