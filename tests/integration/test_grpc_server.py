@@ -232,24 +232,39 @@ def test_health_and_reflection(tcp) -> None:
             "grpc.health.v1.Health"} <= names
 
 
-# --- TF Serving's TF2 export: classify/regress signatures declared as predict ----------------
+# --- TF2 exports: classify/regress signatures declared as predict, each with its own input ------
 
 
-def test_tf2_export(tmp_path: Path) -> None:
-    base = tfserving_testdata("saved_model_half_plus_two_tf2_cpu")
-    with ServerProcess(["--model_name=default", f"--model_base_path={base}"]) as s, \
+@pytest.fixture(params=["tf_serving", "exported"])
+def tf2_base(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """TF Serving's native TF2 half_plus_two (version 123), and the same made by TensorFlow here
+    (so that the test runs without ../shared)."""
+    if request.param == "tf_serving":
+        return tfserving_testdata("saved_model_half_plus_two_tf2_cpu")
+    from tfsfast.testing.export_models import export_half_plus_two_tf2_classify_regress
+
+    export_half_plus_two_tf2_classify_regress(str(tmp_path / "m" / "123"))
+    return tmp_path / "m"
+
+
+def test_multi_inference_tf2(tf2_base: Path) -> None:
+    """TF Serving's testMultiInferenceTf2 (and the other APIs on the same export): the regress
+    and classify signatures read different input tensors, both fed in one run."""
+    with ServerProcess(["--model_name=default", f"--model_base_path={tf2_base}"]) as s, \
             grpc.insecure_channel(f"localhost:{s.grpc_port}") as channel:
-        # Its signatures read different input tensors, so TF Serving's MultiInference takes one
-        # task at a time here (two would be "Input tensor must be the same ...").
-        check_every_api(channel, (1,), multi_tasks=1)
+        check_every_api(channel, (1,), multi_tasks=2)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        multi = inference_pb2.MultiInferenceRequest(input=examples())
-        for signature, method in [("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY)]:
+        multi = inference_pb2.MultiInferenceRequest()
+        for x in (2.0, 4.0):
+            multi.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+        for signature, method in [("classify_x_to_y", CLASSIFY), ("regress_x_to_y", REGRESS)]:
             task = multi.tasks.add(method_name=method)
             task.model_spec.name = "default"
             task.model_spec.signature_name = signature
-        assert rpc_error(stub.MultiInference, multi) == (
-            grpc.StatusCode.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
+        classify, regress = stub.MultiInference(multi, timeout=30).results
+        assert [c.classes[0].score for c in classify.classification_result.classifications] == [
+            3.0, 4.0]
+        assert [r.value for r in regress.regression_result.regressions] == [3.0, 4.0]
 
 
 # --- an export made in the test session, with mutual TLS and a small message limit --------------

@@ -199,10 +199,12 @@ def test_unserved_flag_stops_startup_naming_the_flag(tmp_path: Path) -> None:
 
 
 def test_version_flag() -> None:
+    import re
+
     result = run_cli("--version")
     assert result.returncode == 0
-    assert result.stdout.startswith("TensorFlow ModelServer: ")
-    assert "TensorFlow Library: 2.21" in result.stdout
+    assert re.fullmatch(r"TensorFlow ModelServer: (2\.21\.\S+)\+tfsfast\.(\S+)\n"
+                        r"TensorFlow Library: \1\ntfsfast: \2\n", result.stdout), result.stdout
 
 
 def _tflite_base(tmp_path: Path) -> Path:

@@ -3,12 +3,15 @@
 Several classify/regress tasks of one model over the same tf.Examples. Checks, in TF Serving's
 order and with its texts (all INVALID_ARGUMENT unless noted): a task with an empty model name,
 tasks naming different models, a signature evaluated twice, a signature the model lacks, a
-``method_name`` other than classify/regress (UNIMPLEMENTED), each signature's structure (as for
-Classify/Regress), and signatures fed from different input tensors. Results come back in task
-order, each with its ``model_spec`` (name, resolved signature name, served version).
+``method_name`` other than classify/regress (UNIMPLEMENTED), and each signature's structure (as
+for Classify/Regress). Results come back in task order, each with its ``model_spec`` (name,
+resolved signature name, served version).
 
 Like TF Serving, the union of every task's output tensors is fetched in one run (one
-``Session::Run``), through a signature merged from the tasks' signatures (``_run_tasks``).
+``Session::Run``), through a signature merged from the tasks' signatures (``_run_tasks``), and
+the serialized examples are fed to every distinct input tensor of the tasks' signatures
+(``input_tensor_name_set``): each signature of a TF2 export reads its own placeholder, while a
+TF1 export's signatures usually share one.
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ def _invalid(message: str) -> ServingError:
 def _plan(bundle: SavedModelBundle, tasks: Sequence[InferenceTask], enforce_method_name: bool
           ) -> list[tuple[InferenceTask, Signature, str, list[str]]]:
     model_name = ""
-    input_tensor = ""
     seen: set[str] = set()
     plan = []
     for task in tasks:
@@ -73,40 +75,45 @@ def _plan(bundle: SavedModelBundle, tasks: Sequence[InferenceTask], enforce_meth
         else:
             raise ServingError(Code.UNIMPLEMENTED,
                                f"Unsupported signature method_name: {task.method_name}")
-        tensor = signature.inputs[input_alias].tensor_name
-        if not input_tensor:
-            input_tensor = tensor
-        elif input_tensor != tensor:
-            raise _invalid("Input tensor must be the same for all Signatures.")
         plan.append((task, signature, input_alias, outputs))
     return plan
 
 
 def _merged_signature(plan: Sequence[tuple[InferenceTask, Signature, str, list[str]]]
                       ) -> Signature:
-    """One signature over the shared input and every task's outputs (``<task>/<alias>``)."""
-    _, first, first_alias, _ = plan[0]
+    """One signature over the tasks' distinct input tensors and every task's outputs, each
+    named ``<task index>/<alias>``; an input tensor several tasks read is named after the first.
+    """
+    inputs: dict[str, TensorInfo] = {}
+    input_tensors: set[str] = set()
     outputs = {}
-    for i, (_, signature, _, aliases) in enumerate(plan):
+    for i, (_, signature, input_alias, aliases) in enumerate(plan):
+        info = signature.inputs[input_alias]
+        if info.tensor_name not in input_tensors:
+            # TensorFlow refuses a tensor fed twice in one run.
+            input_tensors.add(info.tensor_name)
+            inputs[f"{i}/{input_alias}"] = replace(info, alias=f"{i}/{input_alias}")
         for alias in aliases:
             info = signature.outputs[alias]
             outputs[f"{i}/{alias}"] = TensorInfo(f"{i}/{alias}", info.tensor_name, info.dtype,
                                                  info.shape)
     key = "\0multi_inference:" + ",".join(f"{s.key}[{','.join(a)}]" for _, s, _, a in plan)
-    inputs = {"inputs": replace(first.inputs[first_alias], alias="inputs")}
     return Signature(key, "", inputs, outputs)
 
 
 def _run_tasks(bundle: SavedModelBundle, plan: Sequence[tuple[InferenceTask, Signature, str,
                                                               list[str]]],
                examples: Any, timeout_in_ms: int) -> list[dict[str, Any]]:
-    """Each task's outputs, from ONE run that fetches the union of the tasks' outputs (as TF
-    Serving does); a runtime without ad-hoc signatures (TFLite) runs each task instead."""
+    """Each task's outputs, from ONE run that feeds the examples to every input tensor of the
+    tasks and fetches the union of their outputs (as TF Serving does); a runtime without ad-hoc
+    signatures (TFLite) runs each task instead."""
     run_signature = getattr(getattr(bundle, "session", None), "run_signature", None)
     if run_signature is None:
         return [bundle.run(signature.key, {input_alias: examples}, outputs, timeout_in_ms)
                 for _, signature, input_alias, outputs in plan]
-    merged = run_signature(_merged_signature(plan), {"inputs": examples}, None, timeout_in_ms)
+    signature = _merged_signature(plan)
+    merged = run_signature(signature, dict.fromkeys(signature.inputs, examples), None,
+                           timeout_in_ms)
     return [{alias: merged[f"{i}/{alias}"] for alias in aliases}
             for i, (_, _, _, aliases) in enumerate(plan)]
 

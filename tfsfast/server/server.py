@@ -23,6 +23,7 @@ log the lines TF Serving logs. Unlike TF Serving, SIGTERM and SIGINT drain:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -61,7 +62,8 @@ def _model_server_config(options: so.ServerOptions) -> Any:
 
 
 def _session_config(options: so.ServerOptions) -> bytes:
-    """The ConfigProto every model is loaded with, from the session flags."""
+    """The ConfigProto every model is loaded with, from the session flags. The XLA flags are not
+    among them: they allow XLA for the process (``_apply_xla_flags``), as in TF Serving."""
     from tfsfast.runtime import session_options
 
     config = session_options.server_session_config(
@@ -70,9 +72,6 @@ def _session_config(options: so.ServerOptions) -> bytes:
         tensorflow_inter_op_parallelism=options.tensorflow_inter_op_parallelism,
         tensorflow_session_config_file=options.tensorflow_session_config_file,
         per_process_gpu_memory_fraction=options.per_process_gpu_memory_fraction)
-    if options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled:
-        # TF Serving turns on XLA JIT for the whole session (OptimizerOptions.ON_1).
-        config.graph_options.optimizer_options.global_jit_level = 1
     if options.mixed_precision == "bfloat16":
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = 1  # ON
         _log.info("Enabling oneDNN bfloat16 auto mixed precision")
@@ -80,6 +79,16 @@ def _session_config(options: so.ServerOptions) -> bytes:
         _log.warning("Unrecognized --mixed_precision value: %s (only bfloat16 is supported); "
                      "ignoring it, as TF Serving does", options.mixed_precision)
     return config.SerializeToString()
+
+
+def _apply_xla_flags(options: so.ServerOptions) -> None:
+    """TF Serving's ``main.cc``: XLA compilation is refused for the whole process unless
+    ``--xla_cpu_compilation_enabled`` or ``--xla_gpu_compilation_enabled`` is set (see
+    ``tfsfast.runtime.xla_compilation``). Before any model loads."""
+    if not (options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled):
+        from tfsfast.runtime import xla_compilation
+
+        xla_compilation.disable_xla_compilation()
 
 
 def _batching_parameters(options: so.ServerOptions) -> Any:
@@ -142,6 +151,8 @@ class Server:
         self.http_server: HttpServer | None = None
         self.grpc_server: Any = None  # tfsfast.server.grpc.grpc_server.GrpcServer
         self._rest_workers: rest_workers.RestWorkerPool | None = None
+        # In a REST worker: applies the model configs the server process puts in force.
+        self._config_follower: rest_workers.ServerConfigFollower | None = None
         # The command line, which REST worker processes are started with.
         self.argv: list[str] = list(argv) if argv is not None else sys.argv[1:]
         self._executor: ThreadPoolExecutor | None = None
@@ -166,7 +177,19 @@ class Server:
         unserved = so.unserved_flags(options)
         if unserved:
             raise ServingError(Code.UNIMPLEMENTED, "; ".join(unserved))
-        config = _model_server_config(options)
+        worker = rest_workers.is_rest_worker()
+        if not worker:  # said once, by the process that serves gRPC
+            for message in so.unserved_defaults(options):
+                _log.warning("%s", message)
+        _apply_xla_flags(options)
+        if worker:
+            # The server's config in force, which may differ from the flags' after a reload;
+            # labels once the models have loaded (see rest_workers).
+            server_stream = rest_workers.server_config_stream()
+            config_in_force = rest_workers.read_config_in_force(server_stream)
+            config = rest_workers.without_version_labels(config_in_force)
+        else:
+            config = _model_server_config(options)
         # Before any model loads: an operator should not have to guess whether models run on a GPU.
         devices.log_gpu_summary(options.per_process_gpu_memory_fraction)
         # Runs the models' unbatched requests (SavedModelBundle.run_async) and the REST handler's
@@ -190,13 +213,23 @@ class Server:
         # A server on its way out applies no new config: the reload under way (gRPC or poller)
         # rolls back and answers UNAVAILABLE at once instead of holding the drain.
         self.health.add_draining_callback(self._stop_reloading)
-        if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+        if worker:
+            if config_in_force != config:
+                with contextlib.suppress(ServingError):  # the follower retries it, says why
+                    self.core.reload_config(config_in_force)
+            self._config_follower = rest_workers.ServerConfigFollower(
+                self.core, config_in_force, server_stream,
+                give_up_seconds=options.reload_config_timeout_seconds,
+                on_give_up=self.request_stop)
+        elif options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
             self._config_poller = threading.Thread(
                 target=self._poll_config_file, name="tfsfast_config_poller", daemon=True)
             self._config_poller.start()
 
     def _stop_reloading(self) -> None:
         self._stop_polling.set()
+        if self._config_follower is not None:
+            self._config_follower.stop()
         if self.core is not None:
             self.core.stop_reloading()
 
@@ -292,10 +325,14 @@ class Server:
             _log.info("REST worker %d serving at:localhost:%d", os.getpid(),
                       self.http_server.port)
             rest_workers.watch_parent(self.request_stop)
+            if self._config_follower is not None:
+                self._config_follower.start()
             return
         if options.rest_api_num_workers > 1:
             self._rest_workers = rest_workers.RestWorkerPool(self.argv,
                                                              options.rest_api_num_workers)
+            # The workers serve the config in force, from now on (see rest_workers).
+            self.core.add_config_listener(self._rest_workers.publish_config)
             self._rest_workers.start()
         _log.info("Exporting HTTP/REST API at:localhost:%d ...", self.http_server.port)
 

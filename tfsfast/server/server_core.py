@@ -129,6 +129,10 @@ class ServerCore:
         self._state_events = 0
         self._added_states: dict[str, dict[int, ServableState]] = {}
         self.event_bus.subscribe(self._on_servable_state)
+        # Called with each config put in force; _config changes under the lock, so a listener
+        # added at any moment sees every config from the one in force then.
+        self._config_listeners_lock = threading.Lock()
+        self._config_listeners: list[Callable[[Any], None]] = []
 
     @classmethod
     def create(cls, options: ServerCoreOptions) -> ServerCore:
@@ -253,7 +257,7 @@ class ServerCore:
         if self._check_transition(new_config) is None:
             return
         self._labels = self._model_version_label_map(new_config)
-        self._config = new_config
+        self._put_in_force(new_config)
         _log.info("Adding/updating models.")
         self._source = FileSystemStoragePathSource.create(
             self._storage_path_source_config(new_config.model_config_list.config))
@@ -289,9 +293,26 @@ class ServerCore:
                 raise failure
         self._apply_source_config(new_models)
         self._labels = labels
-        self._config = new_config
+        self._put_in_force(new_config)
         self._wait_until_not_served(dropped, deadline)
         _log.info("Finished adding/updating models")
+
+    def add_config_listener(self, listener: Callable[[Any], None]) -> None:
+        """Calls ``listener(config)`` now with the config in force, then with each config a
+        reload puts in force, from the reloading thread. A listener must return at once (a
+        reload waits for it) and not call back into the core."""
+        with self._config_listeners_lock:
+            self._config_listeners.append(listener)
+            listener(self._config)
+
+    def _put_in_force(self, config: Any) -> None:
+        with self._config_listeners_lock:
+            self._config = config
+            for listener in self._config_listeners:
+                try:
+                    listener(config)
+                except Exception:  # the config is in force whatever a listener does
+                    _log.exception("A model config listener failed")
 
     def _apply_source_config(self, models: Iterable[Any]) -> None:
         assert self._source is not None

@@ -10,7 +10,9 @@ metadata), so adding a flag is adding one field.
 Parsing follows TF's ``command_line_flags`` (``tsl/util/command_line_flags.cc``) and the way
 ``main.cc`` reacts to its result; see :func:`parse_command_line`. Semantic checks done by
 ``Server::BuildAndStart`` are in :func:`validate`. Flags whose feature tfsfast does not serve yet
-are listed in :data:`NOT_YET_SERVED` and reported by :func:`unserved_flags`.
+are listed in :data:`NOT_YET_SERVED` and reported by :func:`unserved_flags` (which stops the
+start); flags whose TF Serving default asks for such a feature, in :data:`DEFAULTS_NOT_YET_SERVED`
+and reported by :func:`unserved_defaults` (which the server logs).
 
 Nothing here exits the process or imports TensorFlow: ``__main__`` acts on the returned values.
 """
@@ -32,6 +34,7 @@ import tfsfast
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
+    "DEFAULTS_NOT_YET_SERVED",
     "FLAGS",
     "FLAGS_BY_NAME",
     "NOT_YET_SERVED",
@@ -43,6 +46,7 @@ __all__ = [
     "num_schedulable_cpus",
     "parse_command_line",
     "saved_model_tags_list",
+    "unserved_defaults",
     "unserved_flags",
     "usage_text",
     "validate",
@@ -290,13 +294,20 @@ class ServerOptions:
         False,
     )
     xla_cpu_compilation_enabled: bool = _flag(
-        "bool", "EXPERIMENTAL. Enable XLA:CPU JIT compilation.", False
+        "bool",
+        "EXPERIMENTAL. Enable XLA:CPU JIT compilation (default is disabled: a model that asks "
+        "for XLA, e.g. a jit_compile=True function, then fails on its first run).",
+        False,
     )
     xla_gpu_compilation_enabled: bool = _flag(
-        "bool", "EXPERIMENTAL. Enable XLA:CPU and XLA:GPU JIT compilation.", False
+        "bool", "EXPERIMENTAL. Enable both XLA:CPU and XLA:GPU JIT compilation (default is "
+        "disabled).", False
     )
     enable_profiler: bool = _flag(
-        "bool", "Register the TensorFlow profiler service on the gRPC server.", True
+        "bool",
+        "Register the TensorFlow profiler service on the gRPC server (not served by tfsfast "
+        "yet: logged at startup when true).",
+        True,
     )
     thread_pool_factory_config_file: str = _flag(
         "string",
@@ -492,11 +503,23 @@ _TENSORFLOW_DISTRIBUTIONS: Final = ("tensorflow", "tensorflow-cpu")
 
 
 def version_text() -> str:
-    """What ``--version`` prints, as TF Serving's ``main.cc`` does (trailing newline included).
+    """What ``--version`` prints: TF Serving's two lines (``main.cc``), then tfsfast's own.
 
-    ``TensorFlow ModelServer: <tfsfast.__version__>\\nTensorFlow Library: <tf version>\\n``. The
-    TensorFlow version comes from the installed distribution's metadata, so TensorFlow is not
-    imported (that takes seconds); ``unknown`` if no TensorFlow distribution is installed.
+    ::
+
+        TensorFlow ModelServer: 2.21.0+tfsfast.0.1.0
+        TensorFlow Library: 2.21.0
+        tfsfast: 0.1.0
+
+    The ModelServer version is the TF Serving release whose API and behaviour tfsfast serves:
+    TF Serving is released with, and versioned as, the TensorFlow it is built with, so it is the
+    TensorFlow version, with tfsfast named in semver build metadata, as TF Serving's own builds
+    carry theirs (``2.x.y+dev.sha.<hash>``). A script that reads the ModelServer or Library
+    version of TF Serving's output reads a version it knows; the third line is tfsfast's release.
+    The TensorFlow version comes from the installed distribution's metadata, so TensorFlow is not
+    imported (that takes seconds): ``unknown`` if no TensorFlow distribution is installed, and
+    then the ModelServer version is ``0.0.0+tfsfast.<v>`` (TF Serving's version when built
+    without a release number).
     """
     tf_version = "unknown"
     for distribution in _TENSORFLOW_DISTRIBUTIONS:
@@ -505,7 +528,10 @@ def version_text() -> str:
             break
         except importlib.metadata.PackageNotFoundError:
             continue
-    return f"TensorFlow ModelServer: {tfsfast.__version__}\nTensorFlow Library: {tf_version}\n"
+    serving = "0.0.0" if tf_version == "unknown" else tf_version
+    return (f"TensorFlow ModelServer: {serving}+tfsfast.{tfsfast.__version__}\n"
+            f"TensorFlow Library: {tf_version}\n"
+            f"tfsfast: {tfsfast.__version__}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -855,5 +881,37 @@ def unserved_flags(options: ServerOptions) -> list[str]:
         found.append(
             f"--{flag.name} is {status} by tfsfast ({feature}); "
             "remove the flag or leave it at its default"
+        )
+    return found
+
+
+# Flag name -> the feature its TF Serving default asks for, which tfsfast does not serve yet.
+# Refusing the default would refuse every TF Serving command line (a default is also what users
+# pass explicitly), so the server logs the message of :func:`unserved_defaults` at startup
+# instead; the other value, which asks for the feature to be off, is served as it is. Delete an
+# entry when its feature lands.
+DEFAULTS_NOT_YET_SERVED: dict[str, str] = {
+    "enable_profiler": (
+        "the TensorFlow profiler service (tensorflow.ProfilerService on the gRPC port, which "
+        "profiler_client.trace calls)"
+    ),
+}
+
+
+def unserved_defaults(options: ServerOptions) -> list[str]:
+    """One message per :data:`DEFAULTS_NOT_YET_SERVED` bool flag left at its default, given or
+    not, in flag-table order, e.g. ``--enable_profiler=true has no effect: tfsfast does not
+    serve the TensorFlow profiler service (...) yet; --enable_profiler=false turns this message
+    off``. Empty when every such flag asks for its feature to be off."""
+    found: list[str] = []
+    for flag in FLAGS:
+        feature = DEFAULTS_NOT_YET_SERVED.get(flag.name)
+        if feature is None or getattr(options, flag.name) != flag.default():
+            continue
+        value = _display_default(flag)
+        other = "false" if value == "true" else "true"
+        found.append(
+            f"--{flag.name}={value} has no effect: tfsfast does not serve {feature} yet; "
+            f"--{flag.name}={other} turns this message off"
         )
     return found

@@ -18,11 +18,13 @@ def _tf() -> Any:
     return tf
 
 
-def export_half_plus_two_tf2(export_dir: str, a: float = 0.5, b: float = 2.0) -> str:
+def export_half_plus_two_tf2(export_dir: str, a: float = 0.5, b: float = 2.0,
+                             jit_compile: bool = False) -> str:
     """y = a*x + b with ``tf.saved_model.save``; signature ``serving_default``: x float [-1] → y.
 
     The input takes any number of scalars, so ``{"instances": [1.0, 2.0, 5.0]}`` answers
-    ``{"predictions": [2.5, 3.0, 4.5]}``.
+    ``{"predictions": [2.5, 3.0, 4.5]}``. With ``jit_compile`` the function must be compiled by
+    XLA (``tf.function(jit_compile=True)``): it runs only where XLA compilation is allowed.
     """
     tf = _tf()
 
@@ -33,12 +35,55 @@ def export_half_plus_two_tf2(export_dir: str, a: float = 0.5, b: float = 2.0) ->
             self.a = tf.Variable(a, dtype=tf.float32, name="a")
             self.b = tf.Variable(b, dtype=tf.float32, name="b")
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")],
+                     jit_compile=jit_compile)
         def serve(self, x: Any) -> dict[str, Any]:
             return {"y": self.a * x + self.b}
 
     module = HalfPlusTwo()
     tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
+    return export_dir
+
+
+def export_half_plus_two_tf2_classify_regress(export_dir: str, a: float = 0.5,
+                                              b: float = 2.0) -> str:
+    """y = a*x + b with ``tf.saved_model.save``, with the tf.Example signatures of TF Serving's
+    native TF2 test export (``saved_model_half_plus_two_tf2_cpu``).
+
+    Signatures: ``serving_default`` (x float [1] → y), ``regress_x_to_y`` (string [-1]
+    ``inputs`` → ``outputs``) and ``classify_x_to_y`` (→ ``scores``); the examples hold a float
+    feature ``x``. As in every TF2 export, each signature reads its own input placeholder, and
+    the method names are all ``tensorflow/serving/predict``.
+    """
+    tf = _tf()
+    features = {"x": tf.io.FixedLenFeature([1], tf.float32)}
+    examples = tf.TensorSpec([None], tf.string, name="inputs")
+
+    module_base: Any = tf.Module  # a variable: a type checker knows no tf
+    class HalfPlusTwo(module_base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = tf.Variable(a, dtype=tf.float32, name="a")
+            self.b = tf.Variable(b, dtype=tf.float32, name="b")
+
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.float32, name="x")])
+        def predict(self, x: Any) -> dict[str, Any]:
+            return {"y": self.a * x + self.b}
+
+        @tf.function(input_signature=[examples])
+        def regress(self, serialized: Any) -> dict[str, Any]:
+            x = tf.io.parse_example(serialized, features)["x"]
+            return {"outputs": self.a * x + self.b}
+
+        @tf.function(input_signature=[examples])
+        def classify(self, serialized: Any) -> dict[str, Any]:
+            x = tf.io.parse_example(serialized, features)["x"]
+            return {"scores": self.a * x + self.b}
+
+    module = HalfPlusTwo()
+    tf.saved_model.save(module, export_dir, signatures={
+        "serving_default": module.predict, "regress_x_to_y": module.regress,
+        "classify_x_to_y": module.classify})
     return export_dir
 
 

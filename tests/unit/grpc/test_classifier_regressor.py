@@ -158,14 +158,20 @@ def test_multi_inference_runs_each_task_on_the_same_examples() -> None:
     assert bundle.calls[0][1]["inputs"] is bundle.calls[1][1]["inputs"]
 
 
-def test_multi_inference_input_tensor_must_be_shared() -> None:
+def test_multi_inference_over_different_input_tensors_runs_every_task() -> None:
+    """TF2 exports give each signature its own input tensor: TF Serving feeds the examples to
+    each (it dropped the "Input tensor must be the same for all Signatures." rule)."""
     other = signature("c", ("inputs",), ("scores",))
     other.inputs["inputs"] = TensorInfo("inputs", "other:0", DataType.DT_STRING, None)
-    bundle = FakeBundle(signature("r", ("inputs",), ("outputs",)), other)
-    e = error(run_multi_inference, bundle, [
+    bundle = FakeBundle(signature("r", ("inputs",), ("outputs",)), other,
+                        outputs={"outputs": np.array([3.0, 4.0], np.float32),
+                                 "scores": np.array([[3.0], [4.0]], np.float32)})
+    response = run_multi_inference(bundle, [
         InferenceTask("m", "r", "tensorflow/serving/regress"),
         InferenceTask("m", "c", "tensorflow/serving/classify")], EXAMPLES)
-    assert e.message == "Input tensor must be the same for all Signatures."
+    assert response.results[0].regression_result.regressions[1].value == 4.0
+    assert response.results[1].classification_result.classifications[1].classes[0].score == 4.0
+    assert [list(inputs["inputs"]) for _, inputs, _ in bundle.calls] == [EXAMPLES, EXAMPLES]
 
 
 def test_serialized_input_keeps_example_bytes_and_merges_context() -> None:

@@ -21,6 +21,7 @@ from tfsfast.server.server_options import (
     grpc_channel_arguments_dict,
     parse_command_line,
     saved_model_tags_list,
+    unserved_defaults,
     unserved_flags,
     usage_text,
     validate,
@@ -340,9 +341,13 @@ class TestOutcome:
         assert parse("--version=false").exit_code is None
 
     def test_version_text(self) -> None:
+        # TF Serving's two lines first, each "<name>: <version>" with the version a script that
+        # parses TF Serving's output expects (the TensorFlow release it serves); then tfsfast's.
         tf_version = importlib.metadata.version("tensorflow")
         assert version_text() == (
-            f"TensorFlow ModelServer: {tfsfast.__version__}\nTensorFlow Library: {tf_version}\n"
+            f"TensorFlow ModelServer: {tf_version}+tfsfast.{tfsfast.__version__}\n"
+            f"TensorFlow Library: {tf_version}\n"
+            f"tfsfast: {tfsfast.__version__}\n"
         )
 
     def test_version_text_without_tensorflow(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,7 +355,11 @@ class TestOutcome:
             raise importlib.metadata.PackageNotFoundError(name)
 
         monkeypatch.setattr(importlib.metadata, "version", missing)
-        assert version_text().endswith("TensorFlow Library: unknown\n")
+        assert version_text() == (
+            f"TensorFlow ModelServer: 0.0.0+tfsfast.{tfsfast.__version__}\n"
+            "TensorFlow Library: unknown\n"
+            f"tfsfast: {tfsfast.__version__}\n"
+        )
 
     def test_emit_routes_streams(self) -> None:
         result = parse("--port=x")
@@ -722,3 +731,30 @@ class TestUnserved:
         assert unserved_flags(ServerOptions(enable_batching=True)) != []
         monkeypatch.delitem(so.NOT_YET_SERVED, "enable_batching")
         assert unserved_flags(ServerOptions(enable_batching=True)) == []
+
+
+# --- defaults that ask for a feature not served yet ---------------------------------------------
+
+PROFILER_MESSAGE = (
+    "--enable_profiler=true has no effect: tfsfast does not serve the TensorFlow profiler service "
+    "(tensorflow.ProfilerService on the gRPC port, which profiler_client.trace calls) yet; "
+    "--enable_profiler=false turns this message off"
+)
+
+
+class TestUnservedDefaults:
+    def test_mapping_names_real_bool_flags(self) -> None:
+        assert {FLAGS_BY_NAME[name].type_name for name in so.DEFAULTS_NOT_YET_SERVED} == {"bool"}
+
+    def test_the_profiler_default_is_reported_not_refused(self) -> None:
+        # TF Serving registers its profiler service by default: a command line that leaves the
+        # flag alone, or passes the default, still starts, and says what it does not get.
+        for options in (ServerOptions(), parse("--enable_profiler").options,
+                        parse("--enable_profiler=true").options):
+            assert unserved_defaults(options) == [PROFILER_MESSAGE]
+            assert unserved_flags(options) == []
+
+    def test_profiler_off_is_served_silently(self) -> None:
+        options = parse("--enable_profiler=false").options
+        assert unserved_defaults(options) == []
+        assert unserved_flags(options) == []
