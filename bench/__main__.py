@@ -10,8 +10,11 @@ import bench
 
 
 def available() -> list[str]:
+    """The benchmark modules: those of ``bench`` with a ``main`` (not the baselines' package,
+    not the pytest-benchmark suite)."""
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
-                  if not m.name.startswith("_") and m.name not in ("conftest",))
+                  if not m.ispkg and not m.name.startswith(("_", "test_"))
+                  and m.name != "conftest")
 
 
 def main(argv: list[str]) -> int:
