@@ -1,6 +1,10 @@
 """Build of tfsfast's compiled modules.
 
-Every ``.pyx`` under ``tfsfast/`` becomes an extension of the same dotted name. Modules that call
+Every Cython source under ``tfsfast/`` becomes an extension, as ``tfsfast.check_extensions``'s
+``cython_sources`` says (the installed package is checked by the same rule): a ``.pyx`` of the
+same dotted name, and a ``.pxd`` beside a ``_py.py`` (``_run_cost.pxd``, ``_run_cost_py.py``)
+makes the module of the ``.pxd``'s name (``_run_cost``) from the ``.py`` compiled with those C
+declarations: one source, imported as the pure-Python twin and compiled. Modules that call
 the TensorFlow C API (``tfsfast/runtime``) compile against the headers of the ``tensorflow``
 wheel the build sees and link its ``libtensorflow_cc.so.2`` and ``libtensorflow_framework.so.2``.
 ``TFSFAST_NO_EXTENSIONS=1`` skips the build; the pure-Python twins are used then.
@@ -28,11 +32,13 @@ headers as the compiler's check of every call; the price is TensorFlow in the bu
 
 Rebuilds: every module depends on this file, and a runtime module on the libraries it linked,
 so a change of flags here or a different tensorflow relinks it rather than reusing an
-up-to-date-looking object in ``build/``. In-place builds keep their modules apart from the
-others' (they link differently), in ``build/inplace-<python>``. A wheel build (``pip install .``
-builds in the source tree) starts from an empty ``build/lib*``: whatever an earlier build left
-there (a module since removed, compiled modules in a build that skips them) would otherwise go
-into the wheel.
+up-to-date-looking object in ``build/``. Cython tracks a ``.py`` source's declarations by the
+``.py``'s own name, so for a module built from a ``_py.py`` the C that an older ``.pxd`` (or a
+``.pxd`` it cimports) generated is deleted here, for Cython to generate it again. In-place
+builds keep their modules apart from the others' (they link differently), in
+``build/inplace-<python>``. A wheel build (``pip install .`` builds in the source tree) starts
+from an empty ``build/lib*``: whatever an earlier build left there (a module since removed,
+compiled modules in a build that skips them) would otherwise go into the wheel.
 """
 
 from __future__ import annotations
@@ -76,17 +82,45 @@ def links_tensorflow(ext: Extension) -> bool:
     return any(lib.lstrip(":") in TENSORFLOW_LIBRARIES for lib in ext.libraries)
 
 
+def cython_sources() -> dict[str, Path]:
+    """tfsfast's compiled modules and their sources, by ``tfsfast/check_extensions.py``'s rule.
+    That file is loaded by its path: the package itself is not importable in a build."""
+    spec = importlib.util.spec_from_file_location(
+        "_tfsfast_check_extensions", ROOT / "tfsfast" / "check_extensions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # for its dataclass
+    spec.loader.exec_module(module)
+    return module.cython_sources(ROOT / "tfsfast", "tfsfast")
+
+
+def forget_stale_c(source: Path, pxd: Path) -> None:
+    """Deletes the C that Cython generated from ``source``, a ``.py`` compiled with the
+    declarations of ``pxd``, if ``pxd`` or a ``.pxd`` it cimports changed since."""
+    from Cython.Build.Dependencies import create_dependency_tree
+
+    c_file = source.with_suffix(".c")
+    if not c_file.exists():
+        return
+    tree = create_dependency_tree()
+    newest, _ = tree.newest_dependency(str(pxd.relative_to(ROOT)))
+    if newest > c_file.stat().st_mtime:
+        c_file.unlink()
+
+
 def extensions() -> list[Extension]:
     if NO_EXTENSIONS:
         return []
     from Cython.Build import cythonize
 
     exts = []
-    for pyx in sorted(ROOT.glob("tfsfast/**/*.pyx")):
-        rel = pyx.relative_to(ROOT)
-        name = ".".join(rel.with_suffix("").parts)
+    for name, source in cython_sources().items():
+        rel = source.relative_to(ROOT)
         kwargs: dict = {"include_dirs": ["csrc"], "extra_compile_args": ["-O3"],
                         "depends": ["setup.py"]}
+        if source.suffix == ".py":
+            pxd = ROOT.joinpath(*name.split(".")).with_suffix(".pxd")
+            forget_stale_c(source, pxd)
         if rel.parts[1] == "runtime":
             if TENSORFLOW_DIR is None:
                 sys.stderr.write(f"tfsfast: tensorflow is not installed; skipping {name}\n")
@@ -97,8 +131,12 @@ def extensions() -> list[Extension]:
             kwargs["runtime_library_dirs"] = [origin_rpath(name)]
             kwargs["depends"] += [str(TENSORFLOW_DIR / lib) for lib in TENSORFLOW_LIBRARIES]
         exts.append(Extension(name, [str(rel)], **kwargs))
-    return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True},
-                     quiet=True)
+    # C types come from .pxd files and cdef declarations, never from annotations: in a .py
+    # compiled with a .pxd the annotations are the Python twin's, for readers and type checkers,
+    # and Cython reading them (an ``int`` argument becomes an exact int, ``float`` a C double)
+    # would make the compiled module accept other arguments than its twin.
+    return cythonize(exts, language_level=3, quiet=True,
+                     compiler_directives={"embedsignature": True, "annotation_typing": False})
 
 
 class BuildExt(build_ext):

@@ -6,9 +6,12 @@ log. A build that must not ship that (a container image, a wheel's smoke test) r
 it imports every compiled module the package declares, prints one line per module, and exits 1
 naming those that are missing or fail to import.
 
-The declared modules are the package's own Cython sources, which it ships as package data:
-``tfsfast/codecs/_json.pyx`` declares ``tfsfast.codecs._json``. A new ``.pyx`` is checked without
-a list to update. Each line is ``<status> <module> <detail>``:
+The declared modules are the package's own Cython sources, which it ships as package data
+(:func:`cython_sources`, which ``setup.py`` builds from too): ``tfsfast/codecs/_json.pyx``
+declares ``tfsfast.codecs._json``, and ``tfsfast/util/_run_cost.pxd`` beside
+``tfsfast/util/_run_cost_py.py`` declares ``tfsfast.util._run_cost`` (the Python module compiled
+with those declarations). A new source is checked without a list to update. Each line is
+``<status> <module> <detail>``:
 
 - ``compiled``: imported from a compiled extension; the detail is its file.
 - ``missing``: no module of that name (the build skipped or lost it).
@@ -33,9 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tfsfast import _extensions
-
-__all__ = ["PACKAGE", "ModuleStatus", "check", "check_module", "declared_modules", "main"]
+__all__ = ["PACKAGE", "ModuleStatus", "check", "check_module", "cython_sources",
+           "declared_modules", "main"]
 
 PACKAGE = "tfsfast"
 
@@ -53,18 +55,42 @@ class ModuleStatus:
         return self.status == "compiled"
 
 
+def cython_sources(root: Path, package: str) -> dict[str, Path]:
+    """The compiled modules of the package ``package`` whose directory is ``root``, each with
+    the file Cython compiles into it, by module name (sorted):
+
+    - ``x.pyx`` becomes the module ``x``;
+    - ``x.pxd`` beside ``x_py.py`` (and no ``x.pyx``) makes ``x`` the Python module ``x_py``
+      compiled with the C declarations of ``x.pxd`` (Cython's pure Python mode): one source
+      built twice, the compiled module and its twin. A ``.pxd`` without such a ``.py`` only
+      declares (C functions, or a ``.pyx``'s types).
+
+    ``setup.py`` builds exactly these (it loads this file by path); :func:`declared_modules`
+    checks that they were."""
+    sources = {}
+    for path in root.rglob("*"):
+        if path.suffix == ".pyx":
+            source = path
+        elif path.suffix == ".pxd" and not path.with_suffix(".pyx").exists():
+            source = path.with_name(path.stem + "_py.py")
+            if not source.is_file():
+                continue
+        else:
+            continue
+        parts = path.relative_to(root).with_suffix("").parts
+        sources[".".join((package, *parts))] = source
+    return dict(sorted(sources.items()))
+
+
 def declared_modules(package: str = PACKAGE) -> list[str]:
-    """The compiled modules ``package`` should have: one per ``.pyx`` under its directories,
-    named by its path, sorted. Empty when the package ships no ``.pyx``."""
+    """The compiled modules ``package`` should have (:func:`cython_sources` of each of its
+    directories), sorted. Empty when the package ships no Cython sources."""
     spec = importlib.util.find_spec(package)
     if spec is None or spec.submodule_search_locations is None:
         raise ValueError(f"{package} is not an importable package")
-    names = set()
+    names: set[str] = set()
     for location in spec.submodule_search_locations:
-        root = Path(location)
-        for pyx in root.rglob("*.pyx"):
-            parts = pyx.relative_to(root).with_suffix("").parts
-            names.add(".".join((package, *parts)))
+        names.update(cython_sources(Path(location), package))
     return sorted(names)
 
 
@@ -94,11 +120,14 @@ def check(package: str = PACKAGE) -> list[ModuleStatus]:
 def main(argv: Sequence[str] | None = None, package: str = PACKAGE) -> int:
     """Prints each module's status (stdout), then any failure (stderr); 0 only if every declared
     module is compiled and the environment does not disable them."""
+    # Not at the top: setup.py loads this file, outside the package, for cython_sources.
+    from tfsfast import _extensions
+
     parser = argparse.ArgumentParser(
         prog="python -m tfsfast.check_extensions",
-        description=f"Imports every compiled module of {package} (one per .pyx it ships) and "
-                    "exits 1 if any is missing or fails to import, or if TFSFAST_NO_EXTENSIONS "
-                    "disables them.")
+        description=f"Imports every compiled module of {package} (one per Cython source it "
+                    "ships) and exits 1 if any is missing or fails to import, or if "
+                    "TFSFAST_NO_EXTENSIONS disables them.")
     parser.parse_args(argv)
     # TensorFlow's C++ start-up chatter would bury the table (the runtime module loads it).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -111,8 +140,9 @@ def main(argv: Sequence[str] | None = None, package: str = PACKAGE) -> int:
 
     problems = []
     if not statuses:
-        problems.append(f"{package} ships no .pyx sources, so which compiled modules it should "
-                        "have is unknown (was it installed without its package data?)")
+        problems.append(f"{package} ships no Cython sources (.pyx, or .pxd beside a _py.py), "
+                        "so which compiled modules it should have is unknown (was it installed "
+                        "without its package data?)")
     unavailable = [s.name for s in statuses if not s.ok]
     if unavailable:
         problems.append(f"{len(unavailable)} of {len(statuses)} compiled modules unavailable, "

@@ -14,7 +14,7 @@ from tfsfast import _extensions, check_extensions
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]  # e.g. .cpython-311-x86_64-linux-gnu.so
-DISABLED = os.environ.get("TFSFAST_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
+DISABLED = _extensions.NO_EXTENSIONS
 
 
 def _package(root: Path, name: str, files: dict[str, bytes]) -> str:
@@ -46,13 +46,20 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             del sys.modules[module]
 
 
-def test_declared_modules_are_the_packages_pyx_sources() -> None:
-    expected = sorted(".".join(p.relative_to(REPO).with_suffix("").parts)
-                      for p in (REPO / "tfsfast").rglob("*.pyx"))
+def test_declared_modules_are_the_packages_cython_sources() -> None:
+    # A .pyx, or a .pxd that declares the C types of the _py.py beside it (one source built
+    # twice); a .pxd without either only declares.
+    pyx = {p.with_suffix("") for p in (REPO / "tfsfast").rglob("*.pyx")}
+    pure = {p.with_suffix("") for p in (REPO / "tfsfast").rglob("*.pxd")
+            if p.with_name(p.stem + "_py.py").is_file() and p.with_suffix("") not in pyx}
+    expected = sorted(".".join(p.relative_to(REPO).parts) for p in pyx | pure)
     declared = check_extensions.declared_modules()
     assert declared == expected
     assert {"tfsfast.runtime._session", "tfsfast.codecs._json",
             "tfsfast.server.http._http_protocol"} <= set(declared)
+    assert {"tfsfast.util._run_cost", "tfsfast.core._handle_table",
+            "tfsfast.batching._batch_queue"} <= {".".join(p.relative_to(REPO).parts)
+                                                 for p in pure}
 
 
 def test_declared_modules_of_nested_packages(fake_package) -> None:
@@ -60,6 +67,28 @@ def test_declared_modules_of_nested_packages(fake_package) -> None:
                                        "_three.pxd": b"", "_four.pyi": b""})
     assert check_extensions.declared_modules(name) == [
         "pkg_nested._three", "pkg_nested.a._one", "pkg_nested.a.b._two"]
+
+
+def test_a_pxd_beside_its_python_source_declares_a_compiled_module(fake_package,
+                                                                   tmp_path: Path) -> None:
+    name = fake_package("pkg_pure", {
+        "_one.pxd": b"", "_one_py.py": b"",  # _one_py.py compiled as _one
+        "a/_two.pxd": b"", "a/_two_py.py": b"",
+        "_three.pxd": b"", "_three.pyx": b"", "_three_py.py": b"",  # the .pyx is the source
+        "_declarations.pxd": b"",  # C declarations only: no module
+        "_four_py.py": b"",  # a twin whose compiled module is a .pyx elsewhere, or none
+    })
+    root = tmp_path / name
+    assert check_extensions.cython_sources(root, name) == {
+        f"{name}._one": root / "_one_py.py",
+        f"{name}._three": root / "_three.pyx",
+        f"{name}.a._two": root / "a" / "_two_py.py",
+    }
+    assert check_extensions.declared_modules(name) == [
+        f"{name}._one", f"{name}._three", f"{name}.a._two"]
+    # Never built here, each compiled module is missing, although its source imports as Python.
+    assert check_extensions.check_module(f"{name}._one") == check_extensions.ModuleStatus(
+        f"{name}._one", "missing", f"No module named '{name}._one'")
 
 
 def test_each_way_a_compiled_module_can_be_unavailable(fake_package, capsys,
@@ -102,8 +131,9 @@ def test_a_package_shipping_no_pyx_fails(fake_package, capsys) -> None:
     assert check_extensions.main([], package=name) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == ("check_extensions: pkg_bare ships no .pyx sources, so which compiled modules "
-                   "it should have is unknown (was it installed without its package data?)\n")
+    assert err == ("check_extensions: pkg_bare ships no Cython sources (.pyx, or .pxd beside a "
+                   "_py.py), so which compiled modules it should have is unknown (was it "
+                   "installed without its package data?)\n")
 
 
 def test_not_a_package_is_an_error() -> None:
@@ -141,3 +171,4 @@ def test_unknown_arguments_are_refused(capsys) -> None:
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.endswith(
         "python -m tfsfast.check_extensions: error: unrecognized arguments: --package=tfsfast\n")
+

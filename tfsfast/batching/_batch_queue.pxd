@@ -1,33 +1,17 @@
-# The compiled batching queue: declarations shared with any module that cimports it.
-# See _batch_queue.pyx for the contracts; _batch_queue_py.py is the pure-Python twin.
+# The C declarations that make _batch_queue_py.py, the one source of the batching queue (its
+# contracts are there), the compiled module tfsfast.batching._batch_queue: Cython compiles that
+# file with these declarations (pure Python mode). Modules that cimport the queue's classes read
+# their fields and call schedule, finish_part and the BatchWaiter methods in C.
 
-from posix.time cimport timespec
+import cython
 
+# The twin's _condition_py under the same name: compiled, the queue takes the pthread mutex and
+# waits on its condition variable in C.
+from tfsfast.batching cimport _condition
 
-cdef extern from "<pthread.h>" nogil:
-    ctypedef struct pthread_mutex_t:
-        pass
-    ctypedef struct pthread_mutexattr_t:
-        pass
-    ctypedef struct pthread_cond_t:
-        pass
-    ctypedef struct pthread_condattr_t:
-        pass
-    int pthread_mutex_init(pthread_mutex_t* mutex, const pthread_mutexattr_t* attr)
-    int pthread_mutex_destroy(pthread_mutex_t* mutex)
-    int pthread_mutex_lock(pthread_mutex_t* mutex)
-    int pthread_mutex_trylock(pthread_mutex_t* mutex)
-    int pthread_mutex_unlock(pthread_mutex_t* mutex)
-    int pthread_condattr_init(pthread_condattr_t* attr)
-    int pthread_condattr_setclock(pthread_condattr_t* attr, int clock_id)
-    int pthread_condattr_destroy(pthread_condattr_t* attr)
-    int pthread_cond_init(pthread_cond_t* cond, const pthread_condattr_t* attr)
-    int pthread_cond_destroy(pthread_cond_t* cond)
-    int pthread_cond_signal(pthread_cond_t* cond)
-    int pthread_cond_broadcast(pthread_cond_t* cond)
-    int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex)
-    int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex,
-                               const timespec* abstime)
+cdef int _ADDED
+cdef int _CLOSED
+cdef int _FULL
 
 
 cdef class BatchQueue
@@ -36,7 +20,7 @@ cdef class SchedulerCore
 
 cdef class BatchWaiter:
     # An asyncio-style waiter that compiled callers answer through C calls instead of looking
-    # up get_loop/done/set_result/set_exception by name (see _batch_queue.pyx).
+    # up get_loop/done/set_result/set_exception by name (see _batch_queue_py.py).
     cdef object waiter_loop(self)
     cdef bint waiter_done(self) except -1
     cdef int waiter_resolve(self, object result, object error) except -1
@@ -53,6 +37,7 @@ cdef class BatchTask:
     cdef readonly Py_ssize_t index
     cdef readonly Py_ssize_t num_parts
     cdef Py_ssize_t _parts_pending
+    cdef object _lock
     cdef readonly list part_results
     cdef readonly object error
     cdef public object payload
@@ -68,7 +53,9 @@ cdef class Batch:
     cdef readonly BatchQueue queue
     cdef double _start_time
 
-    cdef int _form(self, double now) except -1
+    @cython.locals(tasks=list, kept=list, task=BatchTask, root=BatchTask, n=Py_ssize_t,
+                   i=Py_ssize_t, size=Py_ssize_t)
+    cdef _form(self, double now)
 
 
 cdef class BatchQueue:
@@ -82,33 +69,55 @@ cdef class BatchQueue:
     cdef double _timeout
     cdef readonly object process_batch
     cdef readonly object reject_tasks
-    cdef list _batches
-    cdef Py_ssize_t _head
+    cdef object _batches
     cdef Batch _open
     cdef readonly bint closed
     cdef Py_ssize_t _num_tasks
 
+    @cython.locals(core=SchedulerCore, mutex=_condition.Condition, was_empty=bint, status=int)
     cpdef schedule(self, BatchTask task, bint notify=*)
+
+    @cython.locals(size=Py_ssize_t, max_exec=Py_ssize_t, room=Py_ssize_t, n=Py_ssize_t,
+                   i=Py_ssize_t, start=Py_ssize_t, part_size=Py_ssize_t, part=BatchTask)
     cdef int _add(self, BatchTask task, double now) except -1
-    cdef int _append(self, BatchTask task, double now) except -1
-    cdef int _start_new_batch(self) except -1
-    cdef Py_ssize_t _num_batches(self) noexcept
-    cdef bint _has_schedulable(self, double now) noexcept
+
+    @cython.locals(open_batch=Batch)
+    cdef _append(self, BatchTask task, double now)
+
+    cdef _start_new_batch(self)
+    cdef Py_ssize_t _num_batches(self) except -1
+
+    @cython.locals(open_batch=Batch)
+    cdef bint _has_schedulable(self, double now) except -1
+
+    @cython.locals(batch=Batch)
     cdef Batch _take_batch(self, double now)
+
+    @cython.locals(tasks=list, batch=Batch)
     cdef list _drain(self)
+
+    @cython.locals(mutex=_condition.Condition, now=double, batch=Batch)
+    cpdef Batch take_batch(self)
 
 
 cdef class SchedulerCore:
-    cdef pthread_mutex_t _mutex
-    cdef pthread_cond_t _cond
+    cdef _condition.Condition _mutex
     cdef list _queues
     cdef Py_ssize_t _next
     cdef int _idle
     cdef readonly bint stopped
 
-    cdef void _lock(self) noexcept
-    cdef void _unlock(self) noexcept
-    cdef void _wait(self, double until) noexcept
-    cdef Batch _pick(self, double now, double* wake)
-    cdef bint _has_work(self, double now) noexcept
-    cdef int _remove_queue(self, BatchQueue queue) except -1
+    @cython.locals(i=Py_ssize_t)
+    cdef _remove_queue(self, BatchQueue queue)
+
+    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, index=Py_ssize_t, queue=BatchQueue, batch=Batch)
+    cdef Batch _pick(self, double now)
+
+    @cython.locals(wake=double, queue=BatchQueue)
+    cdef double _wake_time(self, double until) except? -1
+
+    @cython.locals(queue=BatchQueue)
+    cdef bint _has_work(self, double now) except -1
+
+    @cython.locals(mutex=_condition.Condition, now=double, until=double, batch=Batch)
+    cpdef Batch next_batch(self, object timeout=*)

@@ -1,4 +1,9 @@
-"""Pure-Python handle table: the reference twin of ``_handle_table.pyx``.
+"""The handle table the request path reads without locking.
+
+One source, built twice: imported as it is, this is the pure-Python ``_handle_table_py``;
+compiled by Cython with the C declarations of ``_handle_table.pxd`` it is the extension module
+``_handle_table`` (typed dicts and fields, ``find`` a C call for compiled callers). Import
+``tfsfast.core.handle_table``, which picks one.
 
 A read-mostly snapshot in the manner of TF Serving's ``FastReadDynamicPtr``: the manager builds a
 new immutable snapshot and swaps it in with one attribute store; a reader loads the attribute once
@@ -17,13 +22,16 @@ LATEST = 1
 
 
 class _Stream:
+    """The published versions of one servable stream, and its earliest and latest."""
+
     __slots__ = ("earliest", "latest", "versions")
 
     def __init__(self, entries: Iterable[ServingEntry]) -> None:
-        self.versions = {e.id.version: e for e in entries}
-        ordered = sorted(self.versions)
-        self.earliest = self.versions[ordered[0]]
-        self.latest = self.versions[ordered[-1]]
+        versions = {e.id.version: e for e in entries}
+        ordered = sorted(versions)
+        self.versions = versions
+        self.earliest = versions[ordered[0]]
+        self.latest = versions[ordered[-1]]
 
 
 class HandleTable:
@@ -33,6 +41,8 @@ class HandleTable:
     ``update`` is called by the manager only, one call at a time.
     """
 
+    __slots__ = ("_streams",)
+
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
 
@@ -40,9 +50,9 @@ class HandleTable:
         """Publishes a new snapshot holding exactly these entries."""
         streams = {}
         for name, entries in entries_by_name.items():
-            entries = list(entries)
-            if entries:
-                streams[name] = _Stream(entries)
+            listed = list(entries)
+            if listed:
+                streams[name] = _Stream(listed)
         self._streams = streams
 
     def find(self, name: str, version: int | None, policy: int = LATEST) -> ServingEntry | None:

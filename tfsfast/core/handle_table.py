@@ -1,6 +1,7 @@
 """The handle table the request path reads without locking: compiled, or its Python twin.
 
-See ``_handle_table_py`` for the contract. ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
+``_handle_table_py`` is the one source (and the contract): ``_handle_table`` is that file
+compiled. ``TFSFAST_NO_EXTENSIONS=1`` selects the Python module.
 """
 
 from __future__ import annotations

@@ -1,13 +1,27 @@
-# The compiled RunCost: declarations. See _run_cost.pyx; _run_cost_py.py holds the twin and the
-# contract.
+# The C declarations that make _run_cost_py.py, the one source of RunCost (its contract is
+# there), the compiled module tfsfast.util._run_cost: Cython compiles that file with these
+# declarations (pure Python mode). Modules that cimport RunCost call add, below and allows in C.
+
+import cython
+
+cdef double SPIKE_FACTOR
+cdef double RISE
+cdef double PROBE_INTERVAL
+cdef double PROBE_SHARE
+cdef double STAY_FACTOR
+
 
 cdef class RunCost:
-    # The estimate in seconds; NaN until the first run (the twin's None).
     cdef double _seconds
+    cdef bint _measured
     cdef bint _spiked
     cdef double _next_probe
     cdef bint _allowed
 
+    @cython.locals(cost=double)
     cpdef add(self, double elapsed)
+
     cpdef bint below(self, double limit)
+
+    @cython.locals(cost=double, at=double, due=double, next_probe=double)
     cpdef bint allows(self, double limit, object now=*)

@@ -1,7 +1,10 @@
 """``RunCost``: how long a signature's runs take, for deciding where the next one runs.
 
-The pure-Python twin of ``_run_cost`` (import ``tfsfast.util.run_cost``, which picks one); the
-contract and the constants live here.
+One source, built twice: imported as it is, this is the pure-Python ``_run_cost_py``; compiled by
+Cython with the C declarations of ``_run_cost.pxd`` it is the extension module ``_run_cost``,
+whose ``allows`` the compiled batching session calls in C on every batched request (a Python
+frame there cost more than the decision). Import ``tfsfast.util.run_cost``, which picks one. The
+contract and the constants live here; a change here changes both.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
-IMPLEMENTATION = "python"
+try:
+    import cython
+except ModuleNotFoundError:  # Cython builds the compiled module; this one runs without it
+    IMPLEMENTATION = "python"
+else:
+    IMPLEMENTATION = "compiled" if cython.compiled else "python"
 
 # A run this many times slower than the estimate is a spike: alone, it is taken for the machine
 # (the thread was preempted, a page fault, a neighbour's burst), not for the model.
@@ -52,33 +60,50 @@ class RunCost:
     - and once allowed, runs stay allowed until the estimate passes ``STAY_FACTOR`` times the
       limit (hysteresis: noise near the limit does not flip them back and forth).
 
+    ``seconds`` is the estimate, None until the first run (or a first estimate) gives one.
+
     Not locked: concurrent ``add`` calls may lose a sample, which only delays the estimate.
     """
 
-    __slots__ = ("_allowed", "_next_probe", "_spiked", "seconds")
+    # The estimate is kept as a number and a flag rather than as None-or-a-number, so that the
+    # compiled class holds it in a C double.
+    __slots__ = ("_allowed", "_measured", "_next_probe", "_seconds", "_spiked")
 
     def __init__(self, seconds: float | None = None) -> None:
         """``seconds``: a first estimate (None: the first run's time is taken as it is)."""
-        self.seconds = seconds
+        self._measured = seconds is not None
+        self._seconds = 0.0 if seconds is None else float(seconds)
         self._spiked = False
         self._next_probe = 0.0
         self._allowed = False
 
+    @property
+    def seconds(self) -> float | None:
+        return self._seconds if self._measured else None
+
+    @seconds.setter
+    def seconds(self, value: float | None) -> None:
+        self._measured = value is not None
+        self._seconds = 0.0 if value is None else float(value)
+
     def add(self, elapsed: float) -> None:
-        cost = self.seconds
-        if cost is None or elapsed <= cost:
-            self.seconds = elapsed
+        cost = self._seconds
+        if not self._measured or elapsed <= cost:
+            self._seconds = elapsed
+            self._measured = True
             self._spiked = False
             return
         if elapsed > SPIKE_FACTOR * cost and not self._spiked:
             self._spiked = True
             return
         self._spiked = False
-        self.seconds = cost + RISE * (elapsed - cost)
+        self._seconds = cost + RISE * (elapsed - cost)
 
     def timed(self, run: Callable[..., _T], *args: Any) -> _T:
         """``run(*args)``, its wall time added to the estimate (nothing is added when it
         raises)."""
+        # The clock through the module's ``time`` (once per run, not per request), so that tests
+        # can drive it.
         start = time.perf_counter()
         result = run(*args)
         self.add(time.perf_counter() - start)
@@ -86,28 +111,26 @@ class RunCost:
 
     def below(self, limit: float) -> bool:
         """Whether runs have been measured and are estimated at less than ``limit`` seconds."""
-        cost = self.seconds
-        return cost is not None and cost < limit
+        return self._measured and self._seconds < limit
 
     def allows(self, limit: float, now: float | None = None) -> bool:
         """Whether the next run may go where only cheap runs go: ``below(limit)``, or a probe
         is due (then the next one is scheduled). ``now``: ``time.monotonic()`` (read here if
         None, only when a probe could be due)."""
-        cost = self.seconds
-        if cost is None:
+        if not self._measured:
             return False
+        cost = self._seconds
         if cost < limit or (self._allowed and cost < STAY_FACTOR * limit):
             self._allowed = True
             return True
         self._allowed = False
-        if now is None:
-            now = time.monotonic()
+        at = time.monotonic() if now is None else now
         due = self._next_probe
-        next_probe = now + max(PROBE_INTERVAL, cost / PROBE_SHARE)
+        next_probe = at + max(PROBE_INTERVAL, cost / PROBE_SHARE)
         if due == 0.0:  # the first decision over the limit: the first probe comes later
             self._next_probe = next_probe
             return False
-        if now < due:
+        if at < due:
             return False
         self._next_probe = next_probe
         return True

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfsfast import _extensions
+from tfsfast import _extensions, check_extensions
 from tfsfast.batching.batching_parameters import QueueOptions
 from tfsfast.testing.test_util import implementations, import_impl
 from tfsfast.util.status import Code, ServingError
@@ -526,4 +526,6 @@ def test_compiled_queue_matches_its_twin(scenario: tuple[QueueOptions, Any]) -> 
         assert parts[0][0] == 0 and parts[-1][1] == ops[task][1]
         assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
     if not _extensions.NO_EXTENSIONS:
+        # The same source compiled: a comparison only if it really is the extension module.
+        assert check_extensions.check_module(_COMPILED).status == "compiled"
         assert _run_ops(importlib.import_module(_COMPILED), options, ops) == twin

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
 
+from tfsfast import _extensions, check_extensions
 from tfsfast.core.servable_handle import ServingEntry
 from tfsfast.core.servable_id import ServableId
 from tfsfast.testing.test_util import implementations, import_impl
@@ -72,3 +74,26 @@ def test_readers_always_see_a_complete_snapshot(impl) -> None:
     for t in readers:
         t.join()
     assert misses == []
+
+
+def test_the_compiled_table_answers_as_the_python_one() -> None:
+    # One source, compiled and imported as Python: the same snapshots and lookups, the same
+    # answers (and the compiled one really is the extension module).
+    if _extensions.NO_EXTENSIONS:
+        pytest.skip("TFSFAST_NO_EXTENSIONS is set")
+    assert check_extensions.check_module("tfsfast.core._handle_table").status == "compiled"
+    compiled = import_impl("tfsfast.core._handle_table")
+    python = import_impl("tfsfast.core._handle_table_py")
+    rng = random.Random(15)
+    tables = compiled.HandleTable(), python.HandleTable()
+    for _ in range(200):
+        snapshot = {name: entries(name, *rng.sample(range(1, 6), rng.randint(0, 3)))
+                    for name in rng.sample(["a", "b", "c"], rng.randint(0, 3))}
+        for table in tables:
+            table.update(snapshot)
+        for name in ("a", "b", "c", "d"):
+            answers = [(table.names(), table.available_versions(name),
+                        [table.find(name, version) for version in (None, 0, 1, 3, 5)],
+                        table.find(name, None, compiled.EARLIEST),
+                        table.find(name, None, compiled.LATEST)) for table in tables]
+            assert answers[0] == answers[1]
