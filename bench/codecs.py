@@ -3,12 +3,12 @@
 For float32 and int64 tensors of 1000x100 and 8x3x224x224 elements it measures ns per element
 of:
 
-- JSON decode: ``json_codec.parse_predict_request`` of a ``{"instances": ...}`` body (the body
+- JSON decode: ``JsonCodec.parse_predict_request`` of a ``{"instances": ...}`` body (the body
   orjson writes for the array, as a Python client would send it) against the usual Python
   approach, ``np.asarray(orjson.loads(body)["instances"], dtype)``;
-- JSON encode: ``json_codec.format_predict_response`` (TF Serving's float text, ``{"predictions":
+- JSON encode: ``JsonCodec.format_predict_response`` (TF Serving's float text, ``{"predictions":
   ...}``) against ``orjson.dumps({"predictions": a}, option=orjson.OPT_SERIALIZE_NUMPY)``;
-- msgpack decode and encode: ``msgpack_codec`` with the tensor as a tensor map (raw bytes), against
+- msgpack decode and encode: ``MsgpackCodec`` with the tensor as a tensor map (raw bytes), against
   a ``memcpy`` of the tensor's bytes into a preallocated buffer (``np.copyto``); the Python twin
   (the ``msgpack`` package's C extension + ``np.frombuffer``) is measured too, to show what the
   compiled module adds.
@@ -43,6 +43,7 @@ import msgpack
 import numpy as np
 
 from tfsfast.codecs import _json_py, _msgpack_py, json_codec, msgpack_codec
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.runtime.dtypes import DataType
 
 SHAPES = ((1000, 100), (8, 3, 224, 224))
@@ -86,30 +87,33 @@ def measure(name: str, a: np.ndarray, dtype: DataType, rounds: int, windows: int
     mp_body = msgpack.packb({"instances": {"dtype": a.dtype.name, "shape": list(a.shape),
                                            "data": a.tobytes()}}, use_bin_type=True)
     dst = np.empty_like(a)
+    # The codecs as the server makes them (its limits are the defaults).
+    jc = json_codec.JsonCodec(DEFAULT_CODEC_LIMITS)
+    mc = msgpack_codec.MsgpackCodec(DEFAULT_CODEC_LIMITS)
+    twin = _msgpack_py.MsgpackCodec(DEFAULT_CODEC_LIMITS)
 
     # Sanity: every path computes the same thing.
-    ours = json_codec.parse_predict_request(json_body, input_dtypes).inputs["x"]
+    ours = jc.parse_predict_request(json_body, input_dtypes).inputs["x"]
     np.testing.assert_array_equal(ours, np.asarray(orjson.loads(json_body)["instances"], a.dtype))
-    text = json_codec.format_predict_response({"y": a}, False)
+    text = jc.format_predict_response({"y": a}, False)
     np.testing.assert_array_equal(np.asarray(orjson.loads(text)["predictions"], a.dtype), a)
-    got = msgpack_codec.parse_predict_request(mp_body, input_dtypes).inputs["x"]
+    got = mc.parse_predict_request(mp_body, input_dtypes).inputs["x"]
     np.testing.assert_array_equal(got, a)
-    assert (msgpack_codec.format_predict_response({"y": a}, False)
-            == _msgpack_py.format_predict_response({"y": a}, False))
+    assert (mc.format_predict_response({"y": a}, False)
+            == twin.format_predict_response({"y": a}, False))
     del ours, text, got, lookup
 
     paths: dict[str, Callable[[], Any]] = {
-        "json_decode_tfsfast": lambda: json_codec.parse_predict_request(json_body, input_dtypes),
+        "json_decode_tfsfast": lambda: jc.parse_predict_request(json_body, input_dtypes),
         "json_decode_orjson_numpy": lambda: np.asarray(orjson.loads(json_body)["instances"],
                                                        a.dtype),
-        "json_encode_tfsfast": lambda: json_codec.format_predict_response({"y": a}, False),
+        "json_encode_tfsfast": lambda: jc.format_predict_response({"y": a}, False),
         "json_encode_orjson": lambda: orjson.dumps({"predictions": a},
                                                    option=orjson.OPT_SERIALIZE_NUMPY),
-        "msgpack_decode_tfsfast": lambda: msgpack_codec.parse_predict_request(mp_body,
-                                                                              input_dtypes),
-        "msgpack_encode_tfsfast": lambda: msgpack_codec.format_predict_response({"y": a}, False),
-        "msgpack_decode_twin": lambda: _msgpack_py.parse_predict_request(mp_body, input_dtypes),
-        "msgpack_encode_twin": lambda: _msgpack_py.format_predict_response({"y": a}, False),
+        "msgpack_decode_tfsfast": lambda: mc.parse_predict_request(mp_body, input_dtypes),
+        "msgpack_encode_tfsfast": lambda: mc.format_predict_response({"y": a}, False),
+        "msgpack_decode_twin": lambda: twin.parse_predict_request(mp_body, input_dtypes),
+        "msgpack_encode_twin": lambda: twin.format_predict_response({"y": a}, False),
         "memcpy": lambda: np.copyto(dst, a),
     }
     best = dict.fromkeys(paths, float("inf"))

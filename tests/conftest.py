@@ -1,15 +1,50 @@
-"""Shared fixtures for the whole suite: models exported with TensorFlow once per session."""
+"""Shared by the whole suite: the check that the compiled modules are there, and models exported
+with TensorFlow once per session."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Quiet TensorFlow's C++ start-up chatter in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfsfast import _extensions, check_extensions
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stops the run before any test when a compiled module the package declares is missing or
+    fails to import.
+
+    tfsfast then runs the module's pure-Python twin, announced by a warning only, and every test
+    meant for the compiled module would pass on the twin: a broken build would pass. The
+    declared modules are :mod:`tfsfast.check_extensions`'s. With ``TFSFAST_NO_EXTENSIONS`` set
+    the twins are what is tested, and nothing is checked.
+    """
+    if _extensions.NO_EXTENSIONS:
+        return
+    # Loading the runtime's libraries makes TensorFlow's C++ code talk on fd 2, before the
+    # first test captures it: kept out of the way, and shown only when something is wrong.
+    with tempfile.TemporaryFile() as chatter:
+        stderr = os.dup(2)
+        os.dup2(chatter.fileno(), 2)
+        try:
+            unavailable = [status for status in check_extensions.check() if not status.ok]
+        finally:
+            os.dup2(stderr, 2)
+            os.close(stderr)
+        if unavailable:
+            chatter.seek(0)
+            said = chatter.read().decode(errors="replace")
+            pytest.exit("compiled modules unavailable; rebuild them (make build), or set "
+                        "TFSFAST_NO_EXTENSIONS=1 to test the pure-Python twins:\n" + "\n".join(
+                            f"  {s.status} {s.name}: {s.detail}" for s in unavailable)
+                        + (f"\nwhile importing them, stderr said:\n{said}" if said else ""),
+                        returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 @pytest.fixture(scope="session")

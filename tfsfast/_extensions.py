@@ -16,6 +16,9 @@ from types import ModuleType
 NO_EXTENSIONS = os.environ.get("TFSFAST_NO_EXTENSIONS", "").strip().lower() not in (
     "", "0", "false", "no")
 
+# What each load() chose, by compiled module name: "compiled" or "twin".
+_chosen: dict[str, str] = {}
+
 
 def load(compiled: str, python: str, warn: bool = True) -> ModuleType:
     """Imports the compiled module ``compiled`` unless disabled or missing, else ``python``.
@@ -25,10 +28,27 @@ def load(compiled: str, python: str, warn: bool = True) -> ModuleType:
     """
     if not NO_EXTENSIONS:
         try:
-            return importlib.import_module(compiled)
+            module = importlib.import_module(compiled)
         except ImportError as e:
             absent = isinstance(e, ModuleNotFoundError) and e.name == compiled
             if warn or not absent:
                 warnings.warn(f"tfsfast: compiled module {compiled} unavailable ({e}); using the "
                               f"pure-Python {python}", RuntimeWarning, stacklevel=2)
-    return importlib.import_module(python)
+        else:
+            _chosen[compiled] = "compiled"
+            return module
+    module = importlib.import_module(python)
+    _chosen[compiled] = "twin"
+    return module
+
+
+def implementations() -> str:
+    """What the modules loaded so far run, for the server's startup log: one
+    ``<family>=compiled`` or ``<family>=twin`` per module family (``codecs.json`` for
+    ``tfsfast.codecs._json``), sorted; families not loaded yet are not listed."""
+    families = []
+    for compiled, chosen in sorted(_chosen.items()):
+        package, _, name = compiled.removeprefix("tfsfast.").rpartition(".")
+        families.append(f"{package}.{name.lstrip('_')}={chosen}")
+    text = ", ".join(families) or "none loaded"
+    return f"{text} (TFSFAST_NO_EXTENSIONS is set)" if NO_EXTENSIONS else text

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,15 +38,6 @@ def model_flags(tmp_path: Path, exported_models: dict[str, Path]) -> list[str]:
     base = tmp_path / "m"
     shutil.copytree(exported_models["tf1"], base / "1")
     return ["--model_name=m", f"--model_base_path={base}"]
-
-
-def wait_for(condition, what: str, server: ServerProcess) -> None:
-    """Waits (for the server to act on a signal) up to a minute; a synchronisation, not a check
-    of how long it took."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}:\n{server.log}"
-        time.sleep(0.01)
 
 
 def ready_status(server: ServerProcess) -> int:
@@ -95,7 +85,7 @@ def test_shutdown_delay_serves_new_connections_with_readiness_off(
         assert ready_status(s) == 200
         assert s.process is not None
         s.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: ready_status(s) == 503, "readiness to turn off", s)
+        s.wait_until(lambda: ready_status(s) == 503, "readiness to turn off")
         assert ("Received SIGTERM: readiness is off; serving 2 s more (--shutdown_delay_seconds), "
                 "then draining (up to 30 s) and exiting") in s.log
         # During the delay: TF Serving's API and liveness answer as before, readiness is 503.
@@ -104,7 +94,7 @@ def test_shutdown_delay_serves_new_connections_with_readiness_off(
         assert s.request("GET", "/v2/models/m/ready")[0] == 503
         assert s.json("GET", "/v1/models/m")[0] == 200
         # Then the listener closes: new connections are refused while the process drains.
-        wait_for(lambda: not accepts(s.rest_port), "the REST port to close", s)
+        s.wait_until(lambda: not accepts(s.rest_port), "the REST port to close")
         assert s.process.wait(60) == 0
     assert "Server stopped" in s.log
 
@@ -154,7 +144,7 @@ def test_drain_under_load_with_a_shutdown_delay(tmp_path: Path,
         for thread in threads:
             thread.start()
         try:
-            wait_for(lambda: len(answers) >= 20, "the clients to get going", s)
+            s.wait_until(lambda: len(answers) >= 20, "the clients to get going")
             assert s.process is not None
             s.process.send_signal(signal.SIGTERM)
             code = s.process.wait(delay + drain)  # TimeoutExpired past the drain deadline
@@ -180,7 +170,7 @@ def test_a_second_sigterm_ends_the_delay(tmp_path: Path,
     with s:
         assert s.process is not None
         s.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: ready_status(s) == 503, "readiness to turn off", s)
+        s.wait_until(lambda: ready_status(s) == 503, "readiness to turn off")
         assert s.json("POST", PREDICT, ROW) == (200, ANSWER)
         s.process.send_signal(signal.SIGTERM)
         # Far less than the 600 s delay: the second signal ended it.
@@ -209,8 +199,8 @@ def test_grpc_health_is_not_serving_during_the_delay(tmp_path: Path,
         assert check(request_cls(service=""), timeout=30).status == response_cls.SERVING
         assert s.process is not None
         s.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: check(request_cls(service=""), timeout=30).status
-                 == response_cls.NOT_SERVING, "gRPC health to turn NOT_SERVING", s)
+        s.wait_until(lambda: check(request_cls(service=""), timeout=30).status
+                     == response_cls.NOT_SERVING, "gRPC health to turn NOT_SERVING")
         # The same moment as REST readiness; Predict is still served, on a new channel too.
         assert ready_status(s) == 503
         assert check(request_cls(service="tensorflow.serving.PredictionService"),
@@ -227,12 +217,12 @@ def test_rest_workers_turn_not_ready_with_the_server(tmp_path: Path,
     s = ServerProcess([*model_flags(tmp_path, exported_models), "--shutdown_delay_seconds=600",
                        "--rest_api_num_workers=2"])
     with s:
-        wait_for(lambda: re.search(r"REST worker \d+ serving at", s.log) is not None,
-                 "the REST worker to serve", s)
+        s.wait_until(lambda: re.search(r"REST worker \d+ serving at", s.log) is not None,
+                     "the REST worker to serve")
         assert s.process is not None
         s.process.send_signal(signal.SIGTERM)
         # The server's line and the worker's: both processes have turned readiness off.
-        wait_for(lambda: s.log.count("readiness is off") == 2, "both processes", s)
+        s.wait_until(lambda: s.log.count("readiness is off") == 2, "both processes")
         # New connections are spread over both processes: each answers not ready, and serves.
         assert {ready_status(s) for _ in range(20)} == {503}
         assert {s.json("POST", PREDICT, ROW) == (200, ANSWER) for _ in range(20)} == {True}

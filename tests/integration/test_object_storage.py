@@ -22,6 +22,7 @@ import pytest
 
 from tfsfast.testing.object_store_emulators import FaultyProxy, GcsEmulator, S3Emulator
 from tfsfast.testing.server_process import ServerProcess
+from tfsfast.testing.wait import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,14 +39,6 @@ SLOW_DOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConten
              b"\r\nConnection: close\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>"
              b"<Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
              b"\n")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 40, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 class Predictor:

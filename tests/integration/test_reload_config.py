@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -92,14 +91,6 @@ def version_status(server: ServerProcess, name: str) -> tuple[int, object]:
 
 def ready(server: ServerProcess, path: str = "/v2/health/ready") -> int:
     return server.request("GET", path, timeout=DEADLINE)[0]
-
-
-def wait_for(condition, what: str, server: ServerProcess) -> None:
-    """Waits for the server to act (a synchronisation, not a check of how long it took)."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}:\n{server.log}"
-        time.sleep(0.05)
 
 
 def hung_model(base: Path, exported: Path) -> Path:
@@ -219,23 +210,22 @@ def test_the_poller_skips_a_malformed_file_and_a_missing_path_then_applies_a_goo
         read_error = ("Failed to read ModelServerConfig file: Error parsing text-format "
                       "tensorflow.serving.ModelServerConfig: ")
         write_atomically(config, "model_config_list { config { name: ")
-        wait_for(lambda: read_error in s.log, "the parse error", s)
+        s.wait_for_log(read_error, DEADLINE)
         check_previous_config_serving(s, channel)
         partial = config.with_suffix(".partial")
         partial.write_bytes(b"\xff\xfe model_config_list {}")
         os.replace(partial, config)
-        wait_for(lambda: f"{read_error}{config} is not UTF-8 text (byte 0)" in s.log,
-                 "the encoding error", s)
+        s.wait_for_log(f"{read_error}{config} is not UTF-8 text (byte 0)", DEADLINE)
         check_previous_config_serving(s, channel)
 
         write_atomically(config, config_text(("a", models["a"]), ("b", missing)))
         failure = (f"PollFilesystemAndReloadConfig failed to ReloadConfig: "
                    f"Could not find base path {missing} for servable b with error NOT_FOUND")
-        wait_for(lambda: failure in s.log, "the missing base path to be reported", s)
+        s.wait_for_log(failure, DEADLINE)
         check_previous_config_serving(s, channel, "b")
 
         write_atomically(config, config_text(("a", models["a"]), ("c", models["c"])))
-        wait_for(lambda: ready(s, "/v2/models/c/ready") == 200, "c to be served", s)
+        s.wait_until(lambda: ready(s, "/v2/models/c/ready") == 200, "c to be served", DEADLINE)
         assert predict(channel, "c") == [4.0]
         assert ready(s) == 200
         assert s.stop() == 0
@@ -302,8 +292,7 @@ def test_sigterm_during_a_reload_waiting_on_a_hung_load_exits_zero(
 
             reloading = threading.Thread(target=reload)
             reloading.start()
-            wait_for(lambda: "Loading servable version {name: hung version: 1}" in s.log,
-                     "the hung load to start", s)
+            s.wait_for_log("Loading servable version {name: hung version: 1}", DEADLINE)
             check_previous_config_serving(s, channel, "hung")
             assert s.process is not None
             s.process.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ import pytest
 
 from tfsfast.testing.server_process import ServerProcess
 from tfsfast.testing.test_util import tfserving_testdata
+from tfsfast.testing.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,21 @@ def test_startup_says_once_whether_models_run_on_a_gpu(server: ServerProcess) ->
     lines = [line for line in server.log_lines if "GPU" in line and "tfsfast/" in line]
     expected = 1 if tf.test.is_built_with_cuda() else 0
     assert [line.endswith(NO_GPU_MESSAGE) for line in lines] == [True] * expected
+
+
+def test_startup_says_which_implementations_run(server: ServerProcess) -> None:
+    """One line, a module family at a time: all compiled, or all pure-Python twins when
+    TFSFAST_NO_EXTENSIONS says so (a twin otherwise would be a broken build)."""
+    from tfsfast import _extensions
+
+    [line] = [line for line in server.log_lines if "Implementations: " in line]
+    listed = line.split("Implementations: ", 1)[1]
+    if _extensions.NO_EXTENSIONS:
+        listed = listed.removesuffix(" (TFSFAST_NO_EXTENSIONS is set)")
+    families = dict(item.split("=") for item in listed.split(", "))
+    assert {"codecs.json", "runtime.session", "server.grpc.fast_unary",
+            "server.http.http_protocol"} <= set(families)
+    assert set(families.values()) == {"twin" if _extensions.NO_EXTENSIONS else "compiled"}
 
 
 def test_predict_columnar_and_versions(server: ServerProcess) -> None:
@@ -238,17 +254,14 @@ def test_rest_workers_share_the_port_and_stop_with_the_server(
         tmp_path: Path, exported_models: dict[str, Path]) -> None:
     import os
     import re
-    import time
 
     base = tmp_path / "m"
     shutil.copytree(exported_models["tf1"], base / "1")
     s = ServerProcess(["--model_name=m", f"--model_base_path={base}",
                        "--rest_api_num_workers=2"]).start()
     try:
-        deadline = time.monotonic() + 120
-        while (match := re.search(r"REST worker (\d+) serving at", s.log)) is None:
-            assert time.monotonic() < deadline, s.log
-            time.sleep(0.2)
+        match = re.search(r"REST worker (\d+) serving at", s.wait_for_log("serving at", 120))
+        assert match is not None
         worker_pid = int(match.group(1))
         # Both processes answer on the one port; every answer is right.
         for _ in range(40):
@@ -256,11 +269,12 @@ def test_rest_workers_share_the_port_and_stop_with_the_server(
                 200, {"predictions": [[3.0]]})
     finally:
         assert s.stop() == 0
-    deadline = time.monotonic() + 60
-    while True:
+
+    def worker_gone() -> bool:
         try:
             os.kill(worker_pid, 0)
         except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "the REST worker outlived the server"
-        time.sleep(0.2)
+            return True
+        return False
+
+    wait_until(worker_gone, "the REST worker to end with the server")

@@ -26,6 +26,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from tfsfast.testing.server_process import ServerProcess
+from tfsfast.testing.tcp_sockets import tcp_sockets
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +36,13 @@ WAIT_SECONDS = 120
 Request = tuple[str, Any]  # (path, JSON body); every request is a POST
 
 
-def _tcp_socket_inodes(local_port: int, remote_port: int) -> set[str]:
-    """Inodes of the TCP sockets from ``local_port`` to ``remote_port`` (IPv4 or IPv6)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)  # the header
-            for line in f:
-                fields = line.split()
-                local, remote, inode = fields[1], fields[2], fields[9]
-                if (int(local.rsplit(":", 1)[1], 16) == local_port
-                        and int(remote.rsplit(":", 1)[1], 16) == remote_port and inode != "0"):
-                    inodes.add(inode)
-    return inodes
-
-
 def serving_pid(connection: http.client.HTTPConnection, server_port: int,
                 pids: list[int]) -> int:
     """The process, of ``pids``, holding the server end of ``connection`` (which it has
     accepted: the connection has been answered and is still open)."""
     assert connection.sock is not None
     client_port = connection.sock.getsockname()[1]
-    targets = {f"socket:[{inode}]" for inode in _tcp_socket_inodes(server_port, client_port)}
+    targets = {f"socket:[{s.inode}]" for s in tcp_sockets(server_port, client_port)}
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -76,15 +62,16 @@ def server_pids(server: ServerProcess, workers: int, replaced: tuple[int, ...] =
     """The server process and its REST workers, once ``workers`` of them, none of
     ``replaced``, serve (a worker's latest process, for a worker restarted)."""
     assert server.process is not None
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
+    live: list[int] = []
+
+    def serving() -> bool:
         started = dict(re.findall(r"Started REST worker (\d+) \(pid (\d+)\)", server.log))
         serving = set(re.findall(r"REST worker (\d+) serving at", server.log))
-        live = [int(pid) for pid in started.values() if pid in serving]
-        if len(live) == workers and not set(live) & set(replaced):
-            return [server.process.pid, *live]
-        assert time.monotonic() < deadline, server.log
-        time.sleep(0.2)
+        live[:] = [int(pid) for pid in started.values() if pid in serving]
+        return len(live) == workers and not set(live) & set(replaced)
+
+    server.wait_until(serving, f"{workers} REST workers to serve", WAIT_SECONDS)
+    return [server.process.pid, *live]
 
 
 def answers(server: ServerProcess, requests: list[Request]

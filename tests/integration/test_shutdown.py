@@ -39,6 +39,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfsfast.server import drain
 from tfsfast.server.server import EXIT_GRACE_SECONDS
 from tfsfast.testing.server_process import ServerProcess
+from tfsfast.testing.tcp_sockets import peer_has_read_everything
 
 pytestmark = pytest.mark.integration
 
@@ -345,14 +346,6 @@ def batching_flags(tmp_path: Path, timeout_micros: int, max_batch_size: int = 64
     return ["--enable_batching", f"--batching_parameters_file={params}"]
 
 
-def wait_for(condition: Callable[[], bool], what: str, server: ServerProcess) -> None:
-    """Waits up to a minute (a synchronisation, not a check of how long it took)."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}:\n{server.log}"
-        time.sleep(0.005)
-
-
 def sigterm_under_load(server: ServerProcess, clients: list[Callable[..., None]]) -> Tally:
     """Runs ``clients`` against ``server`` until they have had some answers, sends SIGTERM, and
     returns the tally once the process has exited 0."""
@@ -365,7 +358,8 @@ def sigterm_under_load(server: ServerProcess, clients: list[Callable[..., None]]
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: sum(tally.answered.values()) >= 30 * len(clients), "the clients", server)
+        server.wait_until(lambda: sum(tally.answered.values()) >= 30 * len(clients),
+                          "the clients")
         assert server.process is not None
         tally.sigterm_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
@@ -415,7 +409,8 @@ def test_pipelined_requests_behind_a_batched_one_are_all_answered(
             sock.sendall(http_post(predict_body(1.0))
                          + b"GET /v1/models/m HTTP/1.1\r\nHost: tfsfast\r\n\r\n"
                          + http_post(predict_body(3.0), gzipped=True))
-            time.sleep(0.04)  # the three are read; the first waits for its batch
+            # Once the server has read the three, the first waits for its batch (500 ms).
+            server.wait_until(lambda: peer_has_read_everything(sock), "the requests to be read")
             assert server.process is not None
             server.process.send_signal(signal.SIGTERM)
             reader = Reader(sock)
@@ -521,7 +516,8 @@ def test_a_run_that_never_ends_does_not_keep_the_process(tmp_path: Path) -> None
             body = json.dumps({"instances": [10**15]}).encode()
             sock.sendall(b"POST /v1/models/count:predict HTTP/1.1\r\nHost: tfsfast\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.5)  # the run has started
+            # Read: the run starts before the loop gets to the signal.
+            server.wait_until(lambda: peer_has_read_everything(sock), "the request to be read")
             assert server.process is not None
             server.process.send_signal(signal.SIGTERM)
             # TimeoutExpired past the bound.

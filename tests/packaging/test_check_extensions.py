@@ -172,3 +172,24 @@ def test_unknown_arguments_are_refused(capsys) -> None:
     assert capsys.readouterr().err.endswith(
         "python -m tfsfast.check_extensions: error: unrecognized arguments: --package=tfsfast\n")
 
+
+# --- what the server says it runs -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("disabled", "expected"), [
+    (False, "pkg_pair.fast=compiled, pkg_pair.missing=twin"),
+    (True, "pkg_pair.fast=twin, pkg_pair.missing=twin (TFSFAST_NO_EXTENSIONS is set)"),
+], ids=["extensions", "no_extensions"])
+def test_load_records_what_it_chose_for_the_startup_line(
+        fake_package, monkeypatch: pytest.MonkeyPatch, disabled: bool, expected: str) -> None:
+    # A plain module stands for a compiled one: load imports whatever has the compiled name.
+    name = fake_package("pkg_pair", {"_fast.py": b"", "_fast_py.py": b"", "_missing_py.py": b""})
+    monkeypatch.setattr(_extensions, "NO_EXTENSIONS", disabled)
+    monkeypatch.setattr(_extensions, "_chosen", {})
+    assert _extensions.implementations() == "none loaded" + (
+        " (TFSFAST_NO_EXTENSIONS is set)" if disabled else "")
+    fast = _extensions.load(f"{name}._fast", f"{name}._fast_py")
+    missing = _extensions.load(f"{name}._missing", f"{name}._missing_py", warn=False)
+    assert (fast.__name__, missing.__name__) == (
+        f"{name}._fast_py" if disabled else f"{name}._fast", f"{name}._missing_py")
+    assert _extensions.implementations() == expected

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Final
 
-from tfsfast.util.run_cost import RunCost
+from tfsfast.util.run_cost import RunCost, RunCostPolicy
 
 IMPLEMENTATION: Final[str]
 
@@ -40,7 +40,8 @@ class SignatureBatcher:
     timers: set[asyncio.AbstractEventLoop]
     def __init__(self, key: str, signature: Any, run: Callable[..., Any], options: Any,
                  queue_implementation: ModuleType,
-                 flush_on_loop: Callable[[Any, asyncio.AbstractEventLoop], Any]) -> None: ...
+                 flush_on_loop: Callable[[Any, asyncio.AbstractEventLoop], Any],
+                 run_cost_policy: RunCostPolicy) -> None: ...
     def schedule(self, inputs: Mapping[str, Any], output_aliases: Sequence[str] | None,
                  timeout_in_ms: float, deadline: float | None, waiter: Any) -> Any: ...
     def process_batch(self, batch: Any, loop: asyncio.AbstractEventLoop | None = None) -> None: ...

@@ -46,7 +46,6 @@ from tfsfast.batching._batching_session_py import (
     run_failed,
 )
 from tfsfast.runtime import validation
-from tfsfast.servables import saved_model_bundle
 from tfsfast.util.status import Code, ServingError
 
 tfsfast_import_numpy()
@@ -418,7 +417,8 @@ cdef class SignatureBatcher:
     cdef Py_ssize_t _n_inputs
     cdef tuple _last_group
 
-    def __init__(self, key, signature, run, options, queue_implementation, flush_on_loop):
+    def __init__(self, key, signature, run, options, queue_implementation, flush_on_loop,
+                 run_cost_policy):
         if queue_implementation.BatchTask is not BatchTask:
             raise TypeError("the compiled batching session needs the compiled batching queue "
                             f"(tfsfast.batching._batch_queue); got {queue_implementation!r}")
@@ -429,7 +429,7 @@ cdef class SignatureBatcher:
         self.output_aliases = tuple(signature.outputs)
         self.output_set = frozenset(self.output_aliases)
         self.queue = None
-        self.cost = RunCost()
+        self.cost = RunCost(run_cost_policy)
         self.flushing = set()
         self.timers = set()
         self._run = run
@@ -489,7 +489,7 @@ cdef class SignatureBatcher:
         task = BatchTask(size, request, waiter, task_deadline)
         loop = None
         if (not isinstance(waiter, _Future)
-                and self.cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS, now)):
+                and self.cost.allows(now)):
             # microsecond batches: this loop runs them
             loop = ((<BatchWaiter>waiter).waiter_loop() if isinstance(waiter, BatchWaiter)
                     else waiter.get_loop())

@@ -25,8 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tfsfast.runtime import validation
-from tfsfast.servables import saved_model_bundle
-from tfsfast.util.run_cost import RunCost
+from tfsfast.util.run_cost import RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 IMPLEMENTATION = "python"
@@ -244,7 +243,8 @@ class SignatureBatcher:
     ``run`` is the session's ``run(signature_key, inputs, output_aliases, timeout_in_ms)``;
     ``options`` a ``BatchingSessionOptions``; ``queue_implementation`` the queue module whose
     ``BatchTask`` and clock the tasks use; ``flush_on_loop(batcher, loop)`` is called soon on
-    ``loop`` (once per loop turn) when a request from that loop is queued to run there.
+    ``loop`` (once per loop turn) when a request from that loop is queued to run there;
+    ``run_cost_policy`` decides, by the batches' measured cost, whether they run there.
     ``queue`` is set by the session once the scheduler made it.
     """
 
@@ -254,7 +254,8 @@ class SignatureBatcher:
 
     def __init__(self, key: str, signature: Any, run: Callable[..., Any], options: Any,
                  queue_implementation: ModuleType,
-                 flush_on_loop: Callable[[Any, asyncio.AbstractEventLoop], Any]) -> None:
+                 flush_on_loop: Callable[[Any, asyncio.AbstractEventLoop], Any],
+                 run_cost_policy: RunCostPolicy) -> None:
         self.key = key
         self.signature = signature
         self.input_aliases: tuple[str, ...] = tuple(signature.inputs)
@@ -264,7 +265,7 @@ class SignatureBatcher:
         self.queue: Any = None
         # Seconds per batch run; the event loops with a flush of this queue to come, and those
         # with a timer for its open batch (see batching_session).
-        self.cost = RunCost()
+        self.cost = RunCost(run_cost_policy)
         self.flushing: set[asyncio.AbstractEventLoop] = set()
         self.timers: set[asyncio.AbstractEventLoop] = set()
         self._run = run
@@ -307,8 +308,7 @@ class SignatureBatcher:
         task = self._task_type(size, Request(arrays, wanted, group_key(arrays, self._pad)),
                                waiter, task_deadline)
         loop = None
-        if (not isinstance(waiter, concurrent.futures.Future)
-                and self.cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS, now)):
+        if not isinstance(waiter, concurrent.futures.Future) and self.cost.allows(now):
             loop = waiter.get_loop()  # microsecond batches: this loop runs them
         self.queue.schedule(task, loop is None)
         if loop is not None and loop not in self.flushing:

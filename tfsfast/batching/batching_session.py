@@ -37,8 +37,8 @@ Waiters are woken once per batch: asyncio futures through one ``loop.call_soon_t
 
 Where a batch runs: on a batch thread, as in TF Serving, unless the signature's batches are
 measured to run in microseconds (a ``RunCost`` estimate of its batch runs, wherever they ran,
-below ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``, the limit unbatched runs go inline by; over
-it, a probe batch now and then, see ``RunCost.allows``). Then a request from an event loop (an
+below the ``RunCostPolicy``'s ``inline_run_max_seconds``, the limit unbatched runs go inline by;
+over it, a probe batch now and then, see ``RunCost.allows``). Then a request from an event loop (an
 asyncio-style waiter, scheduled from its loop's thread) wakes no thread: the loop takes the
 queue's ready batches itself once the requests it is reading now are queued (one ``call_soon``
 per loop turn), runs them and resolves its own waiters directly. Handing a 5 µs run to a thread
@@ -91,6 +91,7 @@ from tfsfast.batching.batching_parameters import (
     queue_options,
 )
 from tfsfast.batching.shared_batch_scheduler import SharedBatchScheduler
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -118,13 +119,16 @@ class BatchingSession:
 
     ``session`` is the runtime session (``signatures``, ``run``); it stays owned by the bundle,
     which closes this object before closing the session. ``implementation`` is the per-task
-    module (by default :func:`hot_path_for` the scheduler's queue module).
+    module (by default :func:`hot_path_for` the scheduler's queue module). ``run_cost_policy``
+    decides which batches an event loop runs itself (the bundle's, from its
+    ``SessionBundleConfig``).
     """
 
     def __init__(self, session: Any, scheduler: SharedBatchScheduler,
                  queue_options: QueueOptions,
                  options: BatchingSessionOptions | None = None,
-                 implementation: ModuleType | None = None) -> None:
+                 implementation: ModuleType | None = None,
+                 run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY) -> None:
         self.session = session
         self.options = options or BatchingSessionOptions()
         self.queue_options = queue_options
@@ -137,7 +141,7 @@ class BatchingSession:
                     continue
                 batcher = self.implementation.SignatureBatcher(
                     key, signature, session.run, self.options, scheduler.implementation,
-                    self._flush_on_loop)
+                    self._flush_on_loop, run_cost_policy)
                 batcher.queue = scheduler.add_queue(queue_options, batcher.process_batch,
                                                     self._reject_tasks)
                 self._batchers[key] = batcher
@@ -146,9 +150,11 @@ class BatchingSession:
             raise
 
     @classmethod
-    def create(cls, session: Any, scheduler: SharedBatchScheduler, params: Any) -> BatchingSession:
+    def create(cls, session: Any, scheduler: SharedBatchScheduler, params: Any,
+               run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY) -> BatchingSession:
         """From a ``BatchingParameters`` message (validated here; INVALID_ARGUMENT if not)."""
-        return cls(session, scheduler, queue_options(params), batching_session_options(params))
+        return cls(session, scheduler, queue_options(params), batching_session_options(params),
+                   run_cost_policy=run_cost_policy)
 
     @property
     def batched_signatures(self) -> tuple[str, ...]:

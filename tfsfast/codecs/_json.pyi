@@ -5,15 +5,33 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tfsfast.codecs._json_py import PredictRequest as PredictRequest
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType
 
-MAX_JSON_DEPTH: int
-MAX_TENSOR_RANK: int
-MAX_TENSOR_ELEMENTS: int
-MAX_REQUEST_ELEMENTS: int
-MAX_INT_DIGITS: int
 MAX_DEBUG_STRING_BYTES: int
 DEFAULT_SIGNATURE: str
+
+class JsonCodec:
+    limits: CodecLimits
+    def __init__(self, limits: CodecLimits) -> None: ...
+    def parse_predict_request(
+        self,
+        body: bytes | bytearray | memoryview,
+        input_dtypes: Callable[[str], Mapping[str, DataType]],
+    ) -> PredictRequest: ...
+    def format_predict_response(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        columnar: bool,
+        output_dtypes: Mapping[str, DataType] | None = None,
+    ) -> bytes: ...
+    def format_error(self, message: str) -> bytes: ...
+    # The fast path alone (None where the twin would take over); for tests and benchmarks.
+    def _parse_fast(
+        self,
+        body: bytes | bytearray | memoryview,
+        input_dtypes: Callable[[str], Mapping[str, DataType]],
+    ) -> PredictRequest | None: ...
 
 def parse_predict_request(
     body: bytes | bytearray | memoryview,
@@ -26,7 +44,8 @@ def format_predict_response(
 ) -> bytes: ...
 def format_error(message: str) -> bytes: ...
 
-# The fast paths alone (None where the twin would take over); for tests and benchmarks.
+# The fast paths alone (None where the twin would take over), with the default limits; for tests
+# and benchmarks.
 def _parse_fast(
     body: bytes | bytearray | memoryview,
     input_dtypes: Callable[[str], Mapping[str, DataType]],

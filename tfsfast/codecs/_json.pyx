@@ -1,12 +1,12 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """Compiled JSON tensor codec for REST predict; the same contract as its twin ``_json_py``.
 
-``parse_predict_request(body, input_dtypes) -> PredictRequest``,
+``JsonCodec(limits)`` with ``parse_predict_request(body, input_dtypes) -> PredictRequest``,
 ``format_predict_response(outputs, columnar, output_dtypes=None) -> bytes`` and
-``format_error(message) -> bytes`` behave exactly as :mod:`tfsfast.codecs._json_py`, the
+``format_error(message) -> bytes`` behaves exactly as :mod:`tfsfast.codecs._json_py`'s, the
 reference: same tensors, same dtypes and shapes, same ServingError codes and messages, byte for
-byte. The hardening limits (``MAX_JSON_DEPTH`` ...) are module attributes here too, read at each
-call, so a flag can assign them on this module.
+byte, under the same ``CodecLimits``. The module-level functions are the codec with
+``DEFAULT_CODEC_LIMITS``.
 
 Design: a fast path for well-formed bodies, the twin for everything else.
 
@@ -19,12 +19,12 @@ Design: a fast path for well-formed bodies, the twin for everything else.
   aligned when large, so TensorFlow can borrow it; through numpy's C API when small) and filled
   from the tape in one typed loop. What a signature's ``{alias: DataType}`` dict implies (sorted
   aliases, their UTF-8 keys, dtypes) is derived once per dict and reused while the dict holds
-  the same items; the limits are C integers re-read only when a module attribute changes; the
+  the same items; the limits are C fields of the codec, set when it is made; the
   ``PredictRequest`` is filled without a Python frame. Whenever the C pass meets anything
-  unusual (a syntax
-  error, an odd number spelling, invalid UTF-8, a ragged or mistyped tensor, a limit, escaped
-  keys, duplicate keys ...), or a conversion does not fit the dtype, the body is handed to the
-  twin, which produces TF Serving's exact result or message. Errors are rare, so messages stay
+  unusual (a syntax error, an odd number spelling, invalid UTF-8, a ragged or mistyped tensor, a
+  limit, escaped keys, duplicate keys ...), or a conversion does not fit the dtype, the body is
+  handed to the twin codec the compiled one made with the same ``CodecLimits``, which produces
+  TF Serving's exact result or message. Errors are rare, so messages stay
   identical by construction at no cost to the common case.
 * Response. Numeric tensors are written straight from their buffers by C loops into a scratch
   buffer kept across responses (its pages stay mapped), then copied once into an exactly sized
@@ -37,15 +37,12 @@ Design: a fast path for well-formed bodies, the twin for everything else.
   Anything the twin would reject, and dtypes written rarely, go to the twin.
 
 Ownership: the request body is borrowed for the call only; returned arrays own their memory.
-Response arrays are only read. Thread-safety: reentrant; all per-call state is local. When the
-twin runs on behalf of this module and this module's limits differ from the twin's, the limits
-are lent to the twin for that call under a lock (only a thread using the twin directly, with
-other limits, at that very moment could observe them).
+Response arrays are only read. Thread-safety: reentrant; all per-call state is local, and a codec
+holds nothing that changes after it is made.
 """
 
 import binascii
 import dataclasses
-import threading
 import types
 
 import numpy as np
@@ -69,17 +66,14 @@ from tfsfast.runtime._numpy_api cimport (
 )
 
 from tfsfast.codecs import _json_py as _twin
-from tfsfast.codecs import twin_fallback
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
+from tfsfast.codecs.twin_fallback import SignatureLookup as _SignatureLookup
 from tfsfast.runtime.arrays import aligned_empty
 from tfsfast.runtime.dtypes import from_numpy
 
 __all__ = [
     "MAX_DEBUG_STRING_BYTES",
-    "MAX_INT_DIGITS",
-    "MAX_JSON_DEPTH",
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
+    "JsonCodec",
     "PredictRequest",
     "format_error",
     "format_predict_response",
@@ -93,21 +87,11 @@ if sizeof(Py_ssize_t) != sizeof(int64_t):
     # shapes are handed between numpy (Py_ssize_t) and the C side (int64_t) as they are
     raise ImportError("tfsfast.codecs._json: needs a 64-bit Py_ssize_t")
 
-# Limits (hardening.md), with the twin's defaults; read at each call.
-MAX_JSON_DEPTH = _twin.MAX_JSON_DEPTH
-MAX_TENSOR_RANK = _twin.MAX_TENSOR_RANK
-MAX_TENSOR_ELEMENTS = _twin.MAX_TENSOR_ELEMENTS
-MAX_REQUEST_ELEMENTS = _twin.MAX_REQUEST_ELEMENTS
-MAX_INT_DIGITS = _twin.MAX_INT_DIGITS
 MAX_DEBUG_STRING_BYTES = _twin.MAX_DEBUG_STRING_BYTES
-
 PredictRequest = _twin.PredictRequest
 format_error = _twin.format_error  # not on a hot path; one implementation keeps it identical
 
 DEFAULT_SIGNATURE = _twin.DEFAULT_SIGNATURE
-_LIMITS = ("MAX_JSON_DEPTH", "MAX_TENSOR_RANK", "MAX_TENSOR_ELEMENTS", "MAX_REQUEST_ELEMENTS",
-           "MAX_INT_DIGITS", "MAX_DEBUG_STRING_BYTES")
-_lend_lock = threading.RLock()
 
 if tfs_number_init() != 0:
     raise ImportError("tfsfast.codecs._json: cannot create the C locale")
@@ -135,31 +119,8 @@ cdef Py_ssize_t _ALIGN_FROM = 4096  # bytes; smaller tensors gain nothing from 6
 cdef Py_ssize_t _NOGIL_FROM = 1 << 16
 
 
-def _reference_parse(body, input_dtypes):
-    """The twin's parse, under this module's limits."""
-    return twin_fallback.reference_parse(_twin, _LIMITS, globals(), _lend_lock, body,
-                                         input_dtypes)
-
-
-_SignatureLookup = twin_fallback.SignatureLookup
-
-
 # ---------------------------------------------------------------------------------------------
-# The limits as C integers. The module attributes are read at each call, but only turned into C
-# integers when one of them is a different object than last time (ints are immutable, so the
-# same object means the same value). A limit that is not an int sends every body to the twin,
-# which then decides what such a limit means.
-
-cdef object _seen_depth = None, _seen_digits = None, _seen_tensor = None
-cdef object _seen_request = None, _seen_rank = None
-cdef bint _limits_plain = False
-# For the C pass: clamped to what it can use.
-cdef int _c_depth = 0, _c_digits = 0
-cdef int64_t _c_tensor = 0, _c_request = 0
-# For the checks after it (`count > limit`, ...): clamped so those comparisons keep their
-# outcome for every count the C pass can produce (0 .. 2^62).
-cdef int64_t _c_rank = 0, _c_tensor_cmp = 0, _c_request_cmp = 0
-
+# The codec: its limits as C integers, set once.
 
 cdef int64_t _clip(object value, int64_t lo, int64_t hi) except? -2:
     if value < lo:
@@ -169,24 +130,54 @@ cdef int64_t _clip(object value, int64_t lo, int64_t hi) except? -2:
     return <int64_t>value
 
 
-cdef int _load_limits(object depth, object digits, object tensor, object request,
-                      object rank) except -1:
-    global _seen_depth, _seen_digits, _seen_tensor, _seen_request, _seen_rank, _limits_plain
-    global _c_depth, _c_digits, _c_tensor, _c_request, _c_rank, _c_tensor_cmp, _c_request_cmp
-    cdef int64_t big = (<int64_t>1) << 62
-    plain = all([isinstance(v, int) for v in (depth, digits, tensor, request, rank)])
-    if plain:
-        _c_depth = <int>_clip(depth, 0, 1 << 30)
-        _c_digits = <int>_clip(digits, 0, 20)
-        _c_tensor = _clip(tensor, 0, big)
-        _c_request = _clip(request, 0, big)
-        _c_rank = _clip(rank, -1, 1 << 30)
-        _c_tensor_cmp = _clip(tensor, -1, big)
-        _c_request_cmp = _clip(request, -1, big)
-    _limits_plain = plain
-    _seen_depth, _seen_digits, _seen_tensor = depth, digits, tensor
-    _seen_request, _seen_rank = request, rank
-    return 0
+cdef class JsonCodec:
+    """The compiled JSON codec under ``limits`` (a ``CodecLimits``); the contract is the twin's
+    ``JsonCodec``. Bodies the C pass does not take go to the twin's codec made with the same
+    ``limits``, which decides the answer or the error."""
+
+    def __init__(self, limits):
+        cdef int64_t big = (<int64_t>1) << 62
+        self.limits = limits
+        self._twin = _twin.JsonCodec(limits)
+        # For the C pass: clamped to what it can use.
+        self._depth = <int>_clip(limits.max_json_depth, 0, 1 << 30)
+        self._digits = <int>_clip(limits.max_int_digits, 0, 20)
+        self._tensor = _clip(limits.max_tensor_elements, 0, big)
+        self._request = _clip(limits.max_request_elements, 0, big)
+        # For the checks after it (`count > limit`, ...): clamped so those comparisons keep
+        # their outcome for every count the C pass can produce (0 .. 2^62).
+        self._rank = _clip(limits.max_tensor_rank, -1, 1 << 30)
+        self._tensor_cmp = _clip(limits.max_tensor_elements, -1, big)
+        self._request_cmp = _clip(limits.max_request_elements, -1, big)
+
+    def parse_predict_request(self, body, input_dtypes):
+        """Parses a REST predict body (row ``instances`` or columnar ``inputs``) into tensors.
+
+        ``input_dtypes(signature_name)`` returns the signature's ``{alias: DataType}`` and
+        raises ServingError itself for an unknown signature; it is called once. Every failure is
+        a ServingError with TF Serving's code and message (see ``_json_py``).
+        """
+        return _parse(self, body, input_dtypes, True)
+
+    cdef object parse_request(self, object body, object input_dtypes):
+        """``parse_predict_request`` for compiled callers (declared in ``_json.pxd``)."""
+        return _parse(self, body, input_dtypes, True)
+
+    def _parse_fast(self, body, input_dtypes):
+        """The fast path alone: the request, or None where ``parse_predict_request`` would hand
+        the body to the twin. For tests and benchmarks, to see which bodies the C pass takes."""
+        return _parse(self, body, input_dtypes, False)
+
+    def format_predict_response(self, outputs, columnar, output_dtypes=None):
+        """The module's ``format_predict_response`` (no limit applies to it)."""
+        return format_response(outputs, columnar, output_dtypes)
+
+    def format_error(self, message):
+        """The module's ``format_error``."""
+        return _twin.format_error(message)
+
+    def __repr__(self):
+        return f"JsonCodec({self.limits!r})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,56 +265,35 @@ cdef _Inputs _inputs_for(object answer):
     return s
 
 
-def parse_predict_request(body, input_dtypes):
-    """Parses a REST predict body (row ``instances`` or columnar ``inputs``) into tensors.
-
-    ``input_dtypes(signature_name)`` returns the signature's ``{alias: DataType}`` and raises
-    ServingError itself for an unknown signature; it is called once. Every failure is a
-    ServingError with TF Serving's code and message (see ``_json_py``).
-    """
-    return _parse(body, input_dtypes, True)
-
-
-cdef object parse_request(object body, object input_dtypes):
-    """``parse_predict_request`` for compiled callers (declared in ``_json.pxd``)."""
-    return _parse(body, input_dtypes, True)
-
-
-def _parse_fast(body, input_dtypes):
-    """The fast path alone: the request, or None where ``parse_predict_request`` would hand the
-    body to the twin. For tests and benchmarks, to see which bodies the C pass handles."""
-    return _parse(body, input_dtypes, False)
+# The codec with DEFAULT_CODEC_LIMITS, for callers without a codec of their own (a server hands
+# its own CodecLimits to the codecs it makes).
+cdef JsonCodec _default = JsonCodec(DEFAULT_CODEC_LIMITS)
+parse_predict_request = _default.parse_predict_request
+_parse_fast = _default._parse_fast
 
 
 class _GiveUp(Exception):
     pass
 
 
-cdef object _fallback(bint use_twin, object data, object input_dtypes):
+cdef object _fallback(JsonCodec codec, bint use_twin, object data, object input_dtypes):
     if use_twin:
-        return _reference_parse(data, input_dtypes)
+        return codec._twin.parse_predict_request(data, input_dtypes)
     raise _GiveUp
 
 
-cdef object _parse(object body, object input_dtypes, bint use_twin):
+cdef object _parse(JsonCodec codec, object body, object input_dtypes, bint use_twin):
     cdef bytes data = body if type(body) is bytes else bytes(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    depth = MAX_JSON_DEPTH
-    digits = MAX_INT_DIGITS
-    tensor = MAX_TENSOR_ELEMENTS
-    request = MAX_REQUEST_ELEMENTS
-    rank = MAX_TENSOR_RANK
-    if not (depth is _seen_depth and digits is _seen_digits and tensor is _seen_tensor
-            and request is _seen_request and rank is _seen_rank):
-        _load_limits(depth, digits, tensor, request, rank)
-    if n == 0 or not _limits_plain:
-        return _reference_parse(data, input_dtypes) if use_twin else None
+    if n == 0:
+        return codec._twin.parse_predict_request(data, input_dtypes) if use_twin else None
     cdef tfs_json *P = _parser_take()
     if P == NULL:
         raise MemoryError()
     cdef const uint8_t *buf = <const uint8_t *>PyBytes_AS_STRING(data)
     cdef int status
-    tfs_json_init(P, buf, <size_t>n, _c_depth, _c_digits, _c_tensor, _c_request)
+    tfs_json_init(P, buf, <size_t>n, codec._depth, codec._digits, codec._tensor,
+                  codec._request)
     try:
         if n >= _NOGIL_FROM:
             with nogil:
@@ -333,8 +303,8 @@ cdef object _parse(object body, object input_dtypes, bint use_twin):
         if status == TFS_NOMEM:
             raise MemoryError()
         if status != TFS_OK:
-            return _fallback(use_twin, data, input_dtypes)
-        return _build(P, data, input_dtypes, use_twin)
+            return _fallback(codec, use_twin, data, input_dtypes)
+        return _build(codec, P, data, input_dtypes, use_twin)
     except _GiveUp:
         return None
     finally:
@@ -372,7 +342,15 @@ cdef void _parser_give(tfs_json *P):
         tfs_json_free(P)
 
 
-cdef object _build(tfs_json *P, bytes data, object input_dtypes, bint use_twin):
+cdef object _hand_over(JsonCodec codec, bint use_twin, bytes data, object input_dtypes,
+                       object signature_name, object answer):
+    """``_fallback`` once the signature was looked up: the twin reuses the answer."""
+    return _fallback(codec, use_twin, data,
+                     _SignatureLookup(input_dtypes, signature_name, answer))
+
+
+cdef object _build(JsonCodec codec, tfs_json *P, bytes data, object input_dtypes,
+                   bint use_twin):
     """The request from a successful C pass, or the twin's answer if a tensor does not fit."""
     cdef const uint8_t *base = <const uint8_t *>PyBytes_AS_STRING(data)
     cdef tfs_tensor *t
@@ -388,38 +366,35 @@ cdef object _build(tfs_json *P, bytes data, object input_dtypes, bint use_twin):
     answer = input_dtypes(signature_name)
     cdef _Inputs s = _inputs_for(answer)
     if s.count == 0:
-        return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
     if P.named:
         # The C pass leaves no duplicate keys, so "the same keys" is "as many, all found".
         if s.count > P.nt or (P.mode == TFS_MODE_INSTANCES and s.count != P.nt):
-            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+            return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         for k in range(s.count):
             key = s.keys[k]
             if key is None:
-                return _fallback(use_twin, data,
-                                 _SignatureLookup(input_dtypes, signature_name, answer))
+                return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
             t = tfs_find_tensor(P, <const uint8_t *>PyBytes_AS_STRING(key),
                                 PyBytes_GET_SIZE(key), k)
             if t == NULL:
-                return _fallback(use_twin, data,
-                                 _SignatureLookup(input_dtypes, signature_name, answer))
+                return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
             order[k] = <int>(t - P.t)
     else:
         if s.count != 1:
-            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+            return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         order[0] = 0
     inputs = {}
     for k in range(s.count):
         t = &P.t[order[k]]
-        if t.broken or t.rank < 0 or t.rank > _c_rank:
-            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        if t.broken or t.rank < 0 or t.rank > codec._rank:
+            return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         # The element count the shape says, which must be the leaves read (no overflow: a
         # product past t.n already disagrees, unless a later dimension is 0).
         zero = False
         for j in range(t.rank):
             if t.shape[j] < 0:
-                return _fallback(use_twin, data,
-                                 _SignatureLookup(input_dtypes, signature_name, answer))
+                return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
             zero = zero or t.shape[j] == 0
         if zero:
             count = 0
@@ -430,12 +405,12 @@ cdef object _build(tfs_json *P, bytes data, object input_dtypes, bint use_twin):
                     count = -1
                     break
                 count *= t.shape[j]
-        if count != t.n or count > _c_tensor_cmp or used + count > _c_request_cmp:
-            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+        if count != t.n or count > codec._tensor_cmp or used + count > codec._request_cmp:
+            return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         used += count
         a = _tensor(t, <int>s.codes[k], s.descrs[k], base)
         if a is None:
-            return _fallback(use_twin, data, _SignatureLookup(input_dtypes, signature_name, answer))
+            return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         inputs[s.names[k]] = a
     return _new_request(signature_name, inputs, P.mode == TFS_MODE_INPUTS)
 

@@ -5,7 +5,7 @@ Behaviour follows TF Serving's ``util/json_tensor.cc`` (parsed with rapidjson 1.
 Serving's, byte for byte, including rapidjson's English parse errors and their byte offsets. The
 compiled codec is tested against this module, so behaviour here is the contract.
 
-Request side (``parse_predict_request``):
+Request side (``JsonCodec(limits).parse_predict_request``):
 
 * The body is parsed by ``json`` with hooks, and whatever Python's parser and rapidjson disagree
   on is reconciled so that the outcome is rapidjson's: a NUL byte ends the input, a UTF-8 BOM is
@@ -14,14 +14,15 @@ Request side (``parse_predict_request``):
   range are doubles, a number rapidjson calls too big fails, an unpaired high-surrogate escape
   fails. On a syntax error a small rapidjson emulator re-reads the bytes from the start of the
   offending token to produce rapidjson's message and offset; it never re-reads the whole body.
-* Hardening beyond TF Serving (module constants read at each call, so a flag can assign them
-  here): the nesting depth of the whole body is checked *before* parsing by a linear scan
-  (``MAX_JSON_DEPTH``); tensor rank (``MAX_TENSOR_RANK``), elements per tensor and per request
-  (``MAX_TENSOR_ELEMENTS``, ``MAX_REQUEST_ELEMENTS``); integer literals longer than
-  ``MAX_INT_DIGITS`` digits are never turned into Python ints (they read as doubles, as rapidjson
-  reads anything outside 64 bits, so an integer dtype rejects them). ``MAX_INT_DIGITS`` above 20
+* Hardening beyond TF Serving, by the codec's ``CodecLimits`` (given to ``JsonCodec`` when it is
+  made): the nesting depth of the whole body is checked *before* parsing by a linear scan
+  (``max_json_depth``); tensor rank (``max_tensor_rank``), elements per tensor and per request
+  (``max_tensor_elements``, ``max_request_elements``); integer literals longer than
+  ``max_int_digits`` digits are never turned into Python ints (they read as doubles, as rapidjson
+  reads anything outside 64 bits, so an integer dtype rejects them). ``max_int_digits`` above 20
   has no effect: no longer literal fits 64 bits. Limit errors are INVALID_ARGUMENT and name the
   limit. The depth scan covers the whole body, bytes after the top-level value included.
+  The module-level ``parse_predict_request`` is the codec with ``DEFAULT_CODEC_LIMITS``.
 * Speed: Python's C parser does the work. Number hooks (a Python call per number) are only
   installed when a byte scan finds a digit run or exponent long enough to need them.
 * String tensors are numpy object arrays of ``bytes``: a JSON string's UTF-8 bytes as sent. Like
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -68,31 +70,22 @@ from typing import Any
 
 import numpy as np
 
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime.dtypes import DataType, from_numpy, short_name, to_numpy
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
     "MAX_DEBUG_STRING_BYTES",
-    "MAX_INT_DIGITS",
-    "MAX_JSON_DEPTH",
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
+    "JsonCodec",
     "PredictRequest",
     "format_error",
     "format_predict_response",
     "parse_predict_request",
 ]
 
-# ---------------------------------------------------------------------------------------------
-# Limits (hardening.md "Default limits"). Read at call time, so a flag may assign them.
-
-MAX_JSON_DEPTH = 100
-MAX_TENSOR_RANK = 32
-MAX_TENSOR_ELEMENTS = 2**28
-MAX_REQUEST_ELEMENTS = 2**29
-MAX_INT_DIGITS = 20
-MAX_DEBUG_STRING_BYTES = 256  # TF Serving's kMaxJsonDebugStringBytes
+# Values echoed in messages are cut to this many bytes: TF Serving's kMaxJsonDebugStringBytes
+# (a constant of its own, not one of the limits a deployment sets).
+MAX_DEBUG_STRING_BYTES = 256
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -249,10 +242,11 @@ def _parse_float(s: str) -> float:
     return v
 
 
-def _parse_int(s: str) -> int | float:
+def _parse_int(max_digits: int, s: str) -> int | float:
+    """``parse_int`` of a decoder for integer literals of at most ``max_digits`` (<= 20)."""
     minus = s[0] == "-"
     ndigits = len(s) - minus
-    if ndigits <= MAX_INT_DIGITS and ndigits <= 20:
+    if ndigits <= max_digits:
         v = int(s)
         if -(1 << 63) <= v < (1 << 64):
             return v
@@ -274,24 +268,29 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # The number hooks cost a Python call per number; they are only needed when the body has a long
 # digit run or a 3-digit exponent (nothing else can be too big for rapidjson or exceed 64 bits by
 # more than Python's int handles cheaply), which one translate() and a few find()s tell.
-_DECODERS = {
-    (hook_int, hook_float): json.JSONDecoder(
-        parse_int=_parse_int if hook_int else None,
-        parse_float=_parse_float if hook_float else None, object_pairs_hook=_first_wins)
-    for hook_int in (False, True) for hook_float in (False, True)
-}
+@functools.cache  # one set per digit limit, 0 to 20
+def _decoders(max_digits: int) -> dict[tuple[bool, bool], json.JSONDecoder]:
+    parse_int = functools.partial(_parse_int, max_digits)
+    return {
+        (hook_int, hook_float): json.JSONDecoder(
+            parse_int=parse_int if hook_int else None,
+            parse_float=_parse_float if hook_float else None, object_pairs_hook=_first_wins)
+        for hook_int in (False, True) for hook_float in (False, True)
+    }
+
+
 _NUMBER_SHAPES = bytes(
     0x31 if c in b"0123456789" else 0x65 if c in b"eE" else c if c == 0x2B else 0x20
     for c in range(256))
 
 
-def _decoder_for(b: bytes, lo: int) -> json.JSONDecoder:
+def _decoder_for(b: bytes, lo: int, max_digits: int) -> json.JSONDecoder:
     shapes = b.translate(_NUMBER_SHAPES)
-    int_run = b"1" * (min(MAX_INT_DIGITS, 20) + 1)
+    int_run = b"1" * (max_digits + 1)
     hook_int = shapes.find(int_run, lo) >= 0
     hook_float = (shapes.find(b"e111", lo) >= 0 or shapes.find(b"e+111", lo) >= 0
                   or (hook_int and shapes.find(b"1" * 309, lo) >= 0))
-    return _DECODERS[hook_int, hook_float]
+    return _decoders(max_digits)[hook_int, hook_float]
 
 
 def _as_double(v: int) -> int | float:
@@ -339,7 +338,7 @@ def _depth_exceeds(b: bytes, lo: int, limit: int) -> bool:
 
 def _open_containers(b: bytes, lo: int, r: int) -> list[int]:
     """The unclosed ``[``/``{`` bytes of ``b[lo:r]``, outermost first (``b[lo:r]`` is a valid
-    JSON prefix ending outside a string, so it nests properly and at most MAX_JSON_DEPTH deep)."""
+    JSON prefix ending outside a string, so it nests properly and at most the depth limit deep)."""
     br = _brackets(b, lo, r)
     if not br:
         return []
@@ -796,21 +795,23 @@ def _too_big_error(src: _Source, token: str) -> ServingError:
     return _first_error(found, _lone_high_surrogate(b, lo, found[1]))
 
 
-def _parse_document(body: bytes) -> _Doc:
-    """Parses a request body as TF Serving does; the top level must be an object."""
+def _parse_document(body: bytes, limits: CodecLimits) -> _Doc:
+    """Parses a request body as TF Serving does; the top level must be an object. Of
+    ``limits``, the nesting depth and the integer digits apply here."""
     if not body:
         raise _invalid("JSON Parse error: The document is empty")
     src = _Source(body)
     b, lo = src.b, src.start
-    if _depth_exceeds(b, lo, MAX_JSON_DEPTH):
-        raise _invalid(f"JSON nesting depth exceeds the maximum of {MAX_JSON_DEPTH}")
+    if _depth_exceeds(b, lo, limits.max_json_depth):
+        raise _invalid(f"JSON nesting depth exceeds the maximum of {limits.max_json_depth}")
     blank = _WS_STR_RE.match(src.rewritten)  # a * run: it always matches
     assert blank is not None
     idx = blank.end()
     if idx == len(src.rewritten):
         raise _parse_error(_EMPTY, len(b))
     try:
-        value, end = _decoder_for(b, lo).raw_decode(src.rewritten, idx)
+        value, end = _decoder_for(b, lo, min(limits.max_int_digits, 20)).raw_decode(
+            src.rewritten, idx)
     except json.JSONDecodeError as e:
         raise _syntax_error(src, e) from None
     except _NumberTooBig as e:
@@ -1208,25 +1209,28 @@ def _convert(leaves: list[Any], dtype: int, strings: _Strings) -> np.ndarray | N
 
 
 class _Budget:
-    """Elements converted so far in this request (for MAX_REQUEST_ELEMENTS)."""
+    """The request's tensor limits, and the elements converted so far in it (for
+    ``max_request_elements``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
         self.used = 0
 
 
 def _limit_error(name: str, shape: list[int], budget: _Budget, new: int | None = None
                  ) -> ServingError | None:
     """Our own limits on a tensor of ``shape`` (``new`` elements about to be added)."""
-    if len(shape) > MAX_TENSOR_RANK:
+    limits = budget.limits
+    if len(shape) > limits.max_tensor_rank:
         return _invalid(f"Input: {name} has rank {len(shape)}, which exceeds the maximum tensor "
-                        f"rank of {MAX_TENSOR_RANK}")
+                        f"rank of {limits.max_tensor_rank}")
     count = math.prod(shape)
-    if count > MAX_TENSOR_ELEMENTS:
+    if count > limits.max_tensor_elements:
         return _invalid(f"Input: {name} has {count} elements, which exceeds the maximum of "
-                        f"{MAX_TENSOR_ELEMENTS} elements per tensor")
-    if budget.used + (count if new is None else new) > MAX_REQUEST_ELEMENTS:
-        return _invalid(f"Request has more than {MAX_REQUEST_ELEMENTS} tensor elements, the "
-                        "maximum per request")
+                        f"{limits.max_tensor_elements} elements per tensor")
+    if budget.used + (count if new is None else new) > limits.max_request_elements:
+        return _invalid(f"Request has more than {limits.max_request_elements} tensor elements, "
+                        "the maximum per request")
     return None
 
 
@@ -1315,7 +1319,7 @@ def _fast_rows(instances: list[Any], names: list[str], objects: bool, dtypes: Ma
         columns = {name: [e[name] for e in instances] for name in names}
     else:
         columns = {names[0]: instances}
-    trial = _Budget()
+    trial = _Budget(budget.limits)
     trial.used = budget.used
     out = {}
     for name, column in columns.items():
@@ -1384,16 +1388,10 @@ def _from_inputs(value: Any, dtypes: Mapping[str, int], strings: _Strings,
     return out
 
 
-def parse_predict_request(body: bytes,
-                          input_dtypes: Callable[[str], Mapping[str, DataType]]) -> PredictRequest:
-    """Parses a REST predict body (row ``instances`` or columnar ``inputs``) into tensors.
-
-    ``input_dtypes(signature_name)`` returns the signature's ``{alias: DataType}`` and raises
-    ServingError itself for an unknown signature; it is called once, with the signature name
-    after defaulting. Every failure is a ServingError carrying TF Serving's code and message
-    (INVALID_ARGUMENT, or UNIMPLEMENTED for a columnar input of a dtype JSON cannot express).
-    """
-    doc = _parse_document(bytes(body))
+def _parse_predict_request(body: bytes, input_dtypes: Callable[[str], Mapping[str, DataType]],
+                           limits: CodecLimits) -> PredictRequest:
+    """``JsonCodec(limits).parse_predict_request``."""
+    doc = _parse_document(bytes(body), limits)
     top = doc.value
     raw_name = ""
     if "signature_name" in top:
@@ -1406,7 +1404,7 @@ def parse_predict_request(body: bytes,
     if not dtypes:
         raise _invalid(f"Failed to get input map for signature: {raw_name or 'DEFAULT'}")
     strings = _Strings(doc.raw)
-    budget = _Budget()
+    budget = _Budget(limits)
     if "instances" in top:
         if "inputs" in top:
             raise _invalid(f"JSON Value: {_debug_string(top)} Not formatted correctly expecting "
@@ -1535,3 +1533,41 @@ def format_error(message: str) -> bytes:
     """TF Serving's error body, byte for byte: rapidjson PrettyWriter's
     ``{\\n    "error": "<escaped message>"\\n}``."""
     return ('{\n    "error": ' + _json_string(_clean(message)) + "\n}").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec.
+
+class JsonCodec:
+    """The REST predict JSON codec under ``limits`` (a ``CodecLimits``, kept for its life).
+
+    ``parse_predict_request(body, input_dtypes)`` parses a REST predict body (row ``instances``
+    or columnar ``inputs``) into tensors: ``input_dtypes(signature_name)`` returns the
+    signature's ``{alias: DataType}`` and raises ServingError itself for an unknown signature;
+    it is called once, with the signature name after defaulting. Every failure is a ServingError
+    carrying TF Serving's code and message (INVALID_ARGUMENT, or UNIMPLEMENTED for a columnar
+    input of a dtype JSON cannot express; a limit's error names the limit).
+    ``format_predict_response`` and ``format_error`` are the module's (no limit applies to
+    them). Thread-safe: it holds nothing but its limits.
+    """
+
+    __slots__ = ("limits",)
+
+    format_predict_response = staticmethod(format_predict_response)
+    format_error = staticmethod(format_error)
+
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
+
+    def parse_predict_request(self, body: bytes,
+                              input_dtypes: Callable[[str], Mapping[str, DataType]]
+                              ) -> PredictRequest:
+        return _parse_predict_request(body, input_dtypes, self.limits)
+
+    def __repr__(self) -> str:
+        return f"JsonCodec({self.limits!r})"
+
+
+# ``JsonCodec(DEFAULT_CODEC_LIMITS).parse_predict_request``, for callers without a codec of their
+# own (a server hands its own ``CodecLimits`` to the codecs it makes).
+parse_predict_request = JsonCodec(DEFAULT_CODEC_LIMITS).parse_predict_request

@@ -1,11 +1,11 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """Compiled msgpack tensor codec for REST predict; the same contract as its twin ``_msgpack_py``.
 
-``parse_predict_request(body, input_dtypes) -> PredictRequest``,
+``MsgpackCodec(limits)`` with ``parse_predict_request(body, input_dtypes) -> PredictRequest``,
 ``format_predict_response(outputs, columnar, output_dtypes=None) -> bytes`` and
-``format_error(message) -> bytes`` behave exactly as :mod:`tfsfast.codecs._msgpack_py`, the
-reference (same tensors, same bytes, same errors); see it for the wire format. The limits
-(``MAX_MSGPACK_DEPTH`` ...) are module attributes here too, read at each call.
+``format_error(message) -> bytes`` behaves exactly as :mod:`tfsfast.codecs._msgpack_py`'s, the
+reference (same tensors, same bytes, same errors under the same ``CodecLimits``); see it for the
+wire format. The module-level functions are the codec with ``DEFAULT_CODEC_LIMITS``.
 
 Design, as for the JSON codec: a fast path for the bodies tfsfast's own clients send, the twin
 for everything else.
@@ -14,8 +14,9 @@ for everything else.
   or {alias: <tensor map>, ...}}``, numeric dtypes) are walked here header by header, straight
   over the body's bytes: no copy of the body (the twin copies it into a ``msgpack.Unpacker``),
   no Python object per map entry, and each tensor is an ``np.frombuffer`` view over the body.
-  Anything else (plain values, string tensors, unknown keys, any error) goes to the twin, which
-  produces the exact result or message.
+  Anything else (plain values, string tensors, unknown keys, any error) goes to the twin codec
+  made with the same ``CodecLimits``, which produces the exact result or message. The limits
+  are C fields of the codec, set when it is made.
 * Response. Numeric outputs are written into one exactly sized ``bytes``: the headers, then one
   ``memcpy`` of each tensor's buffer. (The twin's ``msgpack.Packer`` copies each buffer into
   its own growing buffer and then once more into the result.) String outputs go to the twin.
@@ -24,11 +25,8 @@ Measured with ``python -m bench codecs``: the fast path's cost is a few microsec
 request plus one copy of the output data, against memcpy of the same bytes.
 
 Ownership: request tensors borrow the body (they keep it alive; read-only when it is bytes).
-Thread-safety: reentrant; no shared mutable state (limits lent to the twin for a fallback are
-restored under a lock, as in ``_json``).
+Thread-safety: reentrant; no shared mutable state.
 """
-
-import threading
 
 import numpy as np
 
@@ -39,31 +37,22 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
 from tfsfast.codecs import _msgpack_py as _twin
-from tfsfast.codecs import twin_fallback
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
+from tfsfast.codecs.twin_fallback import SignatureLookup as _SignatureLookup
 from tfsfast.runtime.dtypes import DataType, to_numpy
 
 __all__ = [
-    "MAX_MSGPACK_DEPTH",
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
+    "MsgpackCodec",
     "PredictRequest",
     "format_error",
     "format_predict_response",
     "parse_predict_request",
 ]
 
-MAX_MSGPACK_DEPTH = _twin.MAX_MSGPACK_DEPTH
-MAX_TENSOR_RANK = _twin.MAX_TENSOR_RANK
-MAX_TENSOR_ELEMENTS = _twin.MAX_TENSOR_ELEMENTS
-MAX_REQUEST_ELEMENTS = _twin.MAX_REQUEST_ELEMENTS
-
 PredictRequest = _twin.PredictRequest
 format_error = _twin.format_error  # not on a hot path; one implementation keeps it identical
 DTYPE_NAMES = _twin.DTYPE_NAMES
 
-_LIMITS = ("MAX_MSGPACK_DEPTH", "MAX_TENSOR_RANK", "MAX_TENSOR_ELEMENTS", "MAX_REQUEST_ELEMENTS")
-_lend_lock = threading.RLock()
 _DEFAULT_SIGNATURE = _twin.DEFAULT_SIGNATURE
 
 # wire name (bytes) -> (DataType, numpy dtype) for the dtypes the fast path carries
@@ -79,15 +68,6 @@ cdef dict _BY_NUMPY = {
 }
 cdef int _DT_BOOL = int(DataType.DT_BOOL)
 cdef int _DT_STRING = int(DataType.DT_STRING)
-
-
-def _reference_parse(body, input_dtypes):
-    """The twin's parse, under this module's limits."""
-    return twin_fallback.reference_parse(_twin, _LIMITS, globals(), _lend_lock, body,
-                                         input_dtypes)
-
-
-_SignatureLookup = twin_fallback.SignatureLookup
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,29 +235,72 @@ cdef int _tensors(_Cursor *c, _RawTensor *out, int *count, bint *named):
 # ---------------------------------------------------------------------------------------------
 # Request
 
-def parse_predict_request(body, input_dtypes):
-    """Parses a msgpack predict body into tensors (see ``_msgpack_py`` for the format).
+cdef class MsgpackCodec:
+    """The compiled msgpack codec under ``limits`` (a ``CodecLimits``); the contract is the
+    twin's ``MsgpackCodec``. Bodies the fast path does not take go to the twin's codec made with
+    the same ``limits``."""
 
-    ``input_dtypes(signature_name)`` is called once. Numeric tensor maps come back as read-only
-    views over ``body``. Every failure is a ServingError with the twin's code and message.
-    """
-    cdef bytes data = body if type(body) is bytes else bytes(body)
-    result = _fast_parse(data, input_dtypes)
-    if result is None:
-        return _reference_parse(data, input_dtypes)
-    if type(result) is _SignatureLookup:
-        return _reference_parse(data, result)
-    return result
+    cdef readonly object limits
+    cdef object _twin  # _msgpack_py.MsgpackCodec(limits)
+    cdef bint _depth_ok  # the depth limit lets named tensor maps (depth 4) through
+    cdef uint64_t _max_tensor, _max_request
+    cdef int _max_rank  # at most 32, the ranks _RawTensor holds
+
+    def __init__(self, limits):
+        cdef uint64_t rank = _limit(limits.max_tensor_rank)
+        self.limits = limits
+        self._twin = _twin.MsgpackCodec(limits)
+        self._depth_ok = limits.max_msgpack_depth >= 4
+        self._max_tensor = _limit(limits.max_tensor_elements)
+        self._max_request = _limit(limits.max_request_elements)
+        self._max_rank = 32 if rank > 32 else <int>rank
+
+    def parse_predict_request(self, body, input_dtypes):
+        """Parses a msgpack predict body into tensors (see ``_msgpack_py`` for the format).
+
+        ``input_dtypes(signature_name)`` is called once. Numeric tensor maps come back as
+        read-only views over ``body``. Every failure is a ServingError with the twin's code and
+        message.
+        """
+        cdef bytes data = body if type(body) is bytes else bytes(body)
+        result = _fast_parse(self, data, input_dtypes)
+        if result is None:
+            return self._twin.parse_predict_request(data, input_dtypes)
+        if type(result) is _SignatureLookup:
+            return self._twin.parse_predict_request(data, result)
+        return result
+
+    def _parse_fast(self, body, input_dtypes):
+        """The fast path alone: the request, or None where the twin would take over (for
+        tests)."""
+        cdef bytes data = body if type(body) is bytes else bytes(body)
+        result = _fast_parse(self, data, input_dtypes)
+        return None if result is None or type(result) is _SignatureLookup else result
+
+    def read_value(self, body):
+        """The twin's ``read_value`` under this codec's limits (classify and regress bodies)."""
+        return self._twin.read_value(body)
+
+    def format_predict_response(self, outputs, columnar, output_dtypes=None):
+        """The module's ``format_predict_response`` (no limit applies to it)."""
+        return format_predict_response(outputs, columnar, output_dtypes)
+
+    def format_error(self, message):
+        """The module's ``format_error``."""
+        return _twin.format_error(message)
+
+    def __repr__(self):
+        return f"MsgpackCodec({self.limits!r})"
 
 
-def _parse_fast(body, input_dtypes):
-    """The fast path alone: the request, or None where the twin would take over (for tests)."""
-    cdef bytes data = body if type(body) is bytes else bytes(body)
-    result = _fast_parse(data, input_dtypes)
-    return None if result is None or type(result) is _SignatureLookup else result
+# The codec with DEFAULT_CODEC_LIMITS, for callers without a codec of their own (a server hands
+# its own CodecLimits to the codecs it makes).
+cdef MsgpackCodec _default = MsgpackCodec(DEFAULT_CODEC_LIMITS)
+parse_predict_request = _default.parse_predict_request
+_parse_fast = _default._parse_fast
 
 
-cdef object _fast_parse(bytes data, object input_dtypes):
+cdef object _fast_parse(MsgpackCodec codec, bytes data, object input_dtypes):
     """The request, or None (hand over before any lookup), or a _SignatureLookup (hand over
     after the lookup, which the twin must then reuse)."""
     # Per call, not global: input_dtypes runs Python code, where another thread may parse.
@@ -285,12 +308,13 @@ cdef object _fast_parse(bytes data, object input_dtypes):
     if raw == NULL:
         raise MemoryError()
     try:
-        return _fast_parse_into(data, input_dtypes, raw)
+        return _fast_parse_into(codec, data, input_dtypes, raw)
     finally:
         free(raw)
 
 
-cdef object _fast_parse_into(bytes data, object input_dtypes, _RawTensor *_raw):
+cdef object _fast_parse_into(MsgpackCodec codec, bytes data, object input_dtypes,
+                             _RawTensor *_raw):
     cdef _Cursor c
     cdef Py_ssize_t n, k, slen, klen
     cdef const uint8_t *key
@@ -300,7 +324,7 @@ cdef object _fast_parse_into(bytes data, object input_dtypes, _RawTensor *_raw):
     c.base = <const uint8_t *>PyBytes_AS_STRING(data)
     c.p = c.base
     c.end = c.base + PyBytes_GET_SIZE(data)
-    if _map_header(&c, &n) < 0 or MAX_MSGPACK_DEPTH < 4:  # named tensor maps sit at depth 4
+    if _map_header(&c, &n) < 0 or not codec._depth_ok:
         return None
     for k in range(n):
         if _str(&c, &key, &klen) < 0:
@@ -351,10 +375,9 @@ cdef object _fast_parse_into(bytes data, object input_dtypes, _RawTensor *_raw):
         return lookup
     else:
         index[names[0]] = 0
-    cdef uint64_t max_tensor = _limit(MAX_TENSOR_ELEMENTS)
-    cdef uint64_t max_request = _limit(MAX_REQUEST_ELEMENTS)
-    cdef uint64_t rank_limit = _limit(MAX_TENSOR_RANK)
-    cdef int max_rank = 32 if rank_limit > 32 else <int>rank_limit
+    cdef uint64_t max_tensor = codec._max_tensor
+    cdef uint64_t max_request = codec._max_request
+    cdef int max_rank = codec._max_rank
     cdef uint64_t used = 0, elements
     cdef _RawTensor *t
     cdef int64_t batch = -1

@@ -32,12 +32,13 @@ map (sorted) for several, in both formats (a row response carries the whole batc
 alias, not one map per instance). Row responses keep TF Serving's checks (every output has a
 batch dimension, all the same). Errors: ``{"error": "<message>"}``.
 
-Hardening: ``MAX_MSGPACK_DEPTH`` (nesting of maps and arrays), ``MAX_TENSOR_RANK``,
-``MAX_TENSOR_ELEMENTS``, ``MAX_REQUEST_ELEMENTS``, read at each call; every length a body
-claims is checked against the bytes present before anything is allocated for it (an array header
-claiming 10^9 elements in a small body fails at once). All failures are ServingError
-INVALID_ARGUMENT (UNIMPLEMENTED for a plain value of a dtype msgpack has no value for), with a
-message that names what was wrong.
+Hardening, by the codec's ``CodecLimits`` (given to ``MsgpackCodec`` when it is made):
+``max_msgpack_depth`` (nesting of maps and arrays), ``max_tensor_rank``, ``max_tensor_elements``,
+``max_request_elements``; every length a body claims is checked against the bytes present before
+anything is allocated for it (an array header claiming 10^9 elements in a small body fails at
+once). All failures are ServingError INVALID_ARGUMENT (UNIMPLEMENTED for a plain value of a dtype
+msgpack has no value for), with a message that names what was wrong. The module-level
+``parse_predict_request`` is the codec with ``DEFAULT_CODEC_LIMITS``.
 
 Thread-safety: reentrant; no shared mutable state. The twin copies the body once into its
 ``msgpack.Unpacker`` (to walk the structure); tensor data still comes from the body itself.
@@ -53,26 +54,18 @@ import msgpack
 import numpy as np
 
 from tfsfast.codecs._json_py import PredictRequest
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime.dtypes import DataType, from_numpy, short_name, to_numpy
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
     "DTYPE_NAMES",
-    "MAX_MSGPACK_DEPTH",
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
+    "MsgpackCodec",
     "PredictRequest",
     "format_error",
     "format_predict_response",
     "parse_predict_request",
 ]
-
-# Limits (hardening.md), read at each call so a flag may assign them.
-MAX_MSGPACK_DEPTH = 100
-MAX_TENSOR_RANK = 32
-MAX_TENSOR_ELEMENTS = 2**28
-MAX_REQUEST_ELEMENTS = 2**29
 
 DEFAULT_SIGNATURE = "serving_default"
 if sys.byteorder != "little":  # the wire order; numpy's native order is used as is
@@ -190,11 +183,13 @@ def _is_tensor_map(d: Mapping[Any, Any]) -> bool:
 
 
 class _Reader:
-    """Walks the body: maps here (their bins stay in the body), other values by msgpack."""
+    """Walks the body: maps here (their bins stay in the body), other values by msgpack;
+    nothing nested deeper than ``max_depth``."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, max_depth: int) -> None:
         self.body = body
         self.unpacker = _unpacker(body)
+        self.max_depth = max_depth
 
     def at(self) -> int:
         return self.unpacker.tell()
@@ -215,7 +210,7 @@ class _Reader:
             return self.bin()
         value = self.unpacker.unpack()
         if kind == "array":
-            _check_depth(value, depth)
+            _check_depth(value, depth, self.max_depth)
         return value
 
     def bin(self) -> _Bin:
@@ -228,8 +223,8 @@ class _Reader:
         return _Bin(pos + 1 + width, length)
 
     def map(self, depth: int) -> dict[Any, Any] | _TensorMap:
-        if depth > MAX_MSGPACK_DEPTH:  # maps and arrays count, as brackets in JSON
-            raise _invalid(f"msgpack nesting depth exceeds the maximum of {MAX_MSGPACK_DEPTH}")
+        if depth > self.max_depth:  # maps and arrays count, as brackets in JSON
+            raise _depth_error(self.max_depth)
         n = self.unpacker.read_map_header()
         entries: dict[Any, Any] = {}
         for _ in range(n):
@@ -243,26 +238,30 @@ class _Reader:
         return _TensorMap(entries) if _is_tensor_map(entries) else entries
 
 
-def _check_depth(value: Any, depth: int) -> None:
-    """Refuses plain values nested deeper than MAX_MSGPACK_DEPTH (msgpack itself stops at about
-    a thousand levels), without recursion."""
+def _depth_error(max_depth: int) -> ServingError:
+    return _invalid(f"msgpack nesting depth exceeds the maximum of {max_depth}")
+
+
+def _check_depth(value: Any, depth: int, max_depth: int) -> None:
+    """Refuses plain values nested deeper than ``max_depth`` (msgpack itself stops at about a
+    thousand levels), without recursion."""
     stack = [(value, depth)]
     while stack:
         v, d = stack.pop()
-        if d > MAX_MSGPACK_DEPTH:
-            raise _invalid(f"msgpack nesting depth exceeds the maximum of {MAX_MSGPACK_DEPTH}")
+        if d > max_depth:
+            raise _depth_error(max_depth)
         if type(v) is list:
             stack.extend((x, d + 1) for x in v if type(x) in (list, dict))
         elif type(v) is dict:
             stack.extend((x, d + 1) for x in v.values() if type(x) in (list, dict))
 
 
-def _parse_error(e: Exception, body: bytes) -> ServingError:
+def _parse_error(e: Exception, body: bytes, max_depth: int) -> ServingError:
     """What msgpack's failure to decode ``body`` tells the client."""
     if isinstance(e, msgpack.OutOfData):
         return _invalid(f"msgpack parse error: the body is truncated ({len(body)} bytes)")
     if isinstance(e, msgpack.StackError):  # msgpack's own limit, about a thousand levels
-        return _invalid(f"msgpack nesting depth exceeds the maximum of {MAX_MSGPACK_DEPTH}")
+        return _depth_error(max_depth)
     if isinstance(e, msgpack.FormatError):
         return _invalid("msgpack parse error: invalid type byte 0xc1")
     if isinstance(e, UnicodeDecodeError):
@@ -272,10 +271,10 @@ def _parse_error(e: Exception, body: bytes) -> ServingError:
     return _invalid(f"msgpack parse error: {e or type(e).__name__}")
 
 
-def _read_document(body: bytes) -> dict[Any, Any]:
+def _read_document(body: bytes, max_depth: int) -> dict[Any, Any]:
     if not body:
         raise _invalid("msgpack parse error: the body is empty")
-    reader = _Reader(body)
+    reader = _Reader(body, max_depth)
     try:
         if reader.peek() != "map":
             raise _invalid("msgpack body must be a map with an 'instances' or 'inputs' key, "
@@ -283,7 +282,7 @@ def _read_document(body: bytes) -> dict[Any, Any]:
         doc = reader.map(1)
         end = reader.at()
     except (ValueError, msgpack.OutOfData) as e:  # msgpack's (OutOfData is no ValueError)
-        raise _parse_error(e, body) from None
+        raise _parse_error(e, body, max_depth) from None
     if end != len(body):
         raise _invalid(f"msgpack parse error: {len(body) - end} bytes after the top-level map")
     if isinstance(doc, _TensorMap):
@@ -292,13 +291,14 @@ def _read_document(body: bytes) -> dict[Any, Any]:
     return doc
 
 
-def read_value(body: bytes) -> Any:
+def read_value(body: bytes, limits: CodecLimits) -> Any:
     """The whole body as one plain msgpack value, read by the rules and with the messages of
     a predict body: maps are dicts with str keys (see :func:`_map_of`), bins bytes, ext values
     ``msgpack.ExtType`` (or ``msgpack.Timestamp``) for the caller to refuse where it meets them;
-    nesting beyond ``MAX_MSGPACK_DEPTH``, truncation and bytes after the value are errors. For
-    bodies that are not predict requests (classify and regress). Every failure is a
+    nesting beyond ``limits.max_msgpack_depth``, truncation and bytes after the value are
+    errors. For bodies that are not predict requests (classify and regress). Every failure is a
     ServingError INVALID_ARGUMENT."""
+    max_depth = limits.max_msgpack_depth
     body = bytes(body) if type(body) is not bytes else body
     if not body:
         raise _invalid("msgpack parse error: the body is empty")
@@ -306,11 +306,11 @@ def read_value(body: bytes) -> Any:
     try:
         value = unpacker.unpack()
     except (ValueError, msgpack.OutOfData) as e:
-        raise _parse_error(e, body) from None
+        raise _parse_error(e, body, max_depth) from None
     end = unpacker.tell()
     if end != len(body):
         raise _invalid(f"msgpack parse error: {len(body) - end} bytes after the top-level value")
-    _check_depth(value, 1)
+    _check_depth(value, 1, max_depth)
     return value
 
 
@@ -318,25 +318,30 @@ def read_value(body: bytes) -> Any:
 # Values to tensors
 
 class _Budget:
-    def __init__(self) -> None:
+    """The request's tensor limits, and the elements taken so far in it."""
+
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
         self.used = 0
 
     def take(self, name: str, shape: tuple[int, ...]) -> int:
         """Checks the limits for a tensor of ``shape`` before anything is allocated for it."""
-        if len(shape) > MAX_TENSOR_RANK:
+        limits = self.limits
+        if len(shape) > limits.max_tensor_rank:
             raise _invalid(f"Input: {name} has rank {len(shape)}, which exceeds the maximum "
-                           f"tensor rank of {MAX_TENSOR_RANK}")
+                           f"tensor rank of {limits.max_tensor_rank}")
+        most = limits.max_tensor_elements
         count = 1
         for d in shape:
             count *= d
-            if count > MAX_TENSOR_ELEMENTS:  # stops before a hostile product grows huge
+            if count > most:  # stops before a hostile product grows huge
                 break
-        if count > MAX_TENSOR_ELEMENTS:
+        if count > most:
             raise _invalid(f"Input: {name} has shape {_shape_text(shape)}, more than "
-                           f"{MAX_TENSOR_ELEMENTS} elements, the maximum per tensor")
-        if self.used + count > MAX_REQUEST_ELEMENTS:
-            raise _invalid(f"Request has more than {MAX_REQUEST_ELEMENTS} tensor elements, the "
-                           "maximum per request")
+                           f"{most} elements, the maximum per tensor")
+        if self.used + count > limits.max_request_elements:
+            raise _invalid(f"Request has more than {limits.max_request_elements} tensor "
+                           "elements, the maximum per request")
         self.used += count
         return count
 
@@ -579,18 +584,11 @@ def _from_inputs(value: Any, dtypes: Mapping[str, int], body: bytes,
     return out
 
 
-def parse_predict_request(body: bytes,
-                          input_dtypes: Callable[[str], Mapping[str, DataType]]) -> PredictRequest:
-    """Parses a msgpack predict body into tensors (see the module docstring for the format).
-
-    ``input_dtypes(signature_name)`` returns the signature's ``{alias: DataType}`` and raises
-    ServingError itself for an unknown signature; it is called once. Numeric tensor maps come
-    back as read-only views over ``body`` (which they keep alive). Every failure is a
-    ServingError (INVALID_ARGUMENT, or UNIMPLEMENTED for a plain value of a dtype msgpack cannot
-    carry).
-    """
+def _parse_predict_request(body: bytes, input_dtypes: Callable[[str], Mapping[str, DataType]],
+                           limits: CodecLimits) -> PredictRequest:
+    """``MsgpackCodec(limits).parse_predict_request``."""
     body = bytes(body) if type(body) is not bytes else body
-    doc = _read_document(body)
+    doc = _read_document(body, limits.max_msgpack_depth)
     raw_name = doc.get("signature_name", "")
     if type(raw_name) is not str:
         raise _invalid("'signature_name' must be a string")
@@ -598,7 +596,7 @@ def parse_predict_request(body: bytes,
     dtypes = {name: int(dt) for name, dt in input_dtypes(signature_name).items()}
     if not dtypes:
         raise _invalid(f"Failed to get input map for signature: {raw_name or 'DEFAULT'}")
-    budget = _Budget()
+    budget = _Budget(limits)
     if "instances" in doc:
         if "inputs" in doc:
             raise _invalid("Not formatted correctly expecting only one of 'inputs' or "
@@ -674,3 +672,44 @@ def format_error(message: str) -> bytes:
     """``{"error": message}`` as msgpack."""
     return msgpack.packb({"error": message}, use_bin_type=True,
                          unicode_errors="surrogatepass")
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec
+
+class MsgpackCodec:
+    """The REST predict msgpack codec under ``limits`` (a ``CodecLimits``, kept for its life).
+
+    ``parse_predict_request(body, input_dtypes)`` parses a msgpack predict body into tensors
+    (see the module docstring for the format): ``input_dtypes(signature_name)`` returns the
+    signature's ``{alias: DataType}`` and raises ServingError itself for an unknown signature;
+    it is called once. Numeric tensor maps come back as read-only views over ``body`` (which
+    they keep alive). Every failure is a ServingError (INVALID_ARGUMENT, or UNIMPLEMENTED for a
+    plain value of a dtype msgpack cannot carry). ``read_value(body)`` is :func:`read_value`
+    under the same limits; ``format_predict_response`` and ``format_error`` are the module's.
+    Thread-safe: it holds nothing but its limits.
+    """
+
+    __slots__ = ("limits",)
+
+    format_predict_response = staticmethod(format_predict_response)
+    format_error = staticmethod(format_error)
+
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
+
+    def parse_predict_request(self, body: bytes,
+                              input_dtypes: Callable[[str], Mapping[str, DataType]]
+                              ) -> PredictRequest:
+        return _parse_predict_request(body, input_dtypes, self.limits)
+
+    def read_value(self, body: bytes) -> Any:
+        return read_value(body, self.limits)
+
+    def __repr__(self) -> str:
+        return f"MsgpackCodec({self.limits!r})"
+
+
+# ``MsgpackCodec(DEFAULT_CODEC_LIMITS).parse_predict_request``, for callers without a codec of
+# their own (a server hands its own ``CodecLimits`` to the codecs it makes).
+parse_predict_request = MsgpackCodec(DEFAULT_CODEC_LIMITS).parse_predict_request

@@ -4,10 +4,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from tfsfast.codecs._tensor_proto_py import PredictRequestView as PredictRequestView
+from tfsfast.codecs.codec_limits import CodecLimits
 
-MAX_TENSOR_RANK: int
-MAX_TENSOR_ELEMENTS: int
-MAX_REQUEST_ELEMENTS: int
+class TensorProtoCodec:
+    limits: CodecLimits
+    def __init__(self, limits: CodecLimits) -> None: ...
+    def decode_tensor(self, data: bytes | memoryview, name: str = ...,
+                      budget: list[int] | None = ...) -> np.ndarray: ...
 
 def decode_tensor(data: bytes | memoryview, name: str = ..., budget: list[int] | None = ...
                   ) -> np.ndarray: ...

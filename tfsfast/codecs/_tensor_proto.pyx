@@ -23,21 +23,18 @@ from libc.string cimport memcpy
 import numpy as np
 
 from tfsfast.codecs._tensor_proto_py import (
-    MAX_REQUEST_ELEMENTS,
-    MAX_TENSOR_ELEMENTS,
-    MAX_TENSOR_RANK,
     PredictRequestView,
     check_limits,
+    request_limit_error,
 )
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.runtime._numpy_api cimport TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_ndarray
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
     "PredictRequestView",
+    "TensorProtoCodec",
     "decode_predict_request",
     "decode_tensor",
     "encode_predict_response",
@@ -70,9 +67,6 @@ cdef enum:
     DT_STRING_ = 7
 
 cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
-# The twin's limits, as C constants (the values are the twin's, read once).
-cdef Py_ssize_t _MAX_RANK = MAX_TENSOR_RANK
-cdef int64_t _MAX_ELEMENTS = MAX_TENSOR_ELEMENTS
 
 # dtype -> typed field number; -1 for dtypes tfsfast cannot hold.
 cdef int _FIELD_OF[34]
@@ -353,12 +347,13 @@ cdef inline object _parse_error(str name):
     return ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {name}")
 
 
-cdef Py_ssize_t _check_limits(str name, list dims, int64_t count) except -1:
+cdef Py_ssize_t _check_limits(TensorProtoCodec codec, str name, list dims,
+                              int64_t count) except -1:
     """The twin's ``check_limits`` for a shape already checked to be >= 0 and to fit int64
     (``count`` is its element count), decided in C: only a shape over a limit calls the twin,
     which raises its error with its text."""
-    if len(dims) > _MAX_RANK or count > _MAX_ELEMENTS:
-        check_limits(name, dims)
+    if len(dims) > codec._max_rank or count > codec._max_elements:
+        check_limits(name, dims, codec.limits)
     return <Py_ssize_t>count
 
 
@@ -483,7 +478,8 @@ cdef int _read_shape(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, list di
     return 0
 
 
-cdef object _decode(object data, const uint8_t* buf, Py_ssize_t end, str name, list budget):
+cdef object _decode(TensorProtoCodec codec, object data, const uint8_t* buf, Py_ssize_t end,
+                    str name, list budget):
     cdef Py_ssize_t pos = 0, start = 0, stop = 0, content_start = 0, content_stop = 0
     cdef Py_ssize_t count, total, i
     cdef uint64_t tag = 0, v = 0
@@ -530,12 +526,10 @@ cdef object _decode(object data, const uint8_t* buf, Py_ssize_t end, str name, l
         if d and product > _INT64_MAX // d:
             raise _parse_error(name)
         product *= d
-    count = _check_limits(name, dims, product)
+    count = _check_limits(codec, name, dims, product)
     if budget is not None:
-        if budget[0] + count > MAX_REQUEST_ELEMENTS:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Request has more than {MAX_REQUEST_ELEMENTS} tensor elements, "
-                               "the maximum per request")
+        if budget[0] + count > codec._max_request:
+            raise request_limit_error(codec.limits)
         budget[0] += count
     np_dtype = _NUMPY[dtype]
     shape = tuple(dims)
@@ -591,17 +585,42 @@ cdef object _decode(object data, const uint8_t* buf, Py_ssize_t end, str name, l
     return out.reshape(shape)
 
 
-def decode_tensor(data, str name="", list budget=None):
-    """The array a serialized TensorProto holds (contract: ``_tensor_proto_py.decode_tensor``)."""
-    cdef Py_buffer view
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    try:
-        _check_message(<const uint8_t*>view.buf, 0, view.len, M_TENSOR, 0)
-        return _decode(data, <const uint8_t*>view.buf, view.len, name, budget)
-    except _WireError:
-        raise _parse_error(name) from None
-    finally:
-        PyBuffer_Release(&view)
+cdef class TensorProtoCodec:
+    """The TensorProto decoding that ``limits`` bound (contract: the twin's
+    ``TensorProtoCodec``). The per-tensor limits are C integers, set here once."""
+
+    cdef readonly object limits
+    # Clamped to what they are compared with (a rank, an element count that fits int64), so
+    # every comparison keeps its outcome.
+    cdef Py_ssize_t _max_rank
+    cdef int64_t _max_elements
+    cdef object _max_request  # compared with the request's running count, a Python int
+
+    def __init__(self, limits):
+        self.limits = limits
+        self._max_rank = min(limits.max_tensor_rank, 1 << 30)
+        self._max_elements = min(limits.max_tensor_elements, 0x7FFFFFFFFFFFFFFF)
+        self._max_request = limits.max_request_elements
+
+    def decode_tensor(self, data, str name="", list budget=None):
+        """The array a serialized TensorProto holds (contract: the twin's)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            _check_message(<const uint8_t*>view.buf, 0, view.len, M_TENSOR, 0)
+            return _decode(self, data, <const uint8_t*>view.buf, view.len, name, budget)
+        except _WireError:
+            raise _parse_error(name) from None
+        finally:
+            PyBuffer_Release(&view)
+
+    def __repr__(self):
+        return f"TensorProtoCodec({self.limits!r})"
+
+
+# ``TensorProtoCodec(DEFAULT_CODEC_LIMITS).decode_tensor``, for callers without a codec of their
+# own (a server hands its own ``CodecLimits`` to the codecs it makes).
+decode_tensor = TensorProtoCodec(DEFAULT_CODEC_LIMITS).decode_tensor
 
 
 # ---------------------------------------------------------------------------------------------

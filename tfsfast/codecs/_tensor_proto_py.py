@@ -6,7 +6,8 @@ prediction service needs. The compiled module parses and writes the protobuf wir
 this twin goes through the protobuf runtime (upb) instead, so the two are independent and the
 property tests that compare them mean something.
 
-Decoding (``decode_tensor``), what TF's ``Tensor::FromProto`` accepts, and nothing else:
+Decoding (``TensorProtoCodec(limits).decode_tensor``), what TF's ``Tensor::FromProto`` accepts,
+and nothing else:
 
 * ``dtype`` must be a type numpy can hold (``tfsfast.runtime.dtypes``); ``DT_INVALID``,
   quantized, resource, variant and float8 types are refused.
@@ -25,9 +26,10 @@ Decoding (``decode_tensor``), what TF's ``Tensor::FromProto`` accepts, and nothi
 
 Anything else raises ``ServingError(INVALID_ARGUMENT, "tensor parsing error: <name>")``, TF
 Serving's text. On top of TF, tfsfast bounds what one request can make the server allocate (the
-typed fields' padding rule lets a few bytes ask for any number of elements): rank at most
-``MAX_TENSOR_RANK``, at most ``MAX_TENSOR_ELEMENTS`` elements per tensor and
-``MAX_REQUEST_ELEMENTS`` per request; these errors are INVALID_ARGUMENT and name the limit.
+typed fields' padding rule lets a few bytes ask for any number of elements), by the codec's
+``CodecLimits``: rank at most ``max_tensor_rank``, at most ``max_tensor_elements`` elements per
+tensor and ``max_request_elements`` per request; these errors are INVALID_ARGUMENT and name the
+limit. The module-level ``decode_tensor`` is the codec with ``DEFAULT_CODEC_LIMITS``.
 
 Encoding (``encode_tensor``) writes ``dtype``, ``tensor_shape`` (present even for a scalar) and
 either every value in the typed field (``AsProtoField``, TF Serving's default) or the raw bytes
@@ -48,24 +50,19 @@ from typing import Any
 
 import numpy as np
 
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
     "PredictRequestView",
+    "TensorProtoCodec",
     "decode_predict_request",
     "decode_tensor",
     "encode_predict_response",
     "encode_tensor",
 ]
 
-# Same bounds as the REST JSON codec (hardening.md).
-MAX_TENSOR_RANK = 32
-MAX_TENSOR_ELEMENTS = 2**28
-MAX_REQUEST_ELEMENTS = 2**29
 _INT64_MAX = 2**63 - 1
 
 # dtype -> TensorProto typed field that carries it.
@@ -99,18 +96,25 @@ def _parse_error(name: str) -> ServingError:
     return ServingError(Code.INVALID_ARGUMENT, f"tensor parsing error: {name}")
 
 
-def check_limits(name: str, dims: Sequence[int]) -> int:
+def check_limits(name: str, dims: Sequence[int], limits: CodecLimits) -> int:
     """The element count of ``dims``; raises the limit errors (see the module docstring)."""
-    if len(dims) > MAX_TENSOR_RANK:
+    if len(dims) > limits.max_tensor_rank:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Input: {name} has rank {len(dims)}, which exceeds the maximum "
-                           f"tensor rank of {MAX_TENSOR_RANK}")
+                           f"tensor rank of {limits.max_tensor_rank}")
     count = math.prod(dims)
-    if count > MAX_TENSOR_ELEMENTS:
+    if count > limits.max_tensor_elements:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Input: {name} has {count} elements, which exceeds the maximum of "
-                           f"{MAX_TENSOR_ELEMENTS} elements per tensor")
+                           f"{limits.max_tensor_elements} elements per tensor")
     return count
+
+
+def request_limit_error(limits: CodecLimits) -> ServingError:
+    """The error of a request over ``limits.max_request_elements``."""
+    return ServingError(Code.INVALID_ARGUMENT,
+                        f"Request has more than {limits.max_request_elements} tensor elements, "
+                        "the maximum per request")
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -179,23 +183,19 @@ def _typed_values(proto: Any, dtype: int) -> np.ndarray:
     return np.array(values, dtype=wide).astype(to_numpy(dtype), copy=False)
 
 
-def decode_tensor(data: bytes | memoryview, name: str = "", budget: list[int] | None = None
-                  ) -> np.ndarray:
-    """The array a serialized TensorProto holds (see the module docstring for the rules).
-
-    ``budget`` is a one-element list counting elements decoded so far in the request, for
-    ``MAX_REQUEST_ELEMENTS``; it is updated.
-    """
+def _decode_tensor(data: bytes | memoryview, name: str, budget: list[int] | None,
+                   limits: CodecLimits) -> np.ndarray:
+    """``TensorProtoCodec(limits).decode_tensor``."""
     tensor_pb2 = _tensor_pb2()
     try:
         proto = tensor_pb2.TensorProto.FromString(bytes(data))
     except Exception:
         raise _parse_error(name) from None
-    return tensor_proto_to_ndarray(proto, name, budget)
+    return tensor_proto_to_ndarray(proto, name, budget, limits)
 
 
-def tensor_proto_to_ndarray(proto: Any, name: str = "", budget: list[int] | None = None
-                            ) -> np.ndarray:
+def tensor_proto_to_ndarray(proto: Any, name: str = "", budget: list[int] | None = None,
+                            limits: CodecLimits = DEFAULT_CODEC_LIMITS) -> np.ndarray:
     """``decode_tensor`` for a TensorProto message already parsed."""
     dtype = proto.dtype
     if dtype not in _FIELD:
@@ -208,12 +208,10 @@ def tensor_proto_to_ndarray(proto: Any, name: str = "", budget: list[int] | None
         product *= d
         if product > _INT64_MAX:
             raise _parse_error(name)
-    count = check_limits(name, dims)
+    count = check_limits(name, dims, limits)
     if budget is not None:
-        if budget[0] + count > MAX_REQUEST_ELEMENTS:
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Request has more than {MAX_REQUEST_ELEMENTS} tensor elements, "
-                               "the maximum per request")
+        if budget[0] + count > limits.max_request_elements:
+            raise request_limit_error(limits)
         budget[0] += count
     np_dtype = to_numpy(dtype)
     if count == 0:
@@ -437,3 +435,32 @@ def encode_predict_response(model_name: str, signature_name: str, version: int |
     for alias, array in items:
         ndarray_to_tensor_proto(array, None, tensor_content, response.outputs[alias])
     return response.SerializeToString()
+
+
+class TensorProtoCodec:
+    """The TensorProto decoding that ``limits`` (a ``CodecLimits``, kept for its life) bound.
+
+    ``decode_tensor(data, name="", budget=None)``: the array a serialized TensorProto holds (see
+    the module docstring for the rules); ``name`` is the input alias its errors name;
+    ``budget`` is a one-element list counting the elements decoded so far in the request, for
+    ``max_request_elements``; it is updated. The rest of the codec (``decode_predict_request``,
+    ``encode_tensor``, ``encode_predict_response``) has no limit and is the module's.
+    Thread-safe: it holds nothing but its limits.
+    """
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
+
+    def decode_tensor(self, data: bytes | memoryview, name: str = "",
+                      budget: list[int] | None = None) -> np.ndarray:
+        return _decode_tensor(data, name, budget, self.limits)
+
+    def __repr__(self) -> str:
+        return f"TensorProtoCodec({self.limits!r})"
+
+
+# ``TensorProtoCodec(DEFAULT_CODEC_LIMITS).decode_tensor``, for callers without a codec of their
+# own (a server hands its own ``CodecLimits`` to the codecs it makes).
+decode_tensor = TensorProtoCodec(DEFAULT_CODEC_LIMITS).decode_tensor

@@ -4,7 +4,8 @@ JSON and msgpack bodies (``Content-Type: application/msgpack``) carry the same d
 msgpack ``bin`` value is bytes, like a JSON ``{"b64": ...}``. A msgpack body is read by the
 predict codec's rules (``_msgpack_py.read_value``: str keys only, the same depth limit and parse
 errors) and then judged as the JSON document, with TF Serving's messages; a msgpack ext value,
-which JSON has no counterpart for, is refused where it is met, by its msgpack name.
+which JSON has no counterpart for, is refused where it is met, by its msgpack name. The limits
+are the caller's ``CodecLimits``, those of its predict codecs.
 
 TF Serving's rules (``json_tensor.cc`` FillClassifyRegressRequestFromJson, MakeJsonFrom*Result):
 a feature value is a scalar or a flat list of one kind; strings and ``{"b64": ...}`` are bytes,
@@ -24,6 +25,7 @@ from tensorflow.core.example import feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from tfsfast.codecs import _json_py as jp
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.util.status import Code, ServingError
 
 _INT64_MIN = -(1 << 63)
@@ -119,18 +121,21 @@ def _check_feature_name(name: str) -> None:
                            ) from None
 
 
-def parse_classify_regress_request(body: bytes) -> tuple[str, Any]:
-    """A REST classify/regress JSON body → (signature name as given, ``tensorflow.serving.Input``).
-    """
-    doc = jp._parse_document(bytes(body))
+def parse_classify_regress_request(body: bytes, limits: CodecLimits = DEFAULT_CODEC_LIMITS
+                                   ) -> tuple[str, Any]:
+    """A REST classify/regress JSON body → (signature name as given, ``tensorflow.serving.Input``),
+    read within ``limits`` (its nesting depth and integer digits)."""
+    doc = jp._parse_document(bytes(body), limits)
     return _input_from_document(doc.value, jp._Strings(doc.raw))
 
 
-def parse_classify_regress_msgpack(body: bytes) -> tuple[str, Any]:
-    """The same from a msgpack body (a map with the JSON document's keys)."""
+def parse_classify_regress_msgpack(body: bytes, limits: CodecLimits = DEFAULT_CODEC_LIMITS
+                                   ) -> tuple[str, Any]:
+    """The same from a msgpack body (a map with the JSON document's keys), read within
+    ``limits`` (its nesting depth)."""
     from tfsfast.codecs import _msgpack_py
 
-    top = _msgpack_py.read_value(body)
+    top = _msgpack_py.read_value(body, limits)
     if type(top) is not dict:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"msgpack body must be a map, got {_msgpack_py._kind_of(top)}")

@@ -1,23 +1,24 @@
 """The REST predict JSON codec: compiled, or its Python twin.
 
-See ``_json_py`` for the contract (``parse_predict_request``, ``format_predict_response``,
-``format_error``, ``PredictRequest`` and the hardening limits) and ``_json`` for how the compiled
-codec meets it (a C fast path for well-formed bodies, the twin for everything else, so results
-and messages are identical). ``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a compiled codec that
-is missing or fails to import falls back to the twin with a RuntimeWarning. The hardening limits
-(``MAX_JSON_DEPTH`` ...) are attributes of the implementation module, ``IMPL``; a flag sets them
-there.
+``JsonCodec(limits)`` parses predict bodies within the ``CodecLimits`` it is made with
+(``parse_predict_request``) and writes responses and errors (``format_predict_response``,
+``format_error``, also module functions here: no limit applies to them). See ``_json_py`` for
+the contract and ``_json`` for how the compiled codec meets it (a C fast path for well-formed
+bodies, the twin for everything else, so results and messages are identical).
+``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a compiled codec that is missing or fails to import
+falls back to the twin with a RuntimeWarning.
 """
 
 from __future__ import annotations
 
 from tfsfast import _extensions
+from tfsfast.codecs.codec_limits import CodecLimits
 
 _impl = _extensions.load("tfsfast.codecs._json", "tfsfast.codecs._json_py")
 
 IMPL = _impl
+JsonCodec = _impl.JsonCodec
 PredictRequest = _impl.PredictRequest
-parse_predict_request = _impl.parse_predict_request
 format_predict_response = _impl.format_predict_response
 format_error = _impl.format_error
 COMPILED: bool = _impl.__name__.endswith("._json")
@@ -25,8 +26,9 @@ COMPILED: bool = _impl.__name__.endswith("._json")
 __all__ = [
     "COMPILED",
     "IMPL",
+    "CodecLimits",
+    "JsonCodec",
     "PredictRequest",
     "format_error",
     "format_predict_response",
-    "parse_predict_request",
 ]

@@ -1,12 +1,13 @@
 """The gRPC TensorProto codec: compiled, or its Python twin.
 
-``decode_tensor(data, name, budget)`` (serialized TensorProto -> ndarray, TF's
-``Tensor::FromProto`` rules), ``encode_tensor(array, dtype, tensor_content)`` (ndarray ->
-serialized TensorProto, TF's ``AsProtoField``/``AsProtoTensorContent``),
-``decode_predict_request`` / ``encode_predict_response`` (the prediction service's wire-level
-request and response), and the limits. ``to_ndarray`` / ``from_ndarray`` work on TensorProto
-*messages* for callers that already hold one (warmup records, tests). See ``_tensor_proto_py``
-for the full contract; ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
+``TensorProtoCodec(limits).decode_tensor(data, name, budget)`` (serialized TensorProto ->
+ndarray, TF's ``Tensor::FromProto`` rules, within the ``CodecLimits``), ``encode_tensor(array,
+dtype, tensor_content)`` (ndarray -> serialized TensorProto, TF's
+``AsProtoField``/``AsProtoTensorContent``), ``decode_predict_request`` /
+``encode_predict_response`` (the prediction service's wire-level request and response).
+``to_ndarray`` / ``from_ndarray`` work on TensorProto *messages* for callers that already hold
+one (warmup records, tests), with the default limits. See ``_tensor_proto_py`` for the full
+contract; ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
 """
 
 from __future__ import annotations
@@ -16,23 +17,23 @@ from typing import Any
 import numpy as np
 
 from tfsfast import _extensions
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 
 _impl = _extensions.load("tfsfast.codecs._tensor_proto", "tfsfast.codecs._tensor_proto_py")
 
 PredictRequestView = _impl.PredictRequestView
-decode_tensor = _impl.decode_tensor
+TensorProtoCodec = _impl.TensorProtoCodec
 encode_tensor = _impl.encode_tensor
 decode_predict_request = _impl.decode_predict_request
 encode_predict_response = _impl.encode_predict_response
-MAX_TENSOR_RANK: int = _impl.MAX_TENSOR_RANK
-MAX_TENSOR_ELEMENTS: int = _impl.MAX_TENSOR_ELEMENTS
-MAX_REQUEST_ELEMENTS: int = _impl.MAX_REQUEST_ELEMENTS
 COMPILED: bool = _impl.__name__.endswith("._tensor_proto")
+
+_default = TensorProtoCodec(DEFAULT_CODEC_LIMITS)
 
 
 def to_ndarray(proto: Any, name: str = "") -> np.ndarray:
     """The array a TensorProto message holds (what ``tf.make_ndarray`` does, TF's rules)."""
-    return decode_tensor(proto.SerializeToString(), name)
+    return _default.decode_tensor(proto.SerializeToString(), name)
 
 
 def from_ndarray(array: np.ndarray, dtype: int | None = None,
@@ -45,12 +46,10 @@ def from_ndarray(array: np.ndarray, dtype: int | None = None,
 
 __all__ = [
     "COMPILED",
-    "MAX_REQUEST_ELEMENTS",
-    "MAX_TENSOR_ELEMENTS",
-    "MAX_TENSOR_RANK",
+    "CodecLimits",
     "PredictRequestView",
+    "TensorProtoCodec",
     "decode_predict_request",
-    "decode_tensor",
     "encode_predict_response",
     "encode_tensor",
     "from_ndarray",

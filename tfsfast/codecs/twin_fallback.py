@@ -1,15 +1,15 @@
 """What the compiled codecs share for handing a body over to their pure-Python twin.
 
-A compiled codec (``_json``, ``_msgpack``) gives a body it does not take on its fast path to its
-twin, which then decides the answer or the error; both pieces here keep that hand-over
-answering exactly as the twin alone would.
+A compiled codec (``_json``, ``_msgpack``) gives a body it does not take on its fast path to the
+twin's codec it made with its own ``CodecLimits``, which then decides the answer or the error.
+When the hand-over comes after the compiled codec has looked the signature up, the twin is given
+a ``SignatureLookup``, so that it answers exactly as the twin alone would, without a second
+lookup.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from types import ModuleType
+from collections.abc import Callable
 from typing import Any
 
 
@@ -29,26 +29,3 @@ class SignatureLookup:
         if name == self.name:
             return self.answer
         return self.fn(name)
-
-
-def reference_parse(twin: ModuleType, limit_names: Iterable[str], limits: dict[str, Any],
-                    lock: threading.RLock, body: Any, input_dtypes: Any) -> Any:
-    """``twin.parse_predict_request(body, input_dtypes)`` under the compiled module's limits.
-
-    ``limits`` is the compiled module's namespace: tests and deployments set the limits there,
-    and the twin must judge the body by the same ones. When they differ from the twin's own,
-    they are lent to it for the call, under ``lock`` (one hand-over at a time).
-    """
-    names = tuple(limit_names)
-    mine = [limits[name] for name in names]
-    if all(getattr(twin, name) == value for name, value in zip(names, mine, strict=True)):
-        return twin.parse_predict_request(body, input_dtypes)
-    with lock:
-        saved = [getattr(twin, name) for name in names]
-        try:
-            for name, value in zip(names, mine, strict=True):
-                setattr(twin, name, value)
-            return twin.parse_predict_request(body, input_dtypes)
-        finally:
-            for name, value in zip(names, saved, strict=True):
-                setattr(twin, name, value)

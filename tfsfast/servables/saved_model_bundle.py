@@ -16,7 +16,7 @@ import numpy as np
 from tfsfast.core.servable_id import ServableId
 from tfsfast.runtime.signature import Signature
 from tfsfast.runtime.validation import TIMEOUT_MESSAGE
-from tfsfast.util.run_cost import RunCost
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 _default_executor: ThreadPoolExecutor | None = None
@@ -42,13 +42,6 @@ def default_executor() -> Executor:
         return _default_executor
 
 
-# A signature whose runs take less than this (a RunCost estimate of its measured runs) runs on
-# the event loop's own thread: handing a ~5 µs run to a pool thread and back
-# costs ten times the run. Slower signatures go to the executor so the loop keeps serving
-# meanwhile. Batched signatures use the same limit for their batches (BatchingSession).
-INLINE_RUN_MAX_SECONDS = 100e-6
-
-
 def _deadline_timeout_ms(timeout_in_ms: int, deadline: float | None) -> int:
     """``timeout_in_ms`` narrowed to what is left before ``deadline`` (a ``time.monotonic()``
     value); DEADLINE_EXCEEDED if nothing is left."""
@@ -69,13 +62,16 @@ class SavedModelBundle:
     after the manager has seen the last request handle go.
 
     ``executor`` runs unbatched ``run_async`` calls (None: :func:`default_executor`); the bundle
-    factory sets it from ``SessionBundleConfig.executor``. ``batching_session`` is the
+    factory sets it from ``SessionBundleConfig.executor``. ``run_cost_policy`` decides which
+    unbatched runs ``run_inline`` runs on the caller's thread (the factory's, from
+    ``SessionBundleConfig.run_cost_policy``). ``batching_session`` is the
     :class:`~tfsfast.batching.batching_session.BatchingSession` the factory wraps the session
     with under ``--enable_batching`` (None otherwise); the bundle owns it and closes it first.
     """
 
     def __init__(self, servable_id: ServableId, export_dir: str, session: Any,
-                 meta_graph_def: Any = None) -> None:
+                 meta_graph_def: Any = None,
+                 run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY) -> None:
         self.id = servable_id
         self.export_dir = export_dir
         self.session = session
@@ -84,7 +80,8 @@ class SavedModelBundle:
             session.meta_graph_def)
         self.executor: Executor | None = None
         self.batching_session: Any = None
-        # Signature key -> seconds per unbatched run (see INLINE_RUN_MAX_SECONDS).
+        # Signature key -> seconds per unbatched run, judged by the policy.
+        self.run_cost_policy = run_cost_policy
         self._run_cost: dict[str, RunCost] = {}
 
     def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
@@ -143,14 +140,15 @@ class SavedModelBundle:
                    deadline: float | None = None) -> dict[str, np.ndarray] | None:
         """Runs now, on the calling thread, if that is the cheapest way; else returns None.
 
-        It is when batching is off and the signature's measured runs take less than
-        ``INLINE_RUN_MAX_SECONDS`` (an event loop can then answer without a thread hop, a task
-        or a future). None means: call :meth:`run_async`. Errors as :meth:`run_async`.
+        It is when batching is off and the signature's measured runs take less than the
+        ``run_cost_policy``'s ``inline_run_max_seconds`` (an event loop can then answer without
+        a thread hop, a task or a future). None means: call :meth:`run_async`. Errors as
+        :meth:`run_async`.
         """
         if self.batching_session is not None:
             return None
         cost = self._run_cost.get(signature_key)
-        if cost is None or not cost.allows(INLINE_RUN_MAX_SECONDS):
+        if cost is None or not cost.allows():
             return None
         return self._run_before_deadline(signature_key, inputs, output_aliases, timeout_in_ms,
                                          deadline)
@@ -161,7 +159,7 @@ class SavedModelBundle:
         timeout_in_ms = _deadline_timeout_ms(timeout_in_ms, deadline)
         cost = self._run_cost.get(signature_key)
         if cost is None:
-            cost = self._run_cost.setdefault(signature_key, RunCost())
+            cost = self._run_cost.setdefault(signature_key, RunCost(self.run_cost_policy))
         return cost.timed(self.session.run, signature_key, inputs, output_aliases,
                           timeout_in_ms)
 

@@ -23,6 +23,7 @@ from tfsfast.core.servable_id import ServableId
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.saved_model_warmup import run_saved_model_warmup
 from tfsfast.sources import version_completeness
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class SessionBundleConfig:
     ``enable_per_model_batching_params`` each version's queues come from its own
     ``batching_params.pbtxt`` (no file: that version is not batched) and the global parameters
     only size and name the batch threads. ``executor`` runs each bundle's unbatched
-    ``run_async`` calls (None: the process-wide default executor).
+    ``run_async`` calls (None: the process-wide default executor). ``run_cost_policy`` decides,
+    by their measured cost, which runs (and, batched, which batches) an event loop runs itself;
+    the server hands the same policy to gRPC's Predict.
     """
 
     saved_model_tags: Sequence[str] = ("serve",)
@@ -57,6 +60,7 @@ class SessionBundleConfig:
     num_tflite_pools: int | None = None
     num_tflite_interpreters_per_pool: int = 1
     executor: Executor | None = field(default=None, compare=False, repr=False)
+    run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY
 
 
 def _disk_size(path: str) -> int:
@@ -204,7 +208,8 @@ class SavedModelBundleFactory:
             kept.signature_def.MergeFrom(meta.signature_def)
             kept.meta_info_def.MergeFrom(meta.meta_info_def)
             meta = kept
-        bundle = SavedModelBundle(servable_id, path, session, meta)
+        bundle = SavedModelBundle(servable_id, path, session, meta,
+                                  run_cost_policy=self.config.run_cost_policy)
         bundle.executor = self.config.executor
         try:
             params = self._batching_parameters_for(path)
@@ -213,7 +218,7 @@ class SavedModelBundleFactory:
 
                 _log.info("Wrapping session to perform batch processing")
                 bundle.batching_session = BatchingSession.create(
-                    session, self._shared_batch_scheduler(), params)
+                    session, self._shared_batch_scheduler(), params, self.config.run_cost_policy)
         except BaseException:
             bundle.close()
             raise

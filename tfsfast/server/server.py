@@ -34,6 +34,8 @@ import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from tfsfast import _extensions, runtime
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime import devices
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import drain, rest_workers
@@ -45,6 +47,7 @@ from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestAp
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.server.server_health import ServerHealth
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 _log = logging.getLogger(__name__)
@@ -112,8 +115,9 @@ def _batching_parameters(options: so.ServerOptions) -> Any:
     return params
 
 
-def _session_bundle_config(options: so.ServerOptions,
-                           executor: Executor | None = None) -> SessionBundleConfig:
+def _session_bundle_config(options: so.ServerOptions, executor: Executor | None = None,
+                           run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY
+                           ) -> SessionBundleConfig:
     return SessionBundleConfig(
         saved_model_tags=so.saved_model_tags_list(options),
         session_config=_session_config(options),
@@ -127,7 +131,8 @@ def _session_bundle_config(options: so.ServerOptions,
         prefer_tflite_model=options.prefer_tflite_model,
         num_tflite_pools=options.num_tflite_pools,
         num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
-        executor=executor)
+        executor=executor,
+        run_cost_policy=run_cost_policy)
 
 
 def _freeze_startup_objects() -> None:
@@ -163,6 +168,10 @@ class Server:
         self._terminate: asyncio.Event | None = None
         self._delay_over: asyncio.Event | None = None
         self.options: so.ServerOptions | None = None
+        # The request path's settings, built once by build_and_start.
+        self._codec_limits: CodecLimits | None = None
+        self._run_cost_policy: RunCostPolicy | None = None
+        self._grpc_fast_unary = True
 
     # --- startup -----------------------------------------------------------------------------
 
@@ -177,6 +186,15 @@ class Server:
         unserved = so.unserved_flags(options)
         if unserved:
             raise ServingError(Code.UNIMPLEMENTED, "; ".join(unserved))
+        # The settings of the request path, built here once and handed to everything that
+        # parses a request (the codecs' limits) or decides where a run goes (the run-cost
+        # policy): the bundles through the ServerCore's options, the REST handler and fast path,
+        # the gRPC service. No flag sets them (TF Serving has neither): the codec limits are
+        # hardening.md's, the policy's limit the measured one. TFSFAST_GRPC_FAST_UNARY=0 serves
+        # PredictionService through grpcio's handlers instead of the completion-queue loop.
+        self._codec_limits = CodecLimits()
+        self._run_cost_policy = RunCostPolicy()
+        self._grpc_fast_unary = os.environ.get("TFSFAST_GRPC_FAST_UNARY", "1") != "0"
         worker = rest_workers.is_rest_worker()
         if not worker:  # said once, by the process that serves gRPC
             for message in so.unserved_defaults(options):
@@ -207,7 +225,8 @@ class Server:
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models),
             reload_config_timeout_seconds=options.reload_config_timeout_seconds,
-            session_bundle_config=_session_bundle_config(options, self._executor))
+            session_bundle_config=_session_bundle_config(options, self._executor,
+                                                         self._run_cost_policy))
         self.core = ServerCore.create(core_options)
         self.health = ServerHealth(self.core)
         # A server on its way out applies no new config: the reload under way (gRPC or poller)
@@ -264,6 +283,7 @@ class Server:
 
         options = self.options
         assert options is not None and self.core is not None
+        assert self._codec_limits is not None and self._run_cost_policy is not None
         self.grpc_server = GrpcServer(self.core, GrpcServerOptions(
             port=options.port,
             socket_path=options.grpc_socket_path,
@@ -274,7 +294,10 @@ class Server:
             max_message_bytes=options.grpc_max_message_bytes,
             enable_healthcheck_service=options.enable_grpc_healthcheck_service,
             enforce_signature_method_name=options.enable_signature_method_name_check,
-            serialize_as_tensor_content=options.enable_serialization_as_tensor_content))
+            serialize_as_tensor_content=options.enable_serialization_as_tensor_content,
+            fast_unary=self._grpc_fast_unary,
+            codec_limits=self._codec_limits,
+            run_cost_policy=self._run_cost_policy))
         self.grpc_server.start()
         # The core has loaded every model before the listeners open.
         self.grpc_server.set_serving(True)
@@ -299,6 +322,12 @@ class Server:
             print(f"Failed to start server. Error: {e}", file=sys.stderr, flush=True)
             self.shutdown(0)
             raise SystemExit(-1) from None
+        if not worker:
+            # Whether this build runs its compiled modules, said where an operator looks: a
+            # twin is correct but slower. The runtime loads with the first model; loaded now,
+            # it is named even while no model has a version yet.
+            _ = runtime.IMPLEMENTATION
+            _log.info("Implementations: %s", _extensions.implementations())
         if options.rest_api_port == 0:
             return
         if options.rest_api_port == options.port:
@@ -308,11 +337,13 @@ class Server:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max(1, options.rest_api_num_threads),
                                                 thread_name_prefix="tfsfast_rest")
+        assert self._codec_limits is not None
         rest_options = RestApiOptions(
             timeout_in_ms=max(0, options.rest_api_timeout_in_ms),
             enable_cors_support=options.rest_api_enable_cors_support,
             enforce_signature_method_name=options.enable_signature_method_name_check,
-            max_decompressed_body_bytes=options.rest_api_max_body_bytes)
+            max_decompressed_body_bytes=options.rest_api_max_body_bytes,
+            codec_limits=self._codec_limits)
         handler = HttpRestApiHandler(self.core, rest_options, self.health)
         limits = HttpServerLimits(max_body_bytes=options.rest_api_max_body_bytes)
         # Common JSON predicts are answered before the handler (byte-identical; see

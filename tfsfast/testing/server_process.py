@@ -10,9 +10,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from tfsfast.testing.wait import WAIT_SECONDS, wait_until
 
 READY_LINE = "Exporting HTTP/REST API at:localhost:"
 
@@ -26,7 +27,8 @@ def free_port() -> int:
 class ServerProcess:
     """A tfsfast server on free ports; ``start`` returns once the REST API is exported.
 
-    Its stderr is collected in ``log_lines`` (a thread drains it so the pipe never fills).
+    Its stderr is collected in ``log_lines`` (a thread drains it so the pipe never fills); a
+    test waits for a line with ``wait_for_log``, woken by each line as it arrives.
     """
 
     def __init__(self, flags: Sequence[str], env: dict[str, str] | None = None) -> None:
@@ -36,7 +38,10 @@ class ServerProcess:
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.log_lines: list[str] = []
-        self._ready = threading.Event()
+        # Notified at each line and at the end of the log (every writer closed the pipe).
+        self._log_changed = threading.Condition()
+        self._log_ended = False
+        self._drainer: threading.Thread | None = None
 
     def start(self, timeout: float = 120, wait: bool = True) -> ServerProcess:
         """Starts the process; with ``wait`` returns once the REST API is exported (raising if it
@@ -44,36 +49,55 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tfsfast", *self.flags], env=self.env, text=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         if not wait:
             return self
-        deadline = time.monotonic() + timeout
-        while not self._ready.wait(0.1):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("tfsfast did not start:\n" + self.log)
+        if self._find(READY_LINE, timeout) is None:
+            self.stop()
+            raise RuntimeError("tfsfast did not start:\n" + self.log)
         return self
 
     def _drain(self) -> None:
         assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log_lines.append(line.rstrip("\n"))
-            if READY_LINE in line:
-                self._ready.set()
+        with self.process.stderr as stream:  # closed at the end: every writer has exited
+            for line in stream:
+                with self._log_changed:
+                    self.log_lines.append(line.rstrip("\n"))
+                    self._log_changed.notify_all()
+        with self._log_changed:
+            self._log_ended = True
+            self._log_changed.notify_all()
+
+    def _find(self, text: str, timeout: float) -> str | None:
+        """The first line containing ``text``, once there is one; None if the log ends or
+        ``timeout`` seconds pass without it."""
+        found: list[str] = []
+        scanned = 0
+
+        def seen() -> bool:
+            nonlocal scanned
+            lines = self.log_lines
+            found.extend(line for line in lines[scanned:] if text in line)
+            scanned = len(lines)
+            return bool(found) or self._log_ended
+
+        with self._log_changed:
+            self._log_changed.wait_for(seen, timeout)
+        return found[0] if found else None
 
     @property
     def log(self) -> str:
         return "\n".join(self.log_lines)
 
     def wait_for_log(self, text: str, timeout: float = 60) -> str:
-        """Waits until a line of the log contains ``text``; returns that line."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.log_lines):
-                if text in line:
-                    return line
-            time.sleep(0.05)
-        raise AssertionError(f"no log line with {text!r} within {timeout} s:\n{self.log}")
+        """Waits until a line of the log contains ``text``; returns that line. AssertionError
+        if the log ends (the process exited) or ``timeout`` seconds pass without one."""
+        line = self._find(text, timeout)
+        if line is None:
+            ended = "the log ended" if self._log_ended else f"none within {timeout} s"
+            raise AssertionError(f"no log line with {text!r}: {ended}:\n{self.log}")
+        return line
 
     def request(self, method: str, path: str, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None,
@@ -92,7 +116,15 @@ class ServerProcess:
         status, _, payload = self.request(method, path, data)
         return status, json.loads(payload)
 
+    def wait_until(self, condition: Callable[[], object], what: str,
+                   timeout: float = WAIT_SECONDS) -> None:
+        """:func:`tfsfast.testing.wait.wait_until` with this server's log in the failure."""
+        wait_until(condition, what, timeout, detail=lambda: self.log)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
+        """Sends ``sig`` (unless the process has exited) and waits for the exit (killing it
+        after ``timeout`` s); returns the exit code. The log is whole afterwards, unless a child
+        process still holds the pipe."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -102,6 +134,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._drainer is not None:
+            self._drainer.join(timeout)
         return self.process.returncode
 
     def __enter__(self) -> ServerProcess:

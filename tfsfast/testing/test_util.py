@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
+
+from tfsfast import _extensions
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_TESTDATA = REPO.parent / "shared" / "testdata" / "tfserving"
@@ -30,8 +31,7 @@ def implementations(compiled: str, python: str) -> list[Any]:
     import pytest
 
     params = []
-    disabled = os.environ.get("TFSFAST_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
-    if disabled:
+    if _extensions.NO_EXTENSIONS:
         params.append(pytest.param(None, id="compiled", marks=pytest.mark.skip(
             reason="TFSFAST_NO_EXTENSIONS is set")))
     else:

@@ -12,6 +12,7 @@ cdef double STAY_FACTOR
 
 
 cdef class RunCost:
+    cdef double _limit
     cdef double _seconds
     cdef bint _measured
     cdef bint _spiked
@@ -21,7 +22,7 @@ cdef class RunCost:
     @cython.locals(cost=double)
     cpdef add(self, double elapsed)
 
-    cpdef bint below(self, double limit)
+    cpdef bint below(self)
 
-    @cython.locals(cost=double, at=double, due=double, next_probe=double)
-    cpdef bint allows(self, double limit, object now=*)
+    @cython.locals(cost=double, limit=double, at=double, due=double, next_probe=double)
+    cpdef bint allows(self, object now=*)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from tfsfast.util.run_cost import RunCostPolicy
 
 _T = TypeVar("_T")
 
@@ -41,8 +44,8 @@ STAY_FACTOR = 4.0
 class RunCost:
     """The estimated seconds per run of one signature, robust to a busy machine.
 
-    The event loop runs a signature itself only while this estimate is tiny (see
-    ``saved_model_bundle.INLINE_RUN_MAX_SECONDS``), so it must not be fooled by what a shared
+    The event loop runs a signature itself only while this estimate is tiny (below the
+    policy's ``inline_run_max_seconds``, the limit), so it must not be fooled by what a shared
     machine adds to a run's wall time: preemptions, and, for a run on a pool or batch thread,
     the wait for the GIL after it (the loop holds it while busy). Both only ever add time. So:
 
@@ -67,10 +70,12 @@ class RunCost:
 
     # The estimate is kept as a number and a flag rather than as None-or-a-number, so that the
     # compiled class holds it in a C double.
-    __slots__ = ("_allowed", "_measured", "_next_probe", "_seconds", "_spiked")
+    __slots__ = ("_allowed", "_limit", "_measured", "_next_probe", "_seconds", "_spiked")
 
-    def __init__(self, seconds: float | None = None) -> None:
-        """``seconds``: a first estimate (None: the first run's time is taken as it is)."""
+    def __init__(self, policy: RunCostPolicy, seconds: float | None = None) -> None:
+        """``policy``: the limit (``inline_run_max_seconds``), read once; ``seconds``: a first
+        estimate (None: the first run's time is taken as it is)."""
+        self._limit = float(policy.inline_run_max_seconds)
         self._measured = seconds is not None
         self._seconds = 0.0 if seconds is None else float(seconds)
         self._spiked = False
@@ -109,17 +114,18 @@ class RunCost:
         self.add(time.perf_counter() - start)
         return result
 
-    def below(self, limit: float) -> bool:
-        """Whether runs have been measured and are estimated at less than ``limit`` seconds."""
-        return self._measured and self._seconds < limit
+    def below(self) -> bool:
+        """Whether runs have been measured and are estimated at less than the limit."""
+        return self._measured and self._seconds < self._limit
 
-    def allows(self, limit: float, now: float | None = None) -> bool:
-        """Whether the next run may go where only cheap runs go: ``below(limit)``, or a probe
-        is due (then the next one is scheduled). ``now``: ``time.monotonic()`` (read here if
-        None, only when a probe could be due)."""
+    def allows(self, now: float | None = None) -> bool:
+        """Whether the next run may go where only cheap runs go: ``below()``, or a probe is due
+        (then the next one is scheduled). ``now``: ``time.monotonic()`` (read here if None, only
+        when a probe could be due)."""
         if not self._measured:
             return False
         cost = self._seconds
+        limit = self._limit
         if cost < limit or (self._allowed and cost < STAY_FACTOR * limit):
             self._allowed = True
             return True

@@ -30,6 +30,8 @@ from tfsfast.runtime.dtypes import DataType
 from tfsfast.runtime.signature import Signature, TensorInfo
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.testing.test_util import implementations, import_impl
+from tfsfast.testing.wait import WAIT_SECONDS, wait_until
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 _COMPILED, _TWIN = implementations(
@@ -125,10 +127,12 @@ def impl(impls: tuple[ModuleType, ModuleType]) -> ModuleType:
 
 class Setup:
     def __init__(self, impls: tuple[ModuleType, ModuleType], queue: QueueOptions,
-                 options: BatchingSessionOptions) -> None:
+                 options: BatchingSessionOptions,
+                 run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY) -> None:
         self.fake = FakeSession()
         self.scheduler = SharedBatchScheduler(SchedulerOptions(1), impls[0], start=False)
-        self.batching = BatchingSession(self.fake, self.scheduler, queue, options, impls[1])
+        self.batching = BatchingSession(self.fake, self.scheduler, queue, options, impls[1],
+                                        run_cost_policy)
         assert self.batching.implementation is impls[1]
 
     def schedule(self, key: str, inputs: dict[str, Any], output_aliases: Any = None,
@@ -151,10 +155,10 @@ def make(impls: tuple[ModuleType, ModuleType]) -> Iterator[Any]:
     made: list[Setup] = []
 
     def factory(max_batch_size: int = 100, options: BatchingSessionOptions | None = None,
-                **queue: Any) -> Setup:
+                run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY, **queue: Any) -> Setup:
         queue.setdefault("max_execution_batch_size", max_batch_size)
         setup = Setup(impls, QueueOptions(max_batch_size=max_batch_size, **queue),
-                      options or BatchingSessionOptions())
+                      options or BatchingSessionOptions(), run_cost_policy)
         made.append(setup)
         return setup
 
@@ -391,12 +395,11 @@ def test_an_expired_deadline_fails_at_once(make: Any, impl: ModuleType) -> None:
 
 def test_a_task_expiring_in_the_queue_fails_and_does_not_run(make: Any, impl: ModuleType) -> None:
     setup = make()
-    deadline = impl.monotonic() + 0.05
+    deadline = impl.monotonic() + 0.05  # time enough to be queued before it passes
     doomed = setup.schedule("predict", predict_inputs(1, 0.0), deadline=deadline)
     live_request = predict_inputs(2, 10.0)
     live = setup.schedule("predict", live_request)
-    while impl.monotonic() <= deadline:  # wait for the deadline to pass; nothing is timed
-        time.sleep(0.01)
+    wait_until(lambda: impl.monotonic() > deadline, "the queued task's deadline to pass")
     setup.step_all()
     with pytest.raises(ServingError) as info:
         doomed.result(0)
@@ -475,6 +478,32 @@ def bundle_over(setup: Setup) -> SavedModelBundle:
     bundle = SavedModelBundle(ServableId("fake", 1), "/fake", setup.fake)
     bundle.batching_session = setup.batching
     return bundle
+
+
+class LoopTimers:
+    """Records the timers the batching session sets on ``loop`` for open batches (its
+    ``call_later`` of ``_flush_on_timer``), which still run as usual: ``delays`` has each
+    timer's delay (``set`` fires at the first), ``runs_when_fired`` the fake session's count of
+    runs when each timer fired, before its flush ran."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, setup: Setup) -> None:
+        self.delays: list[float] = []
+        self.runs_when_fired: list[int] = []
+        self.set = asyncio.Event()
+        original = loop.call_later
+
+        def fired(callback: Any, *args: Any) -> None:
+            self.runs_when_fired.append(len(setup.fake.calls))
+            callback(*args)
+
+        def call_later(delay: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(callback, "__func__", None) is not BatchingSession._flush_on_timer:
+                return original(delay, callback, *args, **kwargs)
+            self.delays.append(delay)
+            self.set.set()
+            return original(delay, fired, callback, *args, **kwargs)
+
+        loop.call_later = call_later  # type: ignore[method-assign]
 
 
 def count_wake_ups(loop: asyncio.AbstractEventLoop, setup: Setup) -> list[int]:
@@ -594,9 +623,9 @@ def test_sync_run_is_batched_too(make: Any) -> None:
     request = predict_inputs(2, 1.0)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(bundle.run, "predict", request)
-        while not setup.scheduler.step(0.05):
-            pass  # until the thread's request is in the queue
-        assert_outputs(pending.result(30), expected_predict(request))
+        # The batch thread (this one) sleeps until the request is queued: its arrival wakes it.
+        assert setup.scheduler.step(WAIT_SECONDS) is not None
+        assert_outputs(pending.result(WAIT_SECONDS), expected_predict(request))
 
 
 def test_bundle_close_closes_queues_then_the_session(make: Any) -> None:
@@ -614,11 +643,9 @@ def test_bundle_close_closes_queues_then_the_session(make: Any) -> None:
 
 
 @pytest.fixture
-def any_run_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
+def any_run_is_cheap() -> RunCostPolicy:
     """Every measured batch run counts as microseconds, however slow this machine is."""
-    from tfsfast.servables import saved_model_bundle
-
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 10.0)
+    return RunCostPolicy(10.0)
 
 
 def measure_on_a_thread(setup: Setup) -> None:
@@ -629,8 +656,9 @@ def measure_on_a_thread(setup: Setup) -> None:
     setup.fake.calls.clear()
 
 
-def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any, any_run_is_cheap: None) -> None:
-    setup = make()
+def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any,
+                                                        any_run_is_cheap: RunCostPolicy) -> None:
+    setup = make(run_cost_policy=any_run_is_cheap)
     bundle = bundle_over(setup)
     measure_on_a_thread(setup)
     requests = [predict_inputs(1 + i % 3, 10.0 * i) for i in range(12)]
@@ -648,9 +676,9 @@ def test_cheap_batches_run_on_the_loop_that_queued_them(make: Any, any_run_is_ch
         assert_outputs(result, expected_predict(request))
 
 
-def test_requests_from_threads_still_wait_for_a_batch_thread(make: Any,
-                                                             any_run_is_cheap: None) -> None:
-    setup = make()
+def test_requests_from_threads_still_wait_for_a_batch_thread(
+        make: Any, any_run_is_cheap: RunCostPolicy) -> None:
+    setup = make(run_cost_policy=any_run_is_cheap)
     measure_on_a_thread(setup)
     request = predict_inputs(2, 5.0)
     waiter = setup.schedule("predict", request)  # a concurrent.futures waiter: no loop
@@ -664,17 +692,20 @@ def test_requests_from_threads_still_wait_for_a_batch_thread(make: Any,
     assert_outputs(waiter.result(0), expected_predict(request))
 
 
-def test_the_loop_does_not_run_an_open_batch_within_its_timeout(make: Any,
-                                                                 any_run_is_cheap: None) -> None:
-    setup = make(max_batch_size=4, batch_timeout_micros=3_600_000_000)
+def test_the_loop_does_not_run_an_open_batch_within_its_timeout(
+        make: Any, any_run_is_cheap: RunCostPolicy) -> None:
+    setup = make(max_batch_size=4, batch_timeout_micros=3_600_000_000,
+                 run_cost_policy=any_run_is_cheap)
     bundle = bundle_over(setup)
     first, second = predict_inputs(1, 0.0), predict_inputs(3, 10.0)
     batcher = setup.batching._batchers["predict"]
     batcher.cost.seconds = 1e-6  # measured cheap
 
     async def turns() -> list[Any]:
+        timers = LoopTimers(asyncio.get_running_loop(), setup)
         one = asyncio.ensure_future(bundle.run_async("predict", first))
-        await asyncio.sleep(0.05)  # a few loop turns: the open batch waits for its hour
+        await timers.set.wait()  # the loop's flush found the batch open: it waits for its hour
+        assert len(timers.delays) == 1 and 3500 < timers.delays[0] <= 3600
         assert not one.done() and setup.fake.calls == []
         assert setup.batching.queue("predict").num_enqueued_tasks == 1
         two = asyncio.ensure_future(bundle.run_async("predict", second))  # fills the batch
@@ -686,15 +717,11 @@ def test_the_loop_does_not_run_an_open_batch_within_its_timeout(make: Any,
     assert_outputs(results[1], expected_predict(second))
 
 
-def test_batches_too_slow_for_the_loop_go_back_to_the_threads(
-        make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tfsfast.servables import saved_model_bundle
-
-    setup = make()
+def test_batches_too_slow_for_the_loop_go_back_to_the_threads(make: Any) -> None:
+    setup = make(run_cost_policy=RunCostPolicy(1e-3))
     bundle = bundle_over(setup)
     batcher = setup.batching._batchers["predict"]
     batcher.cost.seconds = 1e-6
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 1e-3)
     request = predict_inputs(1, 0.0)
 
     async def on_the_loop() -> Any:
@@ -706,8 +733,11 @@ def test_batches_too_slow_for_the_loop_go_back_to_the_threads(
     batcher.cost.seconds = 1.0
 
     async def on_a_thread() -> Any:
+        loop = asyncio.get_running_loop()
         run = asyncio.ensure_future(bundle.run_async("predict", request))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # a loop turn: the request is queued
+        assert setup.batching.queue("predict").num_enqueued_tasks == 1
+        assert loop not in batcher.flushing and loop not in batcher.timers  # left to a thread
         assert not run.done()
         await asyncio.to_thread(setup.step_all)
         return await run
@@ -716,23 +746,28 @@ def test_batches_too_slow_for_the_loop_go_back_to_the_threads(
     assert batcher.cost.seconds < 1.0  # the thread's faster run is the estimate at once
 
 
-def test_the_loop_takes_an_open_batch_when_its_timeout_comes(make: Any,
-                                                             any_run_is_cheap: None) -> None:
+def test_the_loop_takes_an_open_batch_when_its_timeout_comes(
+        make: Any, any_run_is_cheap: RunCostPolicy) -> None:
     # No batch thread runs (the scheduler is stepped by hand, and not at all here): a partial
-    # batch is answered by the loop's timer once its 20 ms have passed.
-    setup = make(max_batch_size=8, batch_timeout_micros=20_000)
+    # batch is answered by the loop's timer once its 50 ms have passed, and not before (which
+    # the timer's firing shows, whatever the time it took).
+    setup = make(max_batch_size=8, batch_timeout_micros=50_000, run_cost_policy=any_run_is_cheap)
     bundle = bundle_over(setup)
     setup.batching._batchers["predict"].cost.seconds = 1e-6  # measured cheap
     requests = [predict_inputs(1, 0.0), predict_inputs(2, 10.0)]
 
-    async def main() -> tuple[list[Any], float]:
-        start = time.monotonic()
+    async def main() -> tuple[list[Any], LoopTimers]:
+        timers = LoopTimers(asyncio.get_running_loop(), setup)
         results = await asyncio.wait_for(
-            asyncio.gather(*(bundle.run_async("predict", r) for r in requests)), 30)
-        return list(results), time.monotonic() - start
+            asyncio.gather(*(bundle.run_async("predict", r) for r in requests)), WAIT_SECONDS)
+        return list(results), timers
 
-    results, waited = asyncio.run(main())
-    assert waited >= 0.019
+    results, timers = asyncio.run(main())
+    # The loop's flush found the batch open and set a timer for the rest of its timeout;
+    # nothing ran until the timer fired, and then the batch did.
+    [delay] = timers.delays
+    assert 0 < delay <= 0.05
+    assert timers.runs_when_fired == [0]
     assert len(setup.fake.calls) == 1  # both in the one timed-out batch
     for request, result in zip(requests, results, strict=True):
         assert_outputs(result, expected_predict(request))

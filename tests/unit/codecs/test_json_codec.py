@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tfsfast import _extensions
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType, short_name, to_numpy
 from tfsfast.testing.test_util import implementations, import_impl
 from tfsfast.util.status import Code, ServingError
@@ -660,10 +661,10 @@ def test_brackets_inside_strings_do_not_count(codec) -> None:
     assert got.inputs["x"].tolist() == [b"[" * 500]
 
 
-def test_depth_limit_is_a_module_constant(codec, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_JSON_DEPTH", 3)
-    assert parse(codec, b'{"inputs": [[1]]}').inputs["x"].shape == (1, 1)
-    assert error(codec, b'{"inputs": [[[1]]]}') == "JSON nesting depth exceeds the maximum of 3"
+def test_depth_limit_is_the_codecs(codec) -> None:
+    shallow = codec.JsonCodec(CodecLimits(max_json_depth=3))
+    assert parse(shallow, b'{"inputs": [[1]]}').inputs["x"].shape == (1, 1)
+    assert error(shallow, b'{"inputs": [[[1]]]}') == "JSON nesting depth exceeds the maximum of 3"
 
 
 def test_rank_limit(codec) -> None:
@@ -677,16 +678,16 @@ def test_rank_limit(codec) -> None:
         "has rank 33, which exceeds the maximum tensor rank of 32")
 
 
-def test_element_limits(codec, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 4)
-    assert parse(codec, b'{"inputs": [[1,2],[3,4]]}').inputs["x"].size == 4
-    assert error(codec, b'{"inputs": [[1,2],[3,4],[5,6]]}') == (
+def test_element_limits(codec) -> None:
+    small = codec.JsonCodec(CodecLimits(max_tensor_elements=4))
+    assert parse(small, b'{"inputs": [[1,2],[3,4]]}').inputs["x"].size == 4
+    assert error(small, b'{"inputs": [[1,2],[3,4],[5,6]]}') == (
         "Input: x has 6 elements, which exceeds the maximum of 4 elements per tensor")
-    assert error(codec, b'{"instances": [[1,2],[3,4],[5,6]]}') == (
+    assert error(small, b'{"instances": [[1,2],[3,4],[5,6]]}') == (
         "Failed to process element: 2 of 'instances' list. Error: INVALID_ARGUMENT: Input: x "
         "has 6 elements, which exceeds the maximum of 4 elements per tensor")
-    monkeypatch.setattr(codec, "MAX_REQUEST_ELEMENTS", 5)
-    assert error(codec, b'{"inputs": {"a": [1,2,3], "b": [1,2,3]}}', {"a": FLOAT, "b": FLOAT}) == (
+    few = codec.JsonCodec(CodecLimits(max_tensor_elements=4, max_request_elements=5))
+    assert error(few, b'{"inputs": {"a": [1,2,3], "b": [1,2,3]}}', {"a": FLOAT, "b": FLOAT}) == (
         "Request has more than 5 tensor elements, the maximum per request")
 
 
@@ -706,10 +707,10 @@ def test_long_integers_are_doubles(codec) -> None:
         1.2345678901234568e20]
 
 
-def test_int_digit_limit_is_a_module_constant(codec, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_INT_DIGITS", 3)
-    assert parse(codec, b'{"inputs": [123]}', {"x": INT64}).inputs["x"].tolist() == [123]
-    assert error(codec, b'{"inputs": [1234]}', {"x": INT64}) == (
+def test_int_digit_limit_is_the_codecs(codec) -> None:
+    short = codec.JsonCodec(CodecLimits(max_int_digits=3))
+    assert parse(short, b'{"inputs": [123]}', {"x": INT64}).inputs["x"].tolist() == [123]
+    assert error(short, b'{"inputs": [1234]}', {"x": INT64}) == (
         "JSON Value: 1234.0 Type: Number is not of expected type: int64")
 
 
@@ -979,7 +980,7 @@ def test_facade_exports_the_twin_without_warning() -> None:
         importlib.reload(facade)
     expected = "tfsfast.codecs._json" if facade.COMPILED else "tfsfast.codecs._json_py"
     impl = importlib.import_module(expected)
-    assert facade.parse_predict_request is impl.parse_predict_request
+    assert facade.JsonCodec is impl.JsonCodec
     assert facade.format_predict_response is impl.format_predict_response
     assert facade.format_error is impl.format_error
     assert facade.PredictRequest is impl.PredictRequest
@@ -1125,19 +1126,21 @@ def test_the_request_is_a_plain_predict_request(codec) -> None:
     assert request.inputs == {}
 
 
-def test_limits_changed_between_calls_apply_to_the_next_call(codec, monkeypatch) -> None:
+def test_codecs_with_different_limits_keep_their_own(codec) -> None:
     body = b'{"inputs": [[1, 2], [3, 4]]}'
-    assert parse(codec, body).inputs["x"].shape == (2, 2)
-    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 3)
-    assert "exceeds the maximum of 3 elements per tensor" in error(codec, body)
-    monkeypatch.setattr(codec, "MAX_TENSOR_RANK", 1)
-    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 2**28)
-    assert "rank" in error(codec, body)
-    monkeypatch.setattr(codec, "MAX_TENSOR_RANK", 32)
-    monkeypatch.setattr(codec, "MAX_REQUEST_ELEMENTS", 3)
-    assert error(codec, body) == "Request has more than 3 tensor elements, the maximum per request"
-    monkeypatch.undo()
-    assert parse(codec, body).inputs["x"].shape == (2, 2)
+    default = codec.JsonCodec(CodecLimits())
+    few = codec.JsonCodec(CodecLimits(max_tensor_elements=3))
+    flat = codec.JsonCodec(CodecLimits(max_tensor_rank=1))
+    small = codec.JsonCodec(CodecLimits(max_request_elements=3))
+    for _ in range(2):  # alternately, so no codec sees another's limits
+        assert parse(default, body).inputs["x"].shape == (2, 2)
+        assert error(few, body) == (
+            "Input: x has 4 elements, which exceeds the maximum of 3 elements per tensor")
+        assert error(flat, body) == (
+            "Input: x has rank 2, which exceeds the maximum tensor rank of 1")
+        assert error(small, body) == (
+            "Request has more than 3 tensor elements, the maximum per request")
+    assert parse(codec, body).inputs["x"].shape == (2, 2)  # the module's: the default limits
 
 
 def test_format_with_output_dtypes_changed_in_place(codec) -> None:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType, to_numpy
 from tfsfast.util.status import Code, ServingError
 
@@ -429,23 +430,42 @@ def test_large_tensors_take_the_fast_path() -> None:
 # Limits, lookups and threads
 
 
-def test_limits_set_on_the_compiled_module_apply_and_are_only_lent_to_the_twin(
-        monkeypatch) -> None:
-    saved = twin.MAX_TENSOR_ELEMENTS
-    monkeypatch.setattr(compiled, "MAX_TENSOR_ELEMENTS", 4)
-    assert compiled.parse_predict_request(b'{"inputs": [[1,2],[3,4]]}',
-                                          lambda _: {"x": FLOAT}).inputs["x"].size == 4
+def test_a_codecs_limits_bound_its_fast_path_and_the_twin_it_hands_over_to() -> None:
+    codec = compiled.JsonCodec(CodecLimits(max_tensor_elements=4))
+    assert codec._parse_fast(b'{"inputs": [[1,2],[3,4]]}',
+                             lambda _: {"x": FLOAT}).inputs["x"].size == 4
+    over = b'{"inputs": [[1,2],[3,4],[5,6]]}'
+    assert codec._parse_fast(over, lambda _: {"x": FLOAT}) is None  # the twin's to refuse
     with pytest.raises(ServingError) as info:
-        compiled.parse_predict_request(b'{"inputs": [[1,2],[3,4],[5,6]]}',
-                                       lambda _: {"x": FLOAT})
+        codec.parse_predict_request(over, lambda _: {"x": FLOAT})
     assert info.value.message == (
         "Input: x has 6 elements, which exceeds the maximum of 4 elements per tensor")
-    assert twin.MAX_TENSOR_ELEMENTS == saved  # lent for the call, then restored
-    monkeypatch.setattr(compiled, "MAX_JSON_DEPTH", 2)
+    assert compiled.parse_predict_request(over, lambda _: {"x": FLOAT}).inputs["x"].size == 6
+    shallow = compiled.JsonCodec(CodecLimits(max_json_depth=2))
     with pytest.raises(ServingError) as info:
-        compiled.parse_predict_request(b'{"inputs": [[1]]}', lambda _: {"x": FLOAT})
+        shallow.parse_predict_request(b'{"inputs": [[1]]}', lambda _: {"x": FLOAT})
     assert info.value.message == "JSON nesting depth exceeds the maximum of 2"
-    assert twin.MAX_JSON_DEPTH == 100
+
+
+LIMITS = [CodecLimits(), CodecLimits(max_json_depth=2), CodecLimits(max_tensor_rank=1),
+          CodecLimits(max_tensor_rank=0), CodecLimits(max_tensor_elements=3),
+          CodecLimits(max_request_elements=5), CodecLimits(max_int_digits=2),
+          CodecLimits(max_tensor_elements=0, max_request_elements=0),
+          CodecLimits(max_tensor_elements=2**70, max_request_elements=2**70)]
+
+
+@pytest.mark.parametrize("limits", LIMITS, ids=repr)
+@pytest.mark.parametrize(("body", "dtypes"), [
+    (b'{"inputs": [[1, 2], [3, 4]]}', {"x": FLOAT}),
+    (b'{"instances": [[1, 2], [3, 4], [5, 6]]}', {"x": INT64}),
+    (b'{"inputs": {"a": [1, 2, 3], "b": [[4], [5], [6]]}}', {"a": INT32, "b": DOUBLE}),
+    (b'{"instances": [{"a": 1, "b": [2, 3]}]}', {"a": INT64, "b": INT64}),
+    (b'{"inputs": [123, 4567]}', {"x": INT64}),
+    (b'{"inputs": 7}', {"x": FLOAT}),
+])
+def test_compiled_and_twin_codecs_agree_under_the_same_limits(limits, body, dtypes) -> None:
+    expected = parse_outcome(twin.JsonCodec(limits), body, dtypes)
+    assert parse_outcome(compiled.JsonCodec(limits), body, dtypes) == expected
 
 
 @pytest.mark.parametrize("body", [
@@ -606,18 +626,6 @@ def test_an_unencodable_alias_fails_the_same_way() -> None:
     # one output has no key text: both write it
     assert (compiled.format_predict_response({"\ud800": _F}, True)
             == twin.format_predict_response({"\ud800": _F}, True))
-
-
-def test_limits_that_are_not_ints_leave_every_body_to_the_twin(monkeypatch) -> None:
-    body = b'{"inputs": [[1, 2], [3, 4]]}'
-    assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is not None
-    for value in (4.0, 3.5):
-        monkeypatch.setattr(compiled, "MAX_TENSOR_ELEMENTS", value)
-        monkeypatch.setattr(twin, "MAX_TENSOR_ELEMENTS", value)
-        assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is None
-        assert_parse_agrees(body, {"x": FLOAT})
-    monkeypatch.undo()
-    assert compiled._parse_fast(body, lambda _: {"x": FLOAT}) is not None
 
 
 def test_cached_signatures_never_leak_between_alias_sets() -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType, to_numpy
 from tfsfast.testing.test_util import implementations, import_impl
 from tfsfast.util.status import Code, ServingError
@@ -163,14 +164,15 @@ def test_string_tensor_map_errors(codec) -> None:
         "Input: x: string tensor data must be an array of bin or str, found int")
 
 
-def test_request_element_limit(codec, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_REQUEST_ELEMENTS", 5)
+def test_request_element_limit(codec) -> None:
+    few = codec.MsgpackCodec(CodecLimits(max_request_elements=5))
     body = {"inputs": {"a": tmap(np.zeros(3, np.float32)), "b": tmap(np.zeros(3, np.float32))}}
-    assert error(codec, body, {"a": FLOAT, "b": FLOAT}) == (
+    assert error(few, body, {"a": FLOAT, "b": FLOAT}) == (
         "Request has more than 5 tensor elements, the maximum per request")
-    monkeypatch.setattr(codec, "MAX_TENSOR_ELEMENTS", 2)
-    assert error(codec, {"inputs": tmap(np.zeros(3, np.float32))}) == (
+    small = codec.MsgpackCodec(CodecLimits(max_request_elements=5, max_tensor_elements=2))
+    assert error(small, {"inputs": tmap(np.zeros(3, np.float32))}) == (
         "Input: x has shape [3], more than 2 elements, the maximum per tensor")
+    assert parse(codec, body, {"a": FLOAT, "b": FLOAT}).inputs["a"].size == 3  # the module's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,10 +303,14 @@ def test_depth_at_the_limit_is_accepted(codec) -> None:
     assert parse(codec, body).inputs["x"].shape == (1,) * 31
 
 
-def test_nesting_limit_is_a_module_constant(codec, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "MAX_MSGPACK_DEPTH", 3)
-    assert parse(codec, {"inputs": [[1]]}).inputs["x"].shape == (1, 1)
-    assert error(codec, {"inputs": [[[1]]]}) == "msgpack nesting depth exceeds the maximum of 3"
+def test_nesting_limit_is_the_codecs(codec) -> None:
+    shallow = codec.MsgpackCodec(CodecLimits(max_msgpack_depth=3))
+    assert parse(shallow, {"inputs": [[1]]}).inputs["x"].shape == (1, 1)
+    assert error(shallow, {"inputs": [[[1]]]}) == "msgpack nesting depth exceeds the maximum of 3"
+    assert twin.read_value(pack([[[1]]]), CodecLimits(max_msgpack_depth=3)) == [[[1]]]
+    with pytest.raises(ServingError) as info:
+        shallow.read_value(pack([[[[1]]]]))
+    assert info.value.message == "msgpack nesting depth exceeds the maximum of 3"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +373,7 @@ def test_facade_exports_the_implementation() -> None:
         importlib.reload(facade)
     expected = "tfsfast.codecs._msgpack" if facade.COMPILED else "tfsfast.codecs._msgpack_py"
     impl = importlib.import_module(expected)
-    assert facade.parse_predict_request is impl.parse_predict_request
+    assert facade.MsgpackCodec is impl.MsgpackCodec
     assert facade.format_predict_response is impl.format_predict_response
     assert facade.PredictRequest is importlib.import_module(
         "tfsfast.codecs._json_py").PredictRequest

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType
 from tfsfast.testing.test_util import implementations, import_impl
 from tfsfast.util.status import Code, ServingError
@@ -190,14 +191,34 @@ def test_limits_name_the_input(codec) -> None:
         codec.decode_tensor(_proto(DataType.DT_FLOAT, [2**20, 2**10], float_val=[1.0]), "x")
     assert e.value.code == Code.INVALID_ARGUMENT
     assert e.value.message == (f"Input: x has {2**30} elements, which exceeds the maximum of "
-                                f"{codec.MAX_TENSOR_ELEMENTS} elements per tensor")
+                                f"{2**28} elements per tensor")
     with pytest.raises(ServingError) as e:
         codec.decode_tensor(_proto(DataType.DT_FLOAT, [1] * 33), "r")
     assert "has rank 33, which exceeds the maximum tensor rank of 32" in e.value.message
-    budget = [codec.MAX_REQUEST_ELEMENTS - 1]
+    budget = [2**29 - 1]
     with pytest.raises(ServingError) as e:
         codec.decode_tensor(_proto(DataType.DT_FLOAT, [2]), "b", budget)
     assert "the maximum per request" in e.value.message
+
+
+def test_limits_are_the_codecs(codec) -> None:
+    small = codec.TensorProtoCodec(CodecLimits(max_tensor_rank=1, max_tensor_elements=3,
+                                               max_request_elements=5))
+    assert small.decode_tensor(_proto(DataType.DT_FLOAT, [3], float_val=[1.0]), "x").size == 3
+    with pytest.raises(ServingError) as e:
+        small.decode_tensor(_proto(DataType.DT_FLOAT, [4], float_val=[1.0]), "x")
+    assert e.value.message == (
+        "Input: x has 4 elements, which exceeds the maximum of 3 elements per tensor")
+    with pytest.raises(ServingError) as e:
+        small.decode_tensor(_proto(DataType.DT_FLOAT, [1, 1]), "r")
+    assert e.value.message == "Input: r has rank 2, which exceeds the maximum tensor rank of 1"
+    budget = [0]
+    small.decode_tensor(_proto(DataType.DT_FLOAT, [3]), "a", budget)
+    with pytest.raises(ServingError) as e:
+        small.decode_tensor(_proto(DataType.DT_FLOAT, [3]), "b", budget)
+    assert e.value.message == "Request has more than 5 tensor elements, the maximum per request"
+    assert budget == [3]
+    assert codec.decode_tensor(_proto(DataType.DT_FLOAT, [4]), "x").size == 4  # the module's
 
 
 def test_unknown_fields_and_wrong_wire_types_are_skipped(codec) -> None:

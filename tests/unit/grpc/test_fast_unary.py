@@ -16,7 +16,7 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tfsfast import _extensions
-from tfsfast.server.grpc import fast_unary, grpc_server
+from tfsfast.server.grpc import fast_unary
 from tfsfast.server.grpc.fast_unary import FastUnaryMethods, UnaryCall
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
 from tfsfast.server.grpc.prediction_service_impl import RunCosts
@@ -187,9 +187,11 @@ def test_the_loop_uses_the_loaded_implementation() -> None:
 # --- the tfsfast server with and without the loop ----------------------------------------------
 
 
-def _predict_answers(core: ServerCore, tmp_path: Path) -> tuple[bool, Any, Any]:
+def _predict_answers(core: ServerCore, tmp_path: Path,
+                     use_loop: bool) -> tuple[bool, Any, Any]:
     socket = tmp_path / "p.sock"
-    server = GrpcServer(core, GrpcServerOptions(port=0, socket_path=str(socket)))
+    server = GrpcServer(core, GrpcServerOptions(port=0, socket_path=str(socket),
+                                                fast_unary=use_loop))
     server.start()
     try:
         with grpc.insecure_channel(f"unix:{socket}") as channel:
@@ -201,12 +203,10 @@ def _predict_answers(core: ServerCore, tmp_path: Path) -> tuple[bool, Any, Any]:
         server.stop(None).wait()
 
 
-def test_predict_answers_the_same_with_and_without_the_loop(
-        core: ServerCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(grpc_server, "USE_FAST_UNARY", True)  # whatever the environment says
-    fast, fast_ok, fast_error = _predict_answers(core, tmp_path)
-    monkeypatch.setattr(grpc_server, "USE_FAST_UNARY", False)
-    generic, generic_ok, generic_error = _predict_answers(core, tmp_path)
+def test_predict_answers_the_same_with_and_without_the_loop(core: ServerCore,
+                                                            tmp_path: Path) -> None:
+    fast, fast_ok, fast_error = _predict_answers(core, tmp_path, use_loop=True)
+    generic, generic_ok, generic_error = _predict_answers(core, tmp_path, use_loop=False)
     assert fast and not generic
     assert fast_ok == generic_ok and list(fast_ok[0].outputs["y"].float_val) == [3.0, 4.0]
     assert fast_error == generic_error == (
@@ -215,12 +215,12 @@ def test_predict_answers_the_same_with_and_without_the_loop(
 
 def test_stop_lets_a_call_in_the_pool_finish_within_the_grace(tmp_path: Path,
                                                                impl: Any) -> None:
-    started = threading.Event()
+    started, stopping = threading.Event(), threading.Event()
 
     def slow(data: bytes, context: UnaryCall) -> Any:
         def run() -> bytes:
             started.set()
-            time.sleep(0.5)
+            assert stopping.wait(30)  # still in the pool when the stop begins
             return b"done"
         return run
 
@@ -235,6 +235,7 @@ def test_stop_lets_a_call_in_the_pool_finish_within_the_grace(tmp_path: Path,
         future = channel.unary_unary("/t.S/Slow").future(b"", timeout=30)
         assert started.wait(10)
         stopped = server.stop(5)
+        stopping.set()
         assert future.result() == b"done"
     assert stopped.wait(10)
     fast.stop()
@@ -263,7 +264,7 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> RunCosts:
     monkeypatch.setattr(run_cost._impl, "time",
                         types.SimpleNamespace(perf_counter=lambda: _Bundle.clock[0],
                                               monotonic=time.monotonic))
-    return RunCosts()
+    return RunCosts(run_cost.RunCostPolicy(100e-6))
 
 
 def test_unmeasured_slow_and_batched_runs_go_to_the_pool(costs: RunCosts) -> None:

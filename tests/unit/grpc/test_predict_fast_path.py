@@ -2,8 +2,8 @@
 
 Every answer the fast path gives is compared byte for byte with what ``predict_answer`` returns
 for the same request; every request it declines must be one ``predict_answer`` then answers (or
-refuses) itself. Runs are forced inline (``INLINE_RUN_MAX_SECONDS``) once a signature has a
-measured cost, so which path answers does not depend on the machine's speed.
+refuses) itself. Runs are forced inline (a ``RunCostPolicy`` without a limit) once a signature
+has a measured cost, so which path answers does not depend on the machine's speed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 from tensorflow_serving.apis import predict_pb2
 
 from tfsfast.codecs import tensor_proto
-from tfsfast.servables import saved_model_bundle
 from tfsfast.server import model_config as mc
 from tfsfast.server.grpc import predict_fast_path
 from tfsfast.server.grpc.prediction_service_impl import (
@@ -28,6 +27,7 @@ from tfsfast.server.grpc.prediction_service_impl import (
 )
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.test_util import implementations
+from tfsfast.util.run_cost import RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 IMPLS = implementations("tfsfast.server.grpc._predict_fast_path",
@@ -63,10 +63,8 @@ def core(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[str, Pa
     serving.stop()
 
 
-@pytest.fixture(autouse=True)
-def inline_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every signature with a measured cost runs inline, however slow this machine is."""
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", float("inf"))
+# Every signature with a measured cost runs inline, however slow this machine is.
+INLINE = RunCostPolicy(float("inf"))
 
 
 def request(name: str = "m", x: list[float] | None = None, **spec: Any) -> Any:
@@ -101,13 +99,13 @@ def regress_request() -> Any:
 def service(core: ServerCore, impl: Any, **options: Any) -> tuple[PredictionServiceImpl, Any]:
     """A service, warmed (its signatures measured), and a fast path of ``impl`` in front of it
     sharing its run costs."""
-    s = PredictionServiceImpl(core, PredictionServiceOptions(**options))
+    s = PredictionServiceImpl(core, PredictionServiceOptions(run_cost_policy=INLINE, **options))
     for message in (request(), regress_request()):
         s.predict(message.SerializeToString(), _Context())
     fast = impl.PredictFastPath(
         core.manager.handle_table.find, core.get_model_version_for_label, s._run_costs,
         s.predict_answer, s._options.enforce_signature_method_name,
-        s._options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES)
+        s._options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES, s._tensors)
     return s, fast
 
 
@@ -271,17 +269,21 @@ def test_answers_match_with_method_names_enforced(impl: Any, core: ServerCore) -
 
 def test_unmeasured_slow_and_batched_runs_go_to_predict_answer(
         impl: Any, core: ServerCore, monkeypatch: pytest.MonkeyPatch) -> None:
-    s = PredictionServiceImpl(core)
-    fast = impl.PredictFastPath(core.manager.handle_table.find,
-                                core.get_model_version_for_label, s._run_costs, s.predict_answer)
+    def fast_path(policy: RunCostPolicy) -> Any:
+        s = PredictionServiceImpl(core, PredictionServiceOptions(run_cost_policy=policy))
+        return impl.PredictFastPath(core.manager.handle_table.find,
+                                    core.get_model_version_for_label, s._run_costs,
+                                    s.predict_answer)
+
+    fast = fast_path(INLINE)
     data = request().SerializeToString()
     assert fast.answer(data, _Context()) is None  # never measured: the pool measures it
     assert not callable(outcome(fast, data, _Context()))
     assert type(fast.answer(data, _Context())) is bytes
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 0.0)
-    assert fast.answer(data, _Context()) is None  # too slow for this thread
-    assert callable(fast(data, _Context()))  # predict_answer's continuation for the pool
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", float("inf"))
+    slow = fast_path(RunCostPolicy(0.0))  # no run is cheap enough for this thread
+    assert not callable(outcome(slow, data, _Context()))  # measured, in the pool
+    assert slow.answer(data, _Context()) is None
+    assert callable(slow(data, _Context()))  # predict_answer's continuation for the pool
     with core.get_servable_handle("m") as handle:
         monkeypatch.setattr(handle.servable, "batching_session", object())
         assert fast.answer(data, _Context()) is None

@@ -1,7 +1,8 @@
 """Fixtures for the runtime tests: both implementations, and the models they run.
 
 Every test that takes ``runtime`` runs once against the compiled module and once against the
-Python twin (the compiled one is skipped only if it was not built). Models are exported with
+Python twin (the compiled one is skipped only under ``TFSFAST_NO_EXTENSIONS``; one that is
+missing or fails to import is an error). Models are exported with
 TensorFlow once per test session (``tfsfast.testing.runtime_models``), so the suite needs nothing
 outside the repository; tests that use TF Serving's own test data take ``testdata``, which skips
 when ``../shared/testdata`` is absent.
@@ -18,20 +19,17 @@ from typing import Any
 import pytest
 
 from tfsfast.testing import runtime_models
+from tfsfast.testing.test_util import implementations
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TESTDATA = REPO_ROOT.parent / "shared" / "testdata" / "tfserving"
 
-IMPLEMENTATIONS = {"compiled": "tfsfast.runtime._session", "python": "tfsfast.runtime._session_py"}
 
-
-@pytest.fixture(scope="session", params=sorted(IMPLEMENTATIONS))
+@pytest.fixture(scope="session",
+                params=implementations("tfsfast.runtime._session", "tfsfast.runtime._session_py"))
 def runtime(request: pytest.FixtureRequest) -> ModuleType:
     """One runtime implementation module (``load_saved_model``, ``IMPLEMENTATION``)."""
-    try:
-        return importlib.import_module(IMPLEMENTATIONS[request.param])
-    except ImportError as e:
-        pytest.skip(f"{IMPLEMENTATIONS[request.param]} is not built: {e}")
+    return importlib.import_module(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,29 @@
-"""Warmup replay at load: valid records run, bad ones fail the load with TF Serving's errors."""
+"""Warmup replay at load: valid records run, bad ones fail the load with TF Serving's errors.
+
+Whether the records ran is read from the model itself: warmup requests that increment a counter
+leave it at the sum of their increments, once per iteration.
+"""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tfsfast.core.servable_id import ServableId
-from tfsfast.servables.saved_model_bundle_factory import SavedModelBundleFactory
-from tfsfast.servables.saved_model_warmup import WARMUP_FILE
+from tfsfast.servables.saved_model_bundle_factory import (
+    SavedModelBundleFactory,
+    SessionBundleConfig,
+)
+from tfsfast.testing import runtime_models
 from tfsfast.util.status import Code, ServingError
+
+# Where TF Serving looks for a version's warmup requests.
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
 def write_warmup(version_dir: Path, logs: list[object] | None = None,
@@ -38,6 +50,17 @@ def predict_log(x: list[list[float]], alias: str = "x") -> object:
     return log
 
 
+def increment_log(delta: float) -> object:
+    """A predict record that adds ``delta`` to the counter model's counter."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.model_spec.signature_name = "incr_counter_by"
+    log.predict_log.request.inputs["delta"].CopyFrom(tf.make_tensor_proto(np.float32(delta)))
+    return log
+
+
 def regress_log() -> object:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -57,21 +80,65 @@ def version_dir(tmp_path: Path, exported_models: dict[str, Path]) -> Path:
     return target
 
 
-def load(version_dir: Path) -> object:
-    return SavedModelBundleFactory().create_saved_model_bundle(ServableId("m", 1),
-                                                               str(version_dir))
+@pytest.fixture
+def counter_dir(tmp_path: Path) -> Path:
+    """A version of the counter model (``incr_counter_by``, ``get_counter``), counter at 0."""
+    return Path(runtime_models.export_counter(str(tmp_path / "counter" / "1")))
 
 
-def test_valid_warmup_records_run_and_the_model_loads(version_dir: Path) -> None:
+def load(version_dir: Path, **config: Any) -> Any:
+    return SavedModelBundleFactory(SessionBundleConfig(**config)).create_saved_model_bundle(
+        ServableId("m", 1), str(version_dir))
+
+
+def counter(bundle: Any) -> float:
+    return float(bundle.run("get_counter", {})["output"])
+
+
+def test_valid_warmup_records_run_and_the_model_loads(version_dir: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     write_warmup(version_dir, [predict_log([[1.0], [2.0]]), regress_log()])
-    bundle = load(version_dir)
-    out = bundle.run("serving_default", {"x": np.array([[2.0]], np.float32)})
-    assert out["y"].tolist() == [[3.0]]
-    bundle.close()
+    with caplog.at_level(logging.INFO, "tfsfast.servables.saved_model_warmup"):
+        bundle = load(version_dir)
+    try:
+        out = bundle.run("serving_default", {"x": np.array([[2.0]], np.float32)})
+        assert out["y"].tolist() == [[3.0]]
+    finally:
+        bundle.close()
+    assert any(r.getMessage().startswith(
+        f"Finished reading warmup data for model at {version_dir / WARMUP_FILE}. Number of "
+        f"warmup records read: 2. Elapsed time (microseconds): ") for r in caplog.records)
 
 
-def test_no_warmup_file_is_fine(version_dir: Path) -> None:
-    load(version_dir).close()
+@pytest.mark.parametrize(("iterations", "expected"), [(1, 11.0), (3, 33.0), (0, 11.0)])
+def test_each_record_runs_num_request_iterations_times(counter_dir: Path, iterations: int,
+                                                       expected: float) -> None:
+    # TF Serving uses the flag only when it is positive: 0 replays each record once.
+    write_warmup(counter_dir, [increment_log(1.0), increment_log(10.0)])
+    bundle = load(counter_dir, num_request_iterations_for_warmup=iterations)
+    try:
+        assert counter(bundle) == expected
+    finally:
+        bundle.close()
+
+
+def test_warmup_off_runs_nothing(counter_dir: Path) -> None:
+    write_warmup(counter_dir, [increment_log(1.0)])
+    bundle = load(counter_dir, enable_model_warmup=False)
+    try:
+        assert counter(bundle) == 0.0
+    finally:
+        bundle.close()
+
+
+def test_no_warmup_file_is_fine(counter_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "tfsfast.servables.saved_model_warmup"):
+        bundle = load(counter_dir)
+    try:
+        assert counter(bundle) == 0.0
+    finally:
+        bundle.close()
+    assert f"No warmup data file found at {counter_dir / WARMUP_FILE}" in caplog.messages
 
 
 def test_unsupported_record_type_fails_the_load(version_dir: Path) -> None:

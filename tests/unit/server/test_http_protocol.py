@@ -87,18 +87,18 @@ def test_body_split_across_packets_and_chunked_encoding(impl: Any) -> None:
 
 def test_pipelined_requests_answered_in_order_even_when_async(impl: Any) -> None:
     async def run() -> list[str]:
-        delays = {"/slow": 0.05, "/fast": 0.0}
+        slow_may_finish = asyncio.Event()
 
         async def handler(request: HttpRequest) -> HttpResponse:
-            await asyncio.sleep(delays[request.path.decode()])
+            if request.path == b"/slow":
+                await slow_may_finish.wait()
             return HttpResponse(200, request.path)
 
         protocol, transport = make(impl, handler)
         protocol.data_received(post("/slow", b"") + post("/fast", b"") + post("/slow", b""))
-        for _ in range(200):
-            if len(responses(transport.data)) == 3:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a loop turn: /fast would be done by now if it ran at once
+        slow_may_finish.set()
+        await transport.wait_for(3)
         return [body.decode() for _, _, body in responses(transport.data)]
 
     assert asyncio.run(run()) == ["/slow", "/fast", "/slow"]
@@ -174,10 +174,7 @@ def test_many_pipelined_requests_pause_reading(impl: Any) -> None:
         protocol.data_received(post("/p", b"") * 6)
         paused = transport.paused
         gate.set()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if len(responses(transport.data)) == 6:
-                break
+        await transport.wait_for(6)
         return paused, transport.paused, len(responses(transport.data))
 
     assert asyncio.run(run()) == (True, False, 6)

@@ -85,10 +85,14 @@ class FastPath:
 
 
 class Handler:
-    """Answers /slow... once ``gate`` is set (an awaited answer), anything else at once."""
+    """Answers /slow... once ``gate`` is set (an awaited answer), anything else at once;
+    ``waiting`` is set once an awaited answer waits for the gate, ``ended`` once it returned or
+    was cancelled."""
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self.ended = asyncio.Event()
         self.cancelled: list[bytes] = []
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -97,11 +101,14 @@ class Handler:
         return HttpResponse(200, b"handler:" + request.path)
 
     async def _later(self, path: bytes) -> HttpResponse:
+        self.waiting.set()
         try:
             await self.gate.wait()
         except asyncio.CancelledError:
             self.cancelled.append(path)
             raise
+        finally:
+            self.ended.set()
         return HttpResponse(200, b"handler:" + path)
 
 
@@ -114,11 +121,6 @@ def make(impl: Any, sock: socket.socket | None = None) -> tuple[Any, FakeTranspo
     return protocol, transport, handler, fast_path
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 def test_every_request_received_is_answered_the_last_closing(impl: Any) -> None:
     async def run() -> None:
         protocol, transport, handler, _ = make(impl)
@@ -126,7 +128,7 @@ def test_every_request_received_is_answered_the_last_closing(impl: Any) -> None:
         protocol.drain()
         assert protocol.in_progress and transport.data == b"" and not transport.eof
         handler.gate.set()
-        await settle()
+        await transport.wait_until(lambda: transport.eof, "the FIN")
         assert answers(transport.data) == [(200, b"handler:/slow", None),
                                            (200, b"batched:/fast/queued", None),
                                            (200, b"handler:/last", "close")]
@@ -194,7 +196,7 @@ def test_the_deadline_answers_the_rest_503_in_order(impl: Any) -> None:
         protocol, transport, handler, _ = make(impl)
         partial = post("/fast/partial", b"0123456789")[:-4]
         protocol.data_received(post("/slow") + post("/fast/queued") + partial)
-        await settle()  # the handler runs, and waits
+        await handler.waiting.wait()
         protocol.drain()
         protocol.answer_in_progress("drained")
         assert answers(transport.data) == [(503, b'{"error": "drained"}', None)] * 2 + [
@@ -202,7 +204,8 @@ def test_the_deadline_answers_the_rest_503_in_order(impl: Any) -> None:
         assert transport.eof and not protocol.in_progress
         # The handler's run is cancelled; its answer never comes.
         handler.gate.set()
-        await settle()
+        await handler.ended.wait()
+        await asyncio.sleep(0)  # a loop turn: where an answer would be written
         assert handler.cancelled == [b"/slow"]
         assert len(answers(transport.data)) == 3
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tfsfast.servables import saved_model_bundle
+from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
@@ -25,6 +25,7 @@ from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestAp
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.fake_transport import FakeTransport
 from tfsfast.testing.test_util import implementations
+from tfsfast.util.run_cost import RunCostPolicy
 
 PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
                             "tfsfast.server.http.http_protocol")
@@ -159,15 +160,12 @@ def test_pipelined_fast_requests_wait_for_an_async_one(impl: Any) -> None:
         fast = StubFastPath()
         protocol, transport = make(impl, handler, fast)
         protocol.data_received(post("/fast/1") + post("/slow") + post("/fast/2"))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a loop turn: the handler's task starts, and waits
         # /fast/2 must not be answered (or even offered) before /slow is done.
         offered = [o[1] for o in fast.offers]
         assert bodies(transport.data) == [(200, b"fast:/fast/1")]
         gate.set()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if len(bodies(transport.data)) == 3:
-                break
+        await transport.wait_for(3)
         return offered, [b for _, b in bodies(transport.data)]
 
     offered, answered = asyncio.run(run())
@@ -187,13 +185,10 @@ def test_drain_answers_the_request_in_progress_and_the_queued_one_then_closes(
         fast = StubFastPath()
         protocol, transport = make(impl, handler, fast)
         protocol.data_received(post("/slow") + post("/fast/queued"))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a loop turn: the handler's task starts, and waits
         protocol.drain()
         gate.set()
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if transport.eof:
-                break
+        await transport.wait_until(lambda: transport.eof, "the FIN")
         return bodies(transport.data), bytes(transport.data), transport.eof, fast.offers
 
     answered, data, eof, offers = asyncio.run(run())
@@ -206,13 +201,17 @@ def test_drain_answers_the_request_in_progress_and_the_queued_one_then_closes(
 
 # --- the real fast path: the same bytes on the wire as without it ------------------------------
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[str, Path]):
+@pytest.fixture(scope="module", params=[True, False], ids=["inline", "async"])
+def core(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         exported_models: dict[str, Path]):
+    """Model "m" whose measured runs go inline (on the loop), or never do (to a thread)."""
     base = tmp_path_factory.mktemp("protocol_fast_path") / "m"
     shutil.copytree(exported_models["tf1"], base / "3")
     core = ServerCore.create(ServerCoreOptions(
         model_server_config=mc.single_model_config("m", str(base)),
-        file_system_poll_wait_seconds=0, max_num_load_retries=0))
+        file_system_poll_wait_seconds=0, max_num_load_retries=0,
+        session_bundle_config=SessionBundleConfig(
+            run_cost_policy=RunCostPolicy(float("inf") if request.param else 0.0))))
     yield core
     core.stop()
 
@@ -240,12 +239,8 @@ COUNT = 16
 
 
 @pytest.mark.parametrize("fast_impl", FAST_PATHS)
-@pytest.mark.parametrize("inline", [True, False], ids=["inline", "async"])
-def test_same_bytes_with_and_without_the_fast_path(impl: Any, fast_impl: str, inline: bool,
-                                                   core: ServerCore,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS",
-                        float("inf") if inline else 0.0)
+def test_same_bytes_with_and_without_the_fast_path(impl: Any, fast_impl: str,
+                                                   core: ServerCore) -> None:
     options = RestApiOptions()
     handler = HttpRestApiHandler(core, options)
 
@@ -253,10 +248,7 @@ def test_same_bytes_with_and_without_the_fast_path(impl: Any, fast_impl: str, in
         protocol, transport = make(impl, handler, fast_path)
         for i in range(0, len(TRAFFIC), 97):  # arbitrary packet boundaries
             protocol.data_received(TRAFFIC[i:i + 97])
-        for _ in range(500):
-            if len(bodies(transport.data)) == COUNT:
-                break
-            await asyncio.sleep(0.01)
+        await transport.wait_for(COUNT)
         return bytes(transport.data), transport.closed
 
     async def run() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:

@@ -445,11 +445,8 @@ def test_a_handler_failure_is_a_500_in_the_requests_format(
             protocol.data_received(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
                                    b"Content-Type: application/msgpack\r\n"
                                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            for _ in range(100):
-                if transport.data:
-                    break
-                await asyncio.sleep(0.01)
-            answers.append(bytes(transport.data))
+            [answer] = await transport.wait_for(1)
+            answers.append(answer)
         return answers
 
     failed, served = asyncio.run(exchange())

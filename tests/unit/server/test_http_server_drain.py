@@ -16,6 +16,7 @@ import pytest
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.testing.test_util import implementations
+from tfsfast.testing.wait import wait_until_async
 
 IMPLS = implementations("tfsfast.server.http._http_protocol", "tfsfast.server.http.http_protocol")
 
@@ -95,7 +96,8 @@ def test_idle_connections_end_with_a_fin_and_answered_ones_after_their_answer(
         busy = socket.create_connection(("127.0.0.1", server.port))
         busy.sendall(post(b"first"))
         first = await loop.run_in_executor(None, busy.recv, 65536)
-        await asyncio.sleep(0.05)  # the idle connection is accepted too
+        await wait_until_async(lambda: len(server.connections) == 2,
+                               "the idle connection to be accepted too")
         await server.drain()
         # Both see the end of the connection, not a reset: idle at once, busy after the
         # answer it is owed.

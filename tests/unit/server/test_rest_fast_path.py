@@ -2,8 +2,8 @@
 
 Every answer the fast path gives is compared byte for byte with what the handler plus
 ``encode_response`` send for the same request; every request it declines must be one the handler
-then answers. Runs are forced inline (``INLINE_RUN_MAX_SECONDS``) once a signature has a measured
-cost, so which path answers does not depend on the machine's speed.
+then answers. Runs are forced inline (a ``RunCostPolicy`` without a limit) once a signature has a
+measured cost, so which path answers does not depend on the machine's speed.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from tfsfast.core.servable_handle import ServableHandle, ServingEntry
 from tfsfast.core.servable_id import ServableId
 from tfsfast.runtime.dtypes import DataType
 from tfsfast.runtime.signature import PREDICT_METHOD_NAME, Signature, TensorInfo
-from tfsfast.servables import saved_model_bundle
+from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, encode_response
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.test_util import implementations
+from tfsfast.util.run_cost import RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 IMPLS = implementations("tfsfast.server.http._rest_fast_path",
@@ -48,26 +49,33 @@ def impl(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[str, Path]):
+def model_base(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[str, Path]) -> Path:
     base = tmp_path_factory.mktemp("fast_path") / "m"
     shutil.copytree(exported_models["tf1"], base / "3")
+    return base
+
+
+def serving_core(base: Path) -> ServerCore:
+    """Model "m" at version 3 (labelled "stable"), whose signatures run inline once measured,
+    however slow this machine is."""
     config = mc.parse_model_server_config(f"""
         model_config_list {{ config {{
           name: "m" base_path: "{base}" model_platform: "tensorflow"
           model_version_policy {{ specific {{ versions: 3 }} }}
           version_labels {{ key: "stable" value: 3 }}
         }} }}""")
-    core = ServerCore.create(ServerCoreOptions(
+    return ServerCore.create(ServerCoreOptions(
         model_server_config=config, file_system_poll_wait_seconds=0, max_num_load_retries=0,
-        allow_version_labels_for_unavailable_models=True))
+        allow_version_labels_for_unavailable_models=True,
+        session_bundle_config=SessionBundleConfig(
+            run_cost_policy=RunCostPolicy(float("inf")))))
+
+
+@pytest.fixture(scope="module")
+def core(model_base: Path):
+    core = serving_core(model_base)
     yield core
     core.stop()
-
-
-@pytest.fixture(autouse=True)
-def inline_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every signature with a measured cost runs inline, however slow this machine is."""
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", float("inf"))
 
 
 def handler_bytes(handler: HttpRestApiHandler, method: str, path: bytes,
@@ -217,11 +225,13 @@ def test_unusual_requests_fall_back_to_the_handler(impl: Any, core: ServerCore, 
     assert general.startswith(b"HTTP/1.1 ")  # the handler answers it (any status)
 
 
-def test_unmeasured_signature_falls_back_without_running(impl: Any, core: ServerCore,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS", 0.0)
-    fast, _ = fast_and_handler(impl, core, "POST", b"/v1/models/m:predict", JSON, ROW)
-    assert fast is None
+def test_unmeasured_signature_falls_back_without_running(impl: Any, model_base: Path) -> None:
+    fresh = serving_core(model_base)  # its signatures have never run
+    try:
+        fast, _ = fast_and_handler(impl, fresh, "POST", b"/v1/models/m:predict", JSON, ROW)
+        assert fast is None
+    finally:
+        fresh.stop()
 
 
 # --- a servable under the test's control -------------------------------------------------------

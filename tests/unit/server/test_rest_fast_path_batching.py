@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from tfsfast.batching import batching_parameters as bp
-from tfsfast.servables import saved_model_bundle
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
@@ -35,6 +34,8 @@ from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestAp
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.fake_transport import FakeTransport
 from tfsfast.testing.test_util import implementations
+from tfsfast.testing.wait import wait_until
+from tfsfast.util.run_cost import RunCostPolicy
 
 FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
@@ -45,12 +46,10 @@ ROW = b'{"instances": [[1.0], [2.0], [5.0]]}'
 JSON = {b"content-type": b"application/json"}
 
 
-@pytest.fixture(autouse=True, params=["batch threads", "event loop"])
-def where_batches_run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(params=["batch threads", "event loop"])
+def where_batches_run(request: pytest.FixtureRequest) -> RunCostPolicy:
     """Batches on batch threads only, or (once a thread has measured one) on the event loop."""
-    monkeypatch.setattr(saved_model_bundle, "INLINE_RUN_MAX_SECONDS",
-                        0.0 if request.param == "batch threads" else 10.0)
-    return request.param
+    return RunCostPolicy(0.0 if request.param == "batch threads" else 10.0)
 
 
 @pytest.fixture(params=FAST_PATHS)
@@ -63,7 +62,7 @@ def protocol_impl(request: pytest.FixtureRequest) -> Any:
     return importlib.import_module(request.param)
 
 
-def make_core(tmp_path: Path, model: Path, batching: str) -> ServerCore:
+def make_core(tmp_path: Path, model: Path, batching: str, policy: RunCostPolicy) -> ServerCore:
     base = tmp_path / "m"
     shutil.copytree(model, base / "1")
     config = mc.parse_model_server_config(f"""
@@ -74,23 +73,26 @@ def make_core(tmp_path: Path, model: Path, batching: str) -> ServerCore:
         model_server_config=config, file_system_poll_wait_seconds=0, max_num_load_retries=0,
         session_bundle_config=SessionBundleConfig(
             enable_model_warmup=False,
-            batching_parameters=bp.parse_batching_parameters(batching))))
+            batching_parameters=bp.parse_batching_parameters(batching),
+            run_cost_policy=policy)))
 
 
-def serving(tmp_path: Path, exported_models: dict[str, Path],
-            batch_timeout_micros: int) -> Iterator[ServerCore]:
+def serving(tmp_path: Path, exported_models: dict[str, Path], batch_timeout_micros: int,
+            policy: RunCostPolicy) -> Iterator[ServerCore]:
     core = make_core(tmp_path, exported_models["tf1"],
                      f"max_batch_size {{ value: 64 }} "
                      f"batch_timeout_micros {{ value: {batch_timeout_micros} }} "
-                     "max_enqueued_batches { value: 100 } num_batch_threads { value: 1 }")
+                     "max_enqueued_batches { value: 100 } num_batch_threads { value: 1 }",
+                     policy)
     yield core
     core.stop()
 
 
 @pytest.fixture
-def core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCore]:
+def core(tmp_path: Path, exported_models: dict[str, Path],
+         where_batches_run: RunCostPolicy) -> Iterator[ServerCore]:
     """half_plus_two, batched at once (no batch timeout)."""
-    yield from serving(tmp_path, exported_models, 0)
+    yield from serving(tmp_path, exported_models, 0, where_batches_run)
 
 
 def error_response(status: int, message: str, headers: Any) -> HttpResponse:
@@ -124,31 +126,9 @@ class Connection:
         self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)
 
-    async def responses(self, count: int, timeout: float = 20.0) -> list[bytes]:
+    async def responses(self, count: int) -> list[bytes]:
         """Waits until ``count`` whole responses were written; returns them in order."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            found = split_responses(bytes(self.transport.data))
-            if len(found) >= count or loop.time() > end:
-                return found
-            await asyncio.sleep(0.002)
-
-
-def split_responses(data: bytes) -> list[bytes]:
-    out = []
-    while data:
-        head_end = data.find(b"\r\n\r\n")
-        if head_end < 0:
-            break
-        head = data[:head_end].decode("latin-1")
-        length = int(head.lower().split("content-length: ")[1].split("\r\n")[0])
-        end = head_end + 4 + length
-        if len(data) < end:
-            break
-        out.append(data[:end])
-        data = data[end:]
-    return out
+        return await self.transport.wait_for(count)
 
 
 def test_a_batched_request_gets_the_handlers_bytes(protocol_impl: Any, fast_impl: Any,
@@ -161,7 +141,7 @@ def test_a_batched_request_gets_the_handlers_bytes(protocol_impl: Any, fast_impl
         connection = Connection(protocol_impl, fast_impl, core)
         got = []
         for body in bodies:
-            start = len(split_responses(bytes(connection.transport.data)))
+            start = len(connection.transport.responses())
             connection.protocol.data_received(request_bytes(body))
             got = await connection.responses(start + 1)
         return got
@@ -240,9 +220,10 @@ class Recording:
 
 
 @pytest.fixture
-def slow_core(tmp_path: Path, exported_models: dict[str, Path]) -> Iterator[ServerCore]:
+def slow_core(tmp_path: Path, exported_models: dict[str, Path],
+              where_batches_run: RunCostPolicy) -> Iterator[ServerCore]:
     """half_plus_two whose batches wait 30 s to fill: a request stays queued during a test."""
-    yield from serving(tmp_path, exported_models, 30_000_000)
+    yield from serving(tmp_path, exported_models, 30_000_000, where_batches_run)
 
 
 def test_a_closed_connection_drops_its_queued_request(protocol_impl: Any, fast_impl: Any,
@@ -255,7 +236,7 @@ def test_a_closed_connection_drops_its_queued_request(protocol_impl: Any, fast_i
         transport = FakeTransport()
         protocol.connection_made(transport)
         protocol.data_received(request_bytes(ROW) + request_bytes(ROW))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a loop turn: a flush on the loop finds the batch still open
         assert len(recording.replies) == 1  # the second waits behind the first
         task = recording.replies[0].task
         assert not task.cancelled
@@ -280,17 +261,22 @@ def test_an_answered_request_leaves_no_cycle_for_the_gc(protocol_impl: Any, fast
             got = await connection.responses(count)
         return got
 
+    def left() -> list[str]:
+        return [type(o).__name__ for o in gc.get_objects()
+                if type(o).__name__ in ("BatchTask", "BatchedReply", "Request")]
+
     gc.collect()
     gc.disable()
     try:
         responses = asyncio.run(run())
-        left = [type(o).__name__ for o in gc.get_objects()
-                if type(o).__name__ in ("BatchTask", "BatchedReply", "Request")]
+        # A batch thread lets go of its batch just after it handed the answers to the loop;
+        # objects in a cycle would stay for ever (the GC is off).
+        wait_until(lambda: not left(), "the requests' objects to be freed",
+                   detail=lambda: repr(left()))
     finally:
         gc.enable()
     assert len(responses) == 5
     assert all(r.endswith(b'{"predictions": [[2.5], [3.0], [4.5]]}') for r in responses)
-    assert left == []
 
 
 def test_a_queued_request_holds_its_version_until_answered(fast_impl: Any,
@@ -328,10 +314,9 @@ def test_drain_answers_the_batched_and_the_queued_request_then_half_closes(
         connection = Connection(protocol_impl, fast_impl, core)
         connection.protocol.data_received(request_bytes(ROW) + request_bytes(ROW))
         connection.protocol.drain()  # the first is in its batch, the second queued behind it
-        await connection.responses(2)
-        await asyncio.sleep(0.05)
         transport = connection.transport
-        return split_responses(bytes(transport.data)), transport.eof, transport.closed
+        await transport.wait_until(lambda: transport.eof, "the FIN")
+        return transport.responses(), transport.eof, transport.closed
 
     responses, eof, closed = asyncio.run(run())
     # Both answered, the last one closing the connection: FIN, and reading on until the

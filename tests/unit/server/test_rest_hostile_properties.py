@@ -74,12 +74,10 @@ class Server:
         protocol, transport = self.connection
         del transport.data[:]
         self.loop.call_soon(protocol.data_received, request)  # on the loop, as a server calls it
-        for _ in range(10_000):  # a model run in the pool takes a few loop turns
-            self.loop.run_until_complete(asyncio.sleep(0.001))
-            response = _complete(transport.data)
-            if response is not None:
-                return response
-        raise AssertionError(f"no answer to {request[:200]!r}")
+        self.loop.run_until_complete(transport.wait_for(1))
+        response = _complete(transport.data)
+        assert response is not None
+        return response
 
     def close(self) -> None:
         self.loop.close()

@@ -8,7 +8,6 @@ import io
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +17,7 @@ import pytest
 from tfsfast.server import model_config as mc
 from tfsfast.server import rest_workers
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.testing.wait import wait_until
 from tfsfast.util.status import Code, ServingError
 
 # Longest a test waits for the core to load a version (a wait, not a speed check).
@@ -30,15 +30,6 @@ def config(base: Path, labels: dict[str, int] | None = None) -> Any:
     text += "".join(f'version_labels {{ key: "{k}" value: {v} }} '
                     for k, v in (labels or {}).items())
     return mc.parse_model_server_config(text + "} }")
-
-
-def wait_for(done: Any) -> bool:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 # --- messages -------------------------------------------------------------------------------------
@@ -124,7 +115,8 @@ def test_a_config_that_fails_is_retried_until_it_applies(
     # The server labelled version 2, which this process has not loaded yet.
     wanted = config(base, {"stable": 2})
     rest_workers.write_config_message(writer, wanted.SerializeToString())
-    assert wait_for(lambda: "could not apply the server's model config" in caplog.text)
+    wait_until(lambda: "could not apply the server's model config" in caplog.text,
+               "the failure to be logged")
     assert core.config == config(base)  # the previous config serves meanwhile
     assert caplog.text.count("could not apply") == 1  # said once, not at every retry
     assert ("Request to assign label to version 2 of model m, which is not currently available "
@@ -132,7 +124,7 @@ def test_a_config_that_fails_is_retried_until_it_applies(
             ) in caplog.text
     shutil.copytree(exported_models["tf1_three"], base / "2.tmp")
     (base / "2.tmp").rename(base / "2")
-    assert wait_for(lambda: core.config == wanted)
+    wait_until(lambda: core.config == wanted, "the labelled config to apply")
     assert core.get_model_version_for_label("m", "stable") == 2
     assert not gave_up.is_set()
     follower.stop()
@@ -169,7 +161,7 @@ def test_a_stopped_follower_applies_nothing(core: ServerCore,
                         if t.name == "tfsfast_config_reader"]
     labelled = config(base, {"stable": 1})
     rest_workers.write_config_message(writer, labelled.SerializeToString())
-    assert wait_for(lambda: core.config == labelled)
+    wait_until(lambda: core.config == labelled, "the labelled config to apply")
     follower.stop()
     rest_workers.write_config_message(writer, config(base).SerializeToString())
     writer.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tfsfast.core.servable_request import ServableRequest
 from tfsfast.core.servable_state import ManagerState
 from tfsfast.server import model_config as mc
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.testing.wait import wait_until
 from tfsfast.util.status import Code, ServingError
 
 
@@ -341,11 +341,8 @@ def test_stop_reloading_fails_the_reload_under_way_and_every_later_one(
 
     reloading = threading.Thread(target=reload)
     reloading.start()
-    deadline = time.monotonic() + 60
-    while not any(r.getMessage().startswith("No versions of servable empty found")
-                  for r in caplog.records):
-        assert time.monotonic() < deadline, "the reload did not start waiting"
-        time.sleep(0.01)
+    wait_until(lambda: any(r.getMessage().startswith("No versions of servable empty found")
+                           for r in caplog.records), "the reload to start waiting")
     core.stop_reloading()
     reloading.join(60)
     assert [(e.code, e.message) for e in errors] == [

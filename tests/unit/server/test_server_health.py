@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.server.server_health import ServerHealth
+from tfsfast.testing.wait import wait_until
 from tfsfast.util.status import Code, ServingError
 
 
@@ -55,15 +55,6 @@ def not_found(call: Callable[[], object]) -> str:
         call()
     assert e.value.code == Code.NOT_FOUND
     return e.value.message
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Waits (for what another thread does) up to a minute; a synchronisation, not a check of
-    how long it took."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -145,8 +136,8 @@ def test_reload_adding_a_model_without_a_version_yet(model_base, tmp_path: Path,
     try:
         reloading.start()
         # The source has polled the new base path: the reload is waiting for a version.
-        wait_for(lambda: any(r.getMessage().startswith("No versions of servable new found")
-                             for r in caplog.records), "the reload to start waiting")
+        wait_until(lambda: any(r.getMessage().startswith("No versions of servable new found")
+                               for r in caplog.records), "the reload to start waiting")
         assert not core.has_model("new")
         assert health.is_server_ready()
         assert not_found(lambda: health.is_model_ready("new")) == (

@@ -554,10 +554,18 @@ def test_changing_poll_period_after_callback_is_rejected(tmp_path: Path) -> None
 
 
 def test_changing_poll_period_before_callback_is_allowed(tmp_path: Path) -> None:
+    # Created never to poll on its own (-1); the period in force when the callback is set (0:
+    # one poll, in a thread) is the one the source polls with.
+    make_version(tmp_path, "1")
     source = FileSystemStoragePathSource.create(config(monitor(tmp_path)))
-    source.update_config(config(monitor(tmp_path), file_system_poll_wait_seconds=-2))
-    source.set_aspired_versions_callback(Recorder())
-    source.update_config(config(monitor(tmp_path), file_system_poll_wait_seconds=-2))
+    source.update_config(config(monitor(tmp_path), file_system_poll_wait_seconds=0))
+    recorder = Recorder()
+    source.set_aspired_versions_callback(recorder)
+    assert recorder.event.wait(timeout=60), "the one-shot thread did not poll"
+    source.stop()
+    assert recorder.take() == [("m", [(1, str(tmp_path / "1"))])]
+    # The same period again is no change.
+    source.update_config(config(monitor(tmp_path), file_system_poll_wait_seconds=0))
 
 
 def test_fail_if_zero_versions_at_startup(tmp_path: Path) -> None:

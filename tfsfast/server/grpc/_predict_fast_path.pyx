@@ -14,13 +14,13 @@ from cpython.bytes cimport PyBytes_GET_SIZE
 from tfsfast.server.grpc._clock cimport perf_counter
 
 from tfsfast.codecs import tensor_proto
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST as _LATEST_POLICY
-from tfsfast.servables import predict_util, saved_model_bundle
+from tfsfast.servables import predict_util
 
 cdef object LATEST = _LATEST_POLICY
 cdef Py_ssize_t _MAX_MODELS = 64
 cdef object _decode_request = tensor_proto.decode_predict_request
-cdef object _decode_tensor = tensor_proto.decode_tensor
 cdef object _encode_response = tensor_proto.encode_predict_response
 cdef object _resolve_output_filter = predict_util.resolve_output_filter
 cdef object _get_predict_signature = predict_util.get_predict_signature
@@ -73,10 +73,12 @@ cdef class PredictFastPath:
     cdef bint _enforce
     cdef bint _tensor_content
     cdef Py_ssize_t _max_inline_bytes
+    cdef object _decode_tensor  # the service's TensorProtoCodec's, bound once
     cdef dict _models
 
     def __init__(self, find, label_version, costs, fallback, bint enforce_method_name=False,
-                 bint tensor_content=False, Py_ssize_t max_inline_bytes=64 << 10):
+                 bint tensor_content=False, Py_ssize_t max_inline_bytes=64 << 10,
+                 tensors=None):
         self._find = find
         self._label_version = label_version
         self._costs = costs
@@ -84,6 +86,9 @@ cdef class PredictFastPath:
         self._enforce = enforce_method_name
         self._tensor_content = tensor_content
         self._max_inline_bytes = max_inline_bytes
+        if tensors is None:
+            tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
+        self._decode_tensor = tensors.decode_tensor
         self._models = {}
 
     def __call__(self, data, context):
@@ -149,10 +154,10 @@ cdef class PredictFastPath:
                 aliases = _resolve_output_filter(signature.signature, request.output_filter)
                 order = aliases
             for alias, tensor in (<dict>inputs).items():
-                tensors[alias] = _decode_tensor(tensor, alias, budget)
+                tensors[alias] = self._decode_tensor(tensor, alias, budget)
         except Exception:
             return None
-        if not signature._allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS):
+        if not signature._allows():
             return None
         # RunCost.timed, with the clock read in C: its time is added when the run returns.
         start = perf_counter()

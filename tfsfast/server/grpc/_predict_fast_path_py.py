@@ -18,8 +18,8 @@ Taken here (everything else returns None):
   for an unknown one); a servable that has ``run`` and ``signatures`` and no batching session
   (batched runs go through ``predict_answer`` and the batching session as before);
 * a signature that resolves (cached per bundle and signature name as sent), inputs that match it
-  (count unless it has defaults, aliases), an output filter it accepts, tensors the codec
-  decodes;
+  (count unless it has defaults, aliases), an output filter it accepts, tensors the service's
+  codec (``tensors``, a ``TensorProtoCodec`` with the service's limits) decodes;
 * and the signature's ``RunCost`` (the one ``RunCosts`` keeps for the servable version and
   signature, shared with ``predict_answer``) allowing the run on this thread. A run that does
   not may be slow: ``predict_answer`` redoes the request and returns its continuation for the
@@ -41,8 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tfsfast.codecs import tensor_proto
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST
-from tfsfast.servables import predict_util, saved_model_bundle
+from tfsfast.servables import predict_util
 from tfsfast.util.status import ServingError
 
 # Bounds the per-bundle cache; a server with more versions than this re-caches in turn.
@@ -81,14 +82,16 @@ class PredictFastPath:
     """The Predict fast path in front of ``predict_answer`` (see the module docstring).
 
     ``find``: the manager's handle-table lookup; ``label_version(name, label)``: the version a
-    label points at (ServingError when unknown); ``costs``: the service's ``RunCosts``;
-    ``fallback``: ``predict_answer``; ``enforce_method_name`` and ``tensor_content``: the
-    service's options.
+    label points at (ServingError when unknown); ``costs``: the service's ``RunCosts`` (whose
+    policy decides which runs happen here); ``fallback``: ``predict_answer``;
+    ``enforce_method_name`` and ``tensor_content``: the service's options; ``tensors``: the
+    service's ``TensorProtoCodec`` (None: one with the default limits).
     """
 
     def __init__(self, find: Find, label_version: Callable[[str, str], int], costs: Any,
                  fallback: Callable[[bytes, Any], Any], enforce_method_name: bool = False,
-                 tensor_content: bool = False, max_inline_bytes: int = 64 << 10) -> None:
+                 tensor_content: bool = False, max_inline_bytes: int = 64 << 10,
+                 tensors: Any = None) -> None:
         self._find = find
         self._label_version = label_version
         self._costs = costs
@@ -96,6 +99,9 @@ class PredictFastPath:
         self._enforce = enforce_method_name
         self._tensor_content = tensor_content
         self._max_inline_bytes = max_inline_bytes
+        if tensors is None:
+            tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
+        self._decode_tensor = tensors.decode_tensor
         self._models: dict[int, _Model] = {}
 
     def __call__(self, data: bytes, context: Any) -> Any:
@@ -154,12 +160,12 @@ class PredictFastPath:
                 if aliases is not None:  # always, for a filter that is not empty
                     order = aliases
             budget = [0]
-            decode = tensor_proto.decode_tensor
+            decode = self._decode_tensor
             tensors = {alias: decode(tensor, alias, budget) for alias, tensor in inputs.items()}
         except Exception:
             return None
         cost = signature.cost
-        if not cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS):
+        if not cost.allows():
             return None
         outputs = cost.timed(bundle.run, signature.key, tensors, aliases, timeout)
         return tensor_proto.encode_predict_response(

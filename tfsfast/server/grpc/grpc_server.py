@@ -12,8 +12,9 @@ runs whose measured cost is microseconds run on the loop thread; slower ones, ba
 the other PredictionService methods go to the handler pool, ``--grpc_max_threads`` threads (TF
 Serving's bound on gRPC threads). ModelService, health and reflection stay on grpcio's
 synchronous server, which also owns the listeners, TLS and shutdown; with
-``TFSFAST_GRPC_FAST_UNARY=0`` (or a grpcio without the hooks the loop needs) PredictionService
-is served there too, through the same handlers. Why not ``grpc.aio``: a grpcio aio servicer
+``GrpcServerOptions.fast_unary`` off (the server's ``TFSFAST_GRPC_FAST_UNARY=0``), or a grpcio
+without the hooks the loop needs, PredictionService is served there too, through the same
+handlers. Why not ``grpc.aio``: a grpcio aio servicer
 returning a fixed response costs more CPU per call than the synchronous server did.
 
 Channel settings, lowest precedence first: tfsfast's hardening defaults
@@ -43,7 +44,6 @@ UNAVAILABLE.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.server import drain
 from tfsfast.server.grpc import (
     fast_unary,
@@ -61,6 +62,7 @@ from tfsfast.server.grpc import (
 )
 from tfsfast.server.grpc.ssl_config import credentials_from_file
 from tfsfast.server.server_core import ServerCore
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 INT32_MAX = 2**31 - 1
@@ -71,8 +73,6 @@ QUIET_SECONDS = 0.05
 # How long ``stop`` waits for the answers given at the end of the drain to leave before it closes
 # the connections (they are normally out within milliseconds).
 ANSWERS_SENT_TIMEOUT_SECONDS = 1.0
-# False serves PredictionService through grpcio's generic handlers only (see fast_unary).
-USE_FAST_UNARY = os.environ.get("TFSFAST_GRPC_FAST_UNARY", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ class GrpcServerOptions:
     enable_healthcheck_service: bool = False
     enforce_signature_method_name: bool = False
     serialize_as_tensor_content: bool = False
+    # False serves PredictionService through grpcio's generic handlers only (see fast_unary).
+    fast_unary: bool = True
+    # What one Predict may make the TensorProto codec build.
+    codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS
+    # Which Predict runs stay on the completion-queue loop's thread.
+    run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY
 
 
 def channel_options(options: GrpcServerOptions) -> list[tuple[str, int | str]]:
@@ -131,14 +137,15 @@ class GrpcServer:
             self._core, prediction_service_impl.PredictionServiceOptions(
             enforce_signature_method_name=o.enforce_signature_method_name,
             serialize_as_tensor_content=o.serialize_as_tensor_content,
-            max_message_bytes=o.max_message_bytes))
+            max_message_bytes=o.max_message_bytes, codec_limits=o.codec_limits,
+            run_cost_policy=o.run_cost_policy))
         services = [prediction_service_impl.SERVICE_NAME, model_service_impl.SERVICE_NAME]
         # PredictionService's methods are served from the completion-queue loop when this
         # grpcio allows it (fast_unary); its generic handler stays registered either way, as
         # the fallback, and core never routes a registered method to it.
         fast = fast_unary.FastUnaryMethods(prediction.fast_methods(), self._executor,
                                            o.max_message_bytes)
-        self._fast = fast if USE_FAST_UNARY and fast.attach(server) else None
+        self._fast = fast if o.fast_unary and fast.attach(server) else None
         handlers = [prediction.handler(),
                     model_service_impl.ModelServiceImpl(self._core).handler()]
         if o.enable_healthcheck_service:

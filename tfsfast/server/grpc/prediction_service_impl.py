@@ -36,9 +36,10 @@ from typing import Any
 import grpc
 
 from tfsfast.codecs import tensor_proto
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime import validation
 from tfsfast.runtime.signature import Signature
-from tfsfast.servables import classifier, predict_util, regressor, saved_model_bundle
+from tfsfast.servables import classifier, predict_util, regressor
 from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
 from tfsfast.server.get_model_metadata_impl import get_model_metadata
@@ -50,7 +51,7 @@ from tfsfast.server.grpc.model_spec_util import (
     version_choice,
 )
 from tfsfast.server.server_core import ServerCore
-from tfsfast.util.run_cost import RunCost
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 SERVICE_NAME = "tensorflow.serving.PredictionService"
@@ -67,6 +68,10 @@ class PredictionServiceOptions:
     # --enable_serialization_as_tensor_content: Predict outputs as tensor_content bytes.
     serialize_as_tensor_content: bool = False
     max_message_bytes: int = 64 << 20
+    # What one Predict may make the TensorProto codec build.
+    codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS
+    # Which Predict runs stay on the completion-queue loop's thread (RunCosts).
+    run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY
 
 
 def missing_model_spec() -> ServingError:
@@ -96,8 +101,8 @@ class RunCosts:
     """Which Predict runs may happen on the completion-queue loop's own thread.
 
     A run does when its servable has no batching session (a batched run waits for its batch)
-    and the estimated cost of its runs, per (servable version, signature), is below
-    ``saved_model_bundle.INLINE_RUN_MAX_SECONDS`` (the threshold the REST loop uses too):
+    and the estimated cost of its runs, per (servable version, signature), is below ``policy``'s
+    ``inline_run_max_seconds`` (the server's one policy, which the REST loop follows too):
     handing a ~10 µs run to a pool thread and back costs several times the run. A signature not
     measured yet runs in the pool.
 
@@ -110,13 +115,14 @@ class RunCosts:
 
     MAX_ENTRIES = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, policy: RunCostPolicy) -> None:
+        self._policy = policy
         self._costs: dict[tuple[Any, str], RunCost] = {}
 
     def runs_inline(self, bundle: Any, servable_id: Any, key: str) -> bool:
         cost = self._costs.get((servable_id, key))
         return (cost is not None and getattr(bundle, "batching_session", None) is None
-                and cost.allows(saved_model_bundle.INLINE_RUN_MAX_SECONDS))
+                and cost.allows())
 
     def cost(self, servable_id: Any, key: str) -> RunCost:
         """The entry of (servable version, signature), made if there is none (the fast path
@@ -126,7 +132,7 @@ class RunCosts:
         if cost is None:
             if len(costs) >= self.MAX_ENTRIES:
                 costs.clear()
-            cost = costs.setdefault((servable_id, key), RunCost())
+            cost = costs.setdefault((servable_id, key), RunCost(self._policy))
         return cost
 
     def run(self, bundle: Any, servable_id: Any, key: str, inputs: dict[str, Any],
@@ -153,14 +159,15 @@ class PredictionServiceImpl:
         self._classification_response = classification_pb2.ClassificationResponse
         self._regression_response = regression_pb2.RegressionResponse
         self._metadata_request = get_model_metadata_pb2.GetModelMetadataRequest
-        self._run_costs = RunCosts()
         options = self._options
+        self._run_costs = RunCosts(options.run_cost_policy)
+        self._tensors = tensor_proto.TensorProtoCodec(options.codec_limits)
         # The common Predict, answered without predict_answer's per-request objects (it hands
         # everything else to predict_answer).
         self._predict_fast = predict_fast_path.PredictFastPath(
             core.manager.handle_table.find, core.get_model_version_for_label, self._run_costs,
             self.predict_answer, options.enforce_signature_method_name,
-            options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES)
+            options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES, self._tensors)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -208,8 +215,7 @@ class PredictionServiceImpl:
 
     # --- Predict -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _decode_inputs(signature: Signature, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _decode_inputs(self, signature: Signature, inputs: dict[str, Any]) -> dict[str, Any]:
         # TF Serving compares counts only; a wrong name is reported by the alias check below.
         if len(inputs) != len(signature.inputs) and not signature.defaults:
             raise validation.input_size_mismatch(signature, inputs)
@@ -217,8 +223,8 @@ class PredictionServiceImpl:
             if alias not in signature.inputs:
                 raise validation.input_alias_not_found(signature, alias)
         budget = [0]
-        return {alias: tensor_proto.decode_tensor(data, alias, budget)
-                for alias, data in inputs.items()}
+        decode = self._tensors.decode_tensor
+        return {alias: decode(data, alias, budget) for alias, data in inputs.items()}
 
     def predict(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         """Predict, answered on the calling thread."""

@@ -21,6 +21,7 @@ cdef class RestFastPath:
     cdef object _find
     cdef object _parse
     cdef object _format
+    cdef object _format_error
     cdef object _timeout_in_ms
     cdef bint _enforce
     cdef object _cors

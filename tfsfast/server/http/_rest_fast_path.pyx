@@ -224,11 +224,13 @@ cdef class RestFastPath:
 
     def __init__(self, find, options=None):
         self._find = find
-        # The codec the handler uses, bound once (the handler looks the same names up per call).
-        self._parse = json_codec.parse_predict_request
-        self._format = json_codec.format_predict_response
         if options is None:
             options = RestApiOptions()
+        # A JSON codec as the handler's (made with the same limits), its methods bound once.
+        codec = json_codec.JsonCodec(options.codec_limits)
+        self._parse = codec.parse_predict_request
+        self._format = codec.format_predict_response
+        self._format_error = codec.format_error
         self._timeout_in_ms = options.timeout_in_ms
         self._enforce = options.enforce_signature_method_name
         self._cors = CORS_HEADERS if options.enable_cors_support else None
@@ -321,7 +323,7 @@ cdef class RestFastPath:
 
     cdef bytes _encode_error(self, object error, bint keep_alive):
         return encode_response(HttpResponse(to_http_status(error.code),
-                                            json_codec.format_error(error.message),
+                                            self._format_error(error.message),
                                             headers=self._cors), keep_alive)
 
     cdef tuple _route(self, bytes path):

@@ -16,7 +16,8 @@ Taken here (everything else returns None):
   ``application/json`` (parameters allowed, none mentioning msgpack) and ``Accept`` absent,
   ``*/*`` or ``application/json`` (other body and answer formats are the handler's);
 * a model version in the handle table (labels and unknown models are the handler's), a body the
-  JSON codec parses, a signature that resolves, and then either ``bundle.run_inline`` running it
+  JSON codec parses (one made with the options' ``codec_limits``, as the handler's), a signature
+  that resolves, and then either ``bundle.run_inline`` running it
   now (None: the run must go to a thread, so the handler awaits it), or, when the bundle has a
   batching session and the caller passed a ``connection``, the batching session taking the run
   (``schedule`` returning None means it bypasses the batcher: the handler's).
@@ -154,6 +155,7 @@ class RestFastPath:
     def __init__(self, find: Find, options: RestApiOptions | None = None) -> None:
         self._find = find
         options = options or RestApiOptions()
+        self._json = json_codec.JsonCodec(options.codec_limits)
         self._timeout_in_ms = options.timeout_in_ms
         self._enforce = options.enforce_signature_method_name
         self._cors = CORS_HEADERS if options.enable_cors_support else None
@@ -176,7 +178,7 @@ class RestFastPath:
         if model is None:
             return None
         try:
-            parsed = json_codec.parse_predict_request(body, model.input_dtypes)
+            parsed = self._json.parse_predict_request(body, model.input_dtypes)
             key, output_dtypes, batcher = model.signature(parsed.signature_name,
                                                           self._enforce)
         except Exception:
@@ -221,7 +223,7 @@ class RestFastPath:
                        output_dtypes: dict[str, Any], keep_alive: bool) -> bytes:
         """The 200 response for ``outputs`` (a ServingError from formatting is answered)."""
         try:
-            response = HttpResponse(200, json_codec.format_predict_response(
+            response = HttpResponse(200, self._json.format_predict_response(
                 outputs, columnar, output_dtypes), headers=self._cors)
         except ServingError as e:
             response = self._error(e)
@@ -231,7 +233,7 @@ class RestFastPath:
         return encode_response(self._error(error), keep_alive)
 
     def _error(self, e: ServingError) -> HttpResponse:
-        return HttpResponse(to_http_status(e.code), json_codec.format_error(e.message),
+        return HttpResponse(to_http_status(e.code), self._json.format_error(e.message),
                             headers=self._cors)
 
     def _model(self, bundle: Any) -> _Model | None:

@@ -38,6 +38,7 @@ from urllib.parse import unquote
 from google.protobuf import json_format
 
 from tfsfast.codecs import examples_codec, json_codec, msgpack_codec
+from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime.signature import DEFAULT_SERVING_SIGNATURE_DEF_KEY
 from tfsfast.servables import classifier, predict_util, regressor
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
@@ -90,6 +91,9 @@ class RestApiOptions:
     enable_cors_support: bool = False
     enforce_signature_method_name: bool = False
     max_decompressed_body_bytes: int = 64 << 20
+    # What one request body may make the codecs build (JSON and msgpack, predict, classify and
+    # regress alike).
+    codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS
 
 
 class HttpRestApiHandler:
@@ -103,6 +107,11 @@ class HttpRestApiHandler:
         self._options = options or RestApiOptions()
         self._cors = CORS_HEADERS if self._options.enable_cors_support else None
         self._health = health if health is not None else ServerHealth(core)
+        # The codecs, made once with the options' limits (a RestFastPath given the same options
+        # makes its JSON codec with them too).
+        limits = self._options.codec_limits
+        self._json = json_codec.JsonCodec(limits)
+        self._msgpack = msgpack_codec.MsgpackCodec(limits)
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -141,9 +150,9 @@ class HttpRestApiHandler:
 
     def _error_status(self, status: int, message: str, msgpack_out: bool) -> HttpResponse:
         if msgpack_out:
-            return HttpResponse(status, msgpack_codec.format_error(message), headers=self._cors,
+            return HttpResponse(status, self._msgpack.format_error(message), headers=self._cors,
                                 content_type=_MSGPACK)
-        return HttpResponse(status, json_codec.format_error(message), headers=self._cors)
+        return HttpResponse(status, self._json.format_error(message), headers=self._cors)
 
     def error_response(self, status: int, message: str,
                        headers: Mapping[bytes, bytes] | None) -> HttpResponse:
@@ -288,7 +297,7 @@ class HttpRestApiHandler:
                                        f"Failed to get input map for signature: {which}")
                 return {alias: t.dtype for alias, t in signature.inputs.items()}
 
-            codec = msgpack_codec if msgpack_in else json_codec
+            codec = self._msgpack if msgpack_in else self._json
             parsed = codec.parse_predict_request(body, input_dtypes)
             signature = predict_util.get_predict_signature(
                 bundle, parsed.signature_name, self._options.enforce_signature_method_name)
@@ -320,7 +329,7 @@ class HttpRestApiHandler:
     def _predict_response(self, signature: Any, parsed: Any, outputs: dict[str, Any],
                           msgpack_out: bool) -> HttpResponse:
         dtypes = {alias: t.dtype for alias, t in signature.outputs.items()}
-        codec = msgpack_codec if msgpack_out else json_codec
+        codec = self._msgpack if msgpack_out else self._json
         return self._ok(codec.format_predict_response(outputs, parsed.columnar, dtypes),
                         msgpack_out)
 
@@ -332,7 +341,8 @@ class HttpRestApiHandler:
         name, version, label = self._model_spec(match)
         parse = (examples_codec.parse_classify_regress_msgpack if msgpack_in
                  else examples_codec.parse_classify_regress_request)
-        signature_name, request_input = parse(self._decompressed_body(request))
+        signature_name, request_input = parse(self._decompressed_body(request),
+                                              self._options.codec_limits)
         handle = self._core.get_servable_handle(name, version, label)
         return self._run_classify_or_regress(handle, match.group(4), signature_name,
                                              request_input, msgpack_out)
