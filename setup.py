@@ -30,6 +30,12 @@ Linking at build time, rather than resolving the C API at import time from the t
 process loaded, keeps the runtime a plain C extension of TensorFlow's documented C API, with its
 headers as the compiler's check of every call; the price is TensorFlow in the build environment.
 
+Every module compiles against numpy's headers (``numpy.get_include()`` of the numpy the build
+sees; pyproject.toml lists numpy among the build requirements): the compiled modules reach numpy
+through its documented C API, as ``cimport numpy`` declares it. Modules built against numpy 2's
+headers run with numpy 1.x too (numpy's promise for 2.x builds), so requirements.txt's range
+holds.
+
 Rebuilds: every module depends on this file, and a runtime module on the libraries it linked,
 so a change of flags here or a different tensorflow relinks it rather than reusing an
 up-to-date-looking object in ``build/``. Cython tracks a ``.py`` source's declarations by the
@@ -57,6 +63,9 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).parent
 NO_EXTENSIONS = os.environ.get("TFSFAST_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
 TENSORFLOW_LIBRARIES = ("libtensorflow_cc.so.2", "libtensorflow_framework.so.2")
+# numpy's C API without what it deprecated in 1.7 (direct access to the array struct's fields):
+# the compiled modules use its functions and macros only (tfsfast/_cdefs/numpy_array.pxd).
+NUMPY_API_VERSION = ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")
 
 
 def tensorflow_dir() -> Path | None:
@@ -111,12 +120,14 @@ def forget_stale_c(source: Path, pxd: Path) -> None:
 def extensions() -> list[Extension]:
     if NO_EXTENSIONS:
         return []
+    import numpy
     from Cython.Build import cythonize
 
     exts = []
     for name, source in cython_sources().items():
         rel = source.relative_to(ROOT)
-        kwargs: dict = {"include_dirs": ["csrc"], "extra_compile_args": ["-O3"],
+        kwargs: dict = {"include_dirs": ["csrc", numpy.get_include()],
+                        "define_macros": [NUMPY_API_VERSION], "extra_compile_args": ["-O3"],
                         "depends": ["setup.py"]}
         if source.suffix == ".py":
             pxd = ROOT.joinpath(*name.split(".")).with_suffix(".pxd")

@@ -42,7 +42,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from tfsfast.codecs import _json_py, _msgpack_py, json_codec, msgpack_codec
+from tfsfast.codecs import _msgpack_py, json_codec, msgpack_codec
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.runtime.dtypes import DataType
 
@@ -163,9 +163,9 @@ def main(argv: list[str]) -> int:
         print("orjson is needed for the baselines: pip install orjson", file=sys.stderr)
         return 2
 
-    impls = {"json": json_codec.IMPL.__name__, "msgpack": msgpack_codec.IMPL.__name__}
-    print(f"codecs: {impls['json']}, {impls['msgpack']}", flush=True)
-    if json_codec.IMPL is _json_py:
+    impls = {"json": json_codec.IMPLEMENTATION, "msgpack": msgpack_codec.IMPLEMENTATION}
+    print(f"codecs: json {impls['json']}, msgpack {impls['msgpack']}", flush=True)
+    if json_codec.IMPLEMENTATION != "compiled":
         print("warning: the compiled JSON codec is not in use (build it, or unset "
               "TFSFAST_NO_EXTENSIONS)", file=sys.stderr)
     rng = np.random.default_rng(0)

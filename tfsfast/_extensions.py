@@ -3,7 +3,23 @@
 Set ``TFSFAST_NO_EXTENSIONS=1`` to use the Python twins everywhere (the reference
 implementations that the compiled ones are tested against). Without it, a compiled module that
 failed to build or import falls back to its twin with a warning; ``python -m
-tfsfast.check_extensions`` turns that into a failed build where it must not happen.
+tfsfast.check_extensions`` turns that into a failed build where it must not happen (and the
+tests into an error).
+
+Every compiled module ``_x`` has a twin ``_x_py`` and a façade that picks one, all in the same
+shape::
+
+    _impl = _extensions.load("pkg._x", "pkg._x_py")
+    IMPLEMENTATION: str = _extensions.implementation(_impl)  # "compiled" or "python"
+
+    if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+        from pkg._x_py import Thing  # a type checker sees the twin's signatures
+    else:
+        Thing = _impl.Thing
+
+The twin either *is* the compiled module's source (one ``.py`` compiled with a ``.pxd`` of the
+compiled name) or a separate algorithm in Python (a ``.pyx`` beside it); each says which at its
+top.
 """
 
 from __future__ import annotations
@@ -40,6 +56,12 @@ def load(compiled: str, python: str, warn: bool = True) -> ModuleType:
     module = importlib.import_module(python)
     _chosen[compiled] = "twin"
     return module
+
+
+def implementation(module: ModuleType) -> str:
+    """``"compiled"`` or ``"python"``: what ``module``, one that ``load`` returned, runs (twins
+    are the modules named ``_x_py``)."""
+    return "python" if module.__name__.endswith("_py") else "compiled"
 
 
 def implementations() -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from tfsfast.codecs import json_codec
 from tfsfast.server import model_config as mc
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.test_util import implementations, import_impl, tfserving_testdata

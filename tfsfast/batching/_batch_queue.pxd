@@ -19,11 +19,11 @@ cdef class SchedulerCore
 
 
 cdef class BatchWaiter:
-    # An asyncio-style waiter that compiled callers answer through C calls instead of looking
-    # up get_loop/done/set_result/set_exception by name (see _batch_queue_py.py).
-    cdef object waiter_loop(self)
-    cdef bint waiter_done(self) except -1
-    cdef int waiter_resolve(self, object result, object error) except -1
+    # An asyncio future's methods, which compiled callers call in C (see _batch_queue_py.py).
+    cpdef object get_loop(self)
+    cpdef bint done(self) except -1
+    cpdef set_result(self, object result)
+    cpdef set_exception(self, object error)
 
 
 cdef class BatchTask:

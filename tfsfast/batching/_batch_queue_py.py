@@ -74,24 +74,28 @@ def task_too_large(size: int, limit: int) -> ServingError:
 
 
 class BatchWaiter:
-    """Base of a task's ``waiter`` that the compiled batching session answers in C.
+    """Base of a task's ``waiter`` that the compiled batching session answers through C calls.
 
-    A subclass overrides ``waiter_loop`` (the event loop the waiter belongs to, as
-    ``get_loop()``), ``waiter_done`` (as ``done()``) and ``waiter_resolve`` (``set_result(result)``
-    when ``error`` is None, else ``set_exception(error)``), C methods when compiled, and keeps the
-    methods of an asyncio future for the Python batching session, which calls those by name. The
-    REST fast path's ``BatchedReply`` is one: it is answered on every batched request.
+    Its methods are an asyncio future's, with their names and meaning: ``get_loop()`` (the event
+    loop the waiter belongs to, where its outcome is delivered), ``done()``, ``set_result(result)``
+    and ``set_exception(error)``. A subclass overrides all four; compiled (``cpdef``), they are
+    called in C by the compiled batching session and by name by everyone else, the same methods
+    either way. The REST fast path's ``BatchedReply`` is one: it is answered on every batched
+    request, without an asyncio future.
     """
 
     __slots__ = ()
 
-    def waiter_loop(self) -> Any:
+    def get_loop(self) -> Any:
         raise NotImplementedError
 
-    def waiter_done(self) -> bool:
+    def done(self) -> bool:
         raise NotImplementedError
 
-    def waiter_resolve(self, result: Any, error: Any) -> int:
+    def set_result(self, result: Any) -> None:
+        raise NotImplementedError
+
+    def set_exception(self, error: Any) -> None:
         raise NotImplementedError
 
 

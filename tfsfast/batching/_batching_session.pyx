@@ -6,9 +6,9 @@ Same classes, rules, messages and contracts as the twin (read its docstring and
 
 - tasks are the compiled queue's ``BatchTask`` (cimported: typed field access, and
   ``BatchQueue.schedule`` called in C), so this module only runs over ``_batch_queue``;
-- an array's rank, rows and dtype kind are read from the ndarray struct (``_numpy_api.pxd``);
+- an array's rank, rows and dtype kind are read through numpy's C API (``cimport numpy``);
   anything that is not exactly an ndarray goes through its Python attributes, as in the twin;
-- deadlines are on the queue's clock (CLOCK_MONOTONIC), read in C;
+- deadlines are on the queue's clock (``time.monotonic()``), read in C;
 - the batch is one group without a dict when every task's key equals the first's (the usual
   case), and a batch's waiters on one event loop (the usual case) without a dict either.
 
@@ -20,19 +20,14 @@ import concurrent.futures
 
 import numpy as np
 
+cimport numpy as cnp
 from libc.math cimport INFINITY, ceil
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from cpython.ref cimport PyObject
 
+from tfsfast._cdefs.clock cimport monotonic
+from tfsfast._cdefs.numpy_array cimport new_array
 from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask, BatchWaiter
 from tfsfast.util._run_cost cimport RunCost
-from tfsfast.runtime._numpy_api cimport (
-    TFSFAST_NPY_ARRAY_C_CONTIGUOUS,
-    tfsfast_array_new,
-    tfsfast_import_numpy,
-    tfsfast_ndarray,
-)
 
 from tfsfast.batching import _batching_session_py as _twin
 from tfsfast.batching._batching_session_py import (
@@ -48,25 +43,11 @@ from tfsfast.batching._batching_session_py import (
 from tfsfast.runtime import validation
 from tfsfast.util.status import Code, ServingError
 
-tfsfast_import_numpy()
+cnp.import_array()
 
 IMPLEMENTATION = "compiled"
 
-cdef extern from *:
-    """
-    /* The leading, ABI-stable fields of numpy's PyArray_Descr (numpy 1.x and 2.x alike). */
-    typedef struct {
-        PyObject_HEAD
-        PyTypeObject *typeobj;
-        char kind;
-    } tfsfast_descr_head;
-    """
-    ctypedef struct tfsfast_descr_head:
-        char kind
-
 cdef enum:
-    # C_CONTIGUOUS | ALIGNED | WRITEABLE: the arrays whose row views are made in C.
-    _CARRAY = 0x0501
     # Ranks up to this have their row views made in C (numpy's own limit is 64).
     _VIEW_MAX_DIMS = 32
 
@@ -83,23 +64,22 @@ cdef object _FAILED_PRECONDITION = Code.FAILED_PRECONDITION
 cdef str _KIND_O = "O", _KIND_S = "S", _KIND_U = "U"
 
 
-cdef inline double _now() noexcept nogil:
-    cdef timespec t
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return <double>t.tv_sec + <double>t.tv_nsec * 1e-9
-
-
 cdef inline int _rank(object array) except -1:
     if type(array) is _ndarray:
-        return (<tfsfast_ndarray*><PyObject*>array).nd
+        return cnp.PyArray_NDIM(<cnp.ndarray>array)
     return array.ndim
 
 
 cdef inline Py_ssize_t _rows(object array) except? -1:
     """Dimension 0 of ``array`` (rank 1 or more)."""
     if type(array) is _ndarray:
-        return (<tfsfast_ndarray*><PyObject*>array).dimensions[0]
+        return cnp.PyArray_DIM(<cnp.ndarray>array, 0)
     return array.shape[0]
+
+
+cdef inline char _kind(cnp.ndarray array) noexcept:
+    """``array.dtype.kind``."""
+    return (<cnp.dtype><object>cnp.PyArray_DESCR(array)).kind
 
 
 cdef object _concat_rows(list arrays):
@@ -109,46 +89,48 @@ cdef object _concat_rows(list arrays):
     requests ~60,000); anything else (object or structured dtypes, other layouts, a mix of
     dtypes, empty rows) by numpy."""
     cdef Py_ssize_t n = len(arrays), i, rows = 0, row_bytes, offset = 0, size
-    cdef tfsfast_ndarray* first
-    cdef tfsfast_ndarray* a
-    cdef tfsfast_ndarray* o
-    cdef Py_ssize_t dims[_VIEW_MAX_DIMS]
+    cdef cnp.ndarray first, a, out
+    cdef cnp.npy_intp* shape
+    cdef cnp.npy_intp dims[_VIEW_MAX_DIMS]
+    cdef char* data
     cdef int d, nd
     cdef char kind
     item = arrays[0]
     if type(item) is not _ndarray:
         return _concatenate(arrays)
-    first = <tfsfast_ndarray*><PyObject*>item
-    nd = first.nd
-    kind = (<tfsfast_descr_head*>first.descr).kind
+    first = <cnp.ndarray>item
+    nd = cnp.PyArray_NDIM(first)
+    kind = _kind(first)
     if not 0 < nd <= _VIEW_MAX_DIMS or kind == b'O' or kind == b'V':
         return _concatenate(arrays)
+    shape = cnp.PyArray_DIMS(first)
     for d in range(1, nd):
-        if first.dimensions[d] == 0:
+        if shape[d] == 0:
             return _concatenate(arrays)
-        dims[d] = first.dimensions[d]
+        dims[d] = shape[d]
     for i in range(n):
         item = arrays[i]
         if type(item) is not _ndarray:
             return _concatenate(arrays)
-        a = <tfsfast_ndarray*><PyObject*>item
-        if (a.descr != first.descr or a.nd != nd
-                or not (a.flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS)):
+        a = <cnp.ndarray>item
+        if (cnp.PyArray_DESCR(a) != cnp.PyArray_DESCR(first) or cnp.PyArray_NDIM(a) != nd
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
             return _concatenate(arrays)
+        shape = cnp.PyArray_DIMS(a)
         for d in range(1, nd):
-            if a.dimensions[d] != dims[d]:
+            if shape[d] != dims[d]:
                 return _concatenate(arrays)
-        rows += a.dimensions[0]
+        rows += shape[0]
     dims[0] = rows
-    out = tfsfast_array_new(<object>first.descr, nd, dims, NULL, NULL)
-    o = <tfsfast_ndarray*><PyObject*>out
+    out = new_array(<cnp.dtype><object>cnp.PyArray_DESCR(first), nd, dims, NULL, None)
     # A new C-order array's row stride is the itemsize times the (nonzero) row dimensions.
-    row_bytes = o.strides[0]
+    row_bytes = cnp.PyArray_STRIDE(out, 0)
+    data = cnp.PyArray_BYTES(out)
     for i in range(n):
-        a = <tfsfast_ndarray*><PyObject*>arrays[i]
-        size = a.dimensions[0] * row_bytes
+        a = <cnp.ndarray>arrays[i]
+        size = cnp.PyArray_DIM(a, 0) * row_bytes
         if size:
-            memcpy(o.data + offset, a.data, size)
+            memcpy(data + offset, cnp.PyArray_DATA(a), size)
             offset += size
     return out
 
@@ -157,24 +139,29 @@ cdef object _row_view(object array, Py_ssize_t start, Py_ssize_t stop):
     """``array[start:stop]``, for ``0 <= start <= stop``: for a writeable C-contiguous ndarray
     made in C, exactly the view numpy's slicing makes (same dtype, shape, strides, flags and
     base), else by numpy's slicing."""
-    cdef tfsfast_ndarray* a
-    cdef tfsfast_ndarray* v
-    cdef Py_ssize_t dims[_VIEW_MAX_DIMS]
-    cdef int d
+    cdef cnp.ndarray a, view
+    cdef cnp.npy_intp* shape
+    cdef cnp.npy_intp* strides
+    cdef cnp.npy_intp dims[_VIEW_MAX_DIMS]
+    cdef int d, nd
     if type(array) is _ndarray:
-        a = <tfsfast_ndarray*><PyObject*>array
-        if ((a.flags & _CARRAY) == _CARRAY and 0 < a.nd <= _VIEW_MAX_DIMS
-                and stop <= a.dimensions[0]):
+        a = <cnp.ndarray>array
+        nd = cnp.PyArray_NDIM(a)
+        shape = cnp.PyArray_DIMS(a)
+        # The arrays whose row views are made in C: writeable C-contiguous ones (numpy's
+        # NPY_ARRAY_CARRAY, the flags new_array gives a view).
+        if (cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_CARRAY) and 0 < nd <= _VIEW_MAX_DIMS
+                and stop <= shape[0]):
             dims[0] = stop - start
-            for d in range(1, a.nd):
-                dims[d] = a.dimensions[d]
+            for d in range(1, nd):
+                dims[d] = shape[d]
+            strides = cnp.PyArray_STRIDES(a)
             # numpy points an empty slice at the array's start.
-            view = tfsfast_array_new(<object>a.descr, a.nd, dims,
-                                     a.data + (start * a.strides[0] if stop > start else 0),
-                                     <PyObject*>array)
-            v = <tfsfast_ndarray*><PyObject*>view
-            for d in range(a.nd):
-                if v.strides[d] != a.strides[d]:
+            view = new_array(<cnp.dtype><object>cnp.PyArray_DESCR(a), nd, dims,
+                             cnp.PyArray_BYTES(a) + (start * strides[0] if stop > start else 0),
+                             array)
+            for d in range(nd):
+                if cnp.PyArray_STRIDE(view, d) != strides[d]:
                     break  # strides numpy's slicing keeps and a new array would not
             else:
                 return view
@@ -196,15 +183,17 @@ cdef class Request:
 
 cdef tuple _group_key(list arrays, bint pad):
     cdef list key = []
-    cdef tfsfast_ndarray* a
+    cdef cnp.ndarray a
+    cdef cnp.npy_intp* shape
     cdef char kind
-    cdef Py_ssize_t d
+    cdef int d, nd
     for array in arrays:
         if type(array) is not _ndarray:
             key.append(_twin.group_key([array], pad)[0])
             continue
-        a = <tfsfast_ndarray*><PyObject*>array
-        kind = (<tfsfast_descr_head*>a.descr).kind
+        a = <cnp.ndarray>array
+        nd = cnp.PyArray_NDIM(a)
+        kind = _kind(a)
         if kind == b'O':
             kind_key = _KIND_O
         elif kind == b'S':
@@ -212,45 +201,50 @@ cdef tuple _group_key(list arrays, bint pad):
         elif kind == b'U':
             kind_key = _KIND_U
         else:
-            kind_key = <object>a.descr
+            kind_key = <object>cnp.PyArray_DESCR(a)
         if pad:
-            key.append((a.nd, kind_key))
+            key.append((nd, kind_key))
         else:
-            key.append((tuple([a.dimensions[d] for d in range(1, a.nd)]), kind_key))
+            shape = cnp.PyArray_DIMS(a)
+            key.append((tuple([shape[d] for d in range(1, nd)]), kind_key))
     return tuple(key)
 
 
 cdef bint _is_key_of(tuple key, list arrays, bint pad) except -1:
     """Whether ``key`` is ``_group_key(arrays, pad)``, read without building the key (False
     also when that is not known cheaply: then the key is built)."""
-    cdef tfsfast_ndarray* a
+    cdef cnp.ndarray a
+    cdef cnp.npy_intp* shape
     cdef tuple pair, inner
     cdef char kind
-    cdef Py_ssize_t i, d, n = len(arrays)
+    cdef int d, nd
+    cdef Py_ssize_t i, n = len(arrays)
     if len(key) != n:
         return False
     for i in range(n):
         array = arrays[i]
         if type(array) is not _ndarray:
             return False
-        a = <tfsfast_ndarray*><PyObject*>array
+        a = <cnp.ndarray>array
+        nd = cnp.PyArray_NDIM(a)
         pair = <tuple>key[i]
-        kind = (<tfsfast_descr_head*>a.descr).kind
+        kind = _kind(a)
         kind_key = pair[1]
         if kind == b'O' or kind == b'S' or kind == b'U':
             if type(kind_key) is not str or (<str>kind_key)[0] != <Py_UCS4>kind:
                 return False
-        elif kind_key is not <object>a.descr:
+        elif kind_key is not <object>cnp.PyArray_DESCR(a):
             return False
         if pad:
-            if pair[0] != a.nd:
+            if pair[0] != nd:
                 return False
             continue
         inner = <tuple>pair[0]
-        if len(inner) != a.nd - 1:
+        if len(inner) != nd - 1:
             return False
-        for d in range(1, a.nd):
-            if <Py_ssize_t>inner[d - 1] != a.dimensions[d]:
+        shape = cnp.PyArray_DIMS(a)
+        for d in range(1, nd):
+            if <Py_ssize_t>inner[d - 1] != shape[d]:
                 return False
     return True
 
@@ -273,11 +267,17 @@ cdef object _task_rows(BatchTask task, Py_ssize_t index):
 
 cdef int _resolve(list items) except -1:
     cdef tuple item
+    cdef BatchWaiter waiter
     for item in items:
         future = item[0]
-        if isinstance(future, BatchWaiter):  # answered in C
-            if not (<BatchWaiter>future).waiter_done():
-                (<BatchWaiter>future).waiter_resolve(item[1], item[2])
+        if isinstance(future, BatchWaiter):  # the same methods, called in C
+            waiter = <BatchWaiter>future
+            if waiter.done():
+                continue
+            if item[2] is None:
+                waiter.set_result(item[1])
+            else:
+                waiter.set_exception(item[2])
             continue
         if future.done():  # cancelled: the caller went away
             continue
@@ -469,7 +469,7 @@ cdef class SignatureBatcher:
             elif _rows(value) != size:
                 raise ServingError(_INVALID_ARGUMENT, UNEQUAL_BATCH_MESSAGE)
             arrays.append(value)
-        now = _now()
+        now = monotonic()
         task_deadline = INFINITY if deadline is None else deadline
         if timeout_in_ms > 0:
             timed = now + timeout_in_ms / 1000.0
@@ -491,7 +491,7 @@ cdef class SignatureBatcher:
         if (not isinstance(waiter, _Future)
                 and self.cost.allows(now)):
             # microsecond batches: this loop runs them
-            loop = ((<BatchWaiter>waiter).waiter_loop() if isinstance(waiter, BatchWaiter)
+            loop = ((<BatchWaiter>waiter).get_loop() if isinstance(waiter, BatchWaiter)
                     else waiter.get_loop())
         self.queue.schedule(task, loop is None)
         if loop is not None and loop not in self.flushing:
@@ -596,7 +596,7 @@ cdef class SignatureBatcher:
                 return 0
             if task.deadline > latest:
                 latest = task.deadline
-        ms = ceil((latest - _now()) * 1000.0)
+        ms = ceil((latest - monotonic()) * 1000.0)
         return 1 if ms < 1.0 else int(ms)
 
     def __repr__(self):

@@ -12,7 +12,9 @@ the twin's have (the contract is the twin's docstring).
 
 cimport cython
 from libc.math cimport floor
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, time_t, timespec
+from posix.time cimport CLOCK_MONOTONIC, time_t, timespec
+
+from tfsfast._cdefs cimport clock
 
 from tfsfast.batching._condition_py import LONGEST_TIMED_WAIT
 
@@ -39,10 +41,9 @@ cdef double _LONGEST_TIMED_WAIT = LONGEST_TIMED_WAIT
 
 
 cpdef double monotonic() noexcept nogil:
-    """The clock of ``wait_until``'s deadlines: ``time.monotonic()`` (CLOCK_MONOTONIC)."""
-    cdef timespec t
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return <double>t.tv_sec + <double>t.tv_nsec * 1e-9
+    """The clock of ``wait_until``'s deadlines: ``time.monotonic()`` (CLOCK_MONOTONIC, which
+    the condition variable's timed waits are set to)."""
+    return clock.monotonic()
 
 
 @cython.final

@@ -101,6 +101,7 @@ _log = logging.getLogger(__name__)
 # twin (see ``hot_path_for``).
 implementation = _extensions.load("tfsfast.batching._batching_session",
                                   "tfsfast.batching._batching_session_py")
+IMPLEMENTATION: str = _extensions.implementation(implementation)
 
 # An open batch due sooner than this is left to a batch thread rather than to a loop timer:
 # libuv's timers count whole milliseconds.

@@ -1,11 +1,26 @@
-# The compiled JSON codec's entry points for compiled callers (``from tfsfast.codecs cimport
-# _json``): ``JsonCodec.parse_request`` and ``format_response`` are ``parse_predict_request`` and
+# The compiled JSON codec's types and entry points for compiled callers (``from tfsfast.codecs
+# cimport _json``): ``PredictRequest``, whose fields they read as C struct members;
+# ``JsonCodec.parse_request`` and ``format_response``, which are ``parse_predict_request`` and
 # ``format_predict_response`` (same arguments, results and errors) called as C functions, without
-# the Python call and its argument parsing (~130 and ~290 instructions a call). A module that
-# cimports them needs this compiled module at import. The C declarations the codec itself uses
-# are in ``_json_c.pxd``.
+# the Python call and its argument parsing (~130 and ~290 instructions a call); ``new_request``
+# and ``as_request``, for the compiled msgpack codec's requests. A module that cimports them needs
+# this compiled module at import. The C declarations the codec itself uses are in ``_json_c.pxd``.
 
 from libc.stdint cimport int64_t
+
+
+cdef class PredictRequest:
+    # The twin's fields (``_json_py.PredictRequest``), typed.
+    cdef public str signature_name
+    cdef public dict inputs
+    cdef public bint columnar
+
+
+# A request with these fields, made without calling ``PredictRequest.__init__``.
+cdef PredictRequest new_request(str signature_name, dict inputs, bint columnar)
+# The compiled request with the fields of ``twin_request``, a twin's ``PredictRequest`` (what
+# the twin codecs return for the bodies the compiled ones hand over to them).
+cdef PredictRequest as_request(object twin_request)
 
 
 cdef class JsonCodec:

@@ -8,7 +8,10 @@ reference: same tensors, same dtypes and shapes, same ServingError codes and mes
 byte, under the same ``CodecLimits``. The module-level functions are the codec with
 ``DEFAULT_CODEC_LIMITS``.
 
-Design: a fast path for well-formed bodies, the twin for everything else.
+Design: a fast path for well-formed bodies, the twin for everything else. A separate algorithm
+from the twin, not the twin compiled: a C parser and writer for the bodies that make up the
+traffic, where the twin reconciles Python's ``json`` with rapidjson (work C has no need of, and
+that Python could not do byte by byte at C's speed).
 
 * Request. One pass in C (``csrc/tfsfast_json_scan.h``, without the GIL for large bodies) reads
   the body, checks the nesting depth and the element limits as it goes (before anything grows),
@@ -19,21 +22,24 @@ Design: a fast path for well-formed bodies, the twin for everything else.
   aligned when large, so TensorFlow can borrow it; through numpy's C API when small) and filled
   from the tape in one typed loop. What a signature's ``{alias: DataType}`` dict implies (sorted
   aliases, their UTF-8 keys, dtypes) is derived once per dict and reused while the dict holds
-  the same items; the limits are C fields of the codec, set when it is made; the
-  ``PredictRequest`` is filled without a Python frame. Whenever the C pass meets anything
-  unusual (a syntax error, an odd number spelling, invalid UTF-8, a ragged or mistyped tensor, a
-  limit, escaped keys, duplicate keys ...), or a conversion does not fit the dtype, the body is
-  handed to the twin codec the compiled one made with the same ``CodecLimits``, which produces
-  TF Serving's exact result or message. Errors are rare, so messages stay
-  identical by construction at no cost to the common case.
+  the same items; the limits are C fields of the codec, set when it is made. The request is
+  this module's ``PredictRequest``, a compiled type filled by C attribute assignment (the twin's
+  is a dataclass with the same fields, constructor and equality). Whenever the C pass meets
+  anything unusual (a syntax error, an odd number spelling, invalid UTF-8, a ragged or mistyped
+  tensor, a limit, escaped keys, duplicate keys ...), or a conversion does not fit the dtype, the
+  body is handed to the twin codec the compiled one made with the same ``CodecLimits``, which
+  produces TF Serving's exact result or message (its request is returned as this module's
+  type). Errors are rare, so messages stay identical by construction at no cost to the common
+  case.
 * Response. Numeric tensors are written straight from their buffers by C loops into a scratch
   buffer kept across responses (its pages stay mapped), then copied once into an exactly sized
   ``bytes``: integers with register-built digit words, float32 with TF Serving's rule (``%.6g``
   if it reads back, else ``%.9g``) from one 64x128-bit integer multiply per value, float64 from
   exact 128-bit arithmetic; no printf, except for values outside those exact paths. A response
   of a few model outputs (exact ndarrays, C-contiguous, of the native dtype their DataType
-  names) is assembled from the array structs alone, with no Python object but the body; other
-  outputs take the general writer, which converts dtypes and renders strings (escaped in C).
+  names) is assembled from what numpy's C API reads off the arrays (data, shape, flags), with
+  no Python object but the body; other outputs take the general writer, which converts dtypes
+  and renders strings (escaped in C).
   Anything the twin would reject, and dtypes written rarely, go to the twin.
 
 Ownership: the request body is borrowed for the call only; returned arrays own their memory.
@@ -42,31 +48,30 @@ holds nothing that changes after it is made.
 """
 
 import binascii
-import dataclasses
-import types
 
 import numpy as np
 
+cimport cython
+cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Next, PyDict_Size
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.object cimport PyTypeObject
-from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, strlen
 
 # (all of the C side's declarations: this module is its only user)
 from tfsfast.codecs._json_c cimport *
-from tfsfast.runtime._numpy_api cimport (
-    TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray,
-)
+from tfsfast._cdefs.numpy_array cimport new_array
 
 from tfsfast.codecs import _json_py as _twin
+from tfsfast.codecs._json_text import json_string as _json_string
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
+from tfsfast.codecs.predict_format import string_bytes as _string_bytes
 from tfsfast.codecs.twin_fallback import SignatureLookup as _SignatureLookup
 from tfsfast.runtime.arrays import aligned_empty
 from tfsfast.runtime.dtypes import from_numpy
@@ -82,13 +87,12 @@ __all__ = [
 
 cdef extern from "tfsfast_json_scan.h" nogil:
     const signed char *tfs_b64_table()
-tfsfast_import_numpy()
-if sizeof(Py_ssize_t) != sizeof(int64_t):
-    # shapes are handed between numpy (Py_ssize_t) and the C side (int64_t) as they are
-    raise ImportError("tfsfast.codecs._json: needs a 64-bit Py_ssize_t")
+cnp.import_array()
+if sizeof(cnp.npy_intp) != sizeof(int64_t):
+    # shapes are handed between numpy (npy_intp) and the C side (int64_t) as they are
+    raise ImportError("tfsfast.codecs._json: needs a 64-bit npy_intp")
 
 MAX_DEBUG_STRING_BYTES = _twin.MAX_DEBUG_STRING_BYTES
-PredictRequest = _twin.PredictRequest
 format_error = _twin.format_error  # not on a hot path; one implementation keeps it identical
 
 DEFAULT_SIGNATURE = _twin.DEFAULT_SIGNATURE
@@ -96,10 +100,6 @@ DEFAULT_SIGNATURE = _twin.DEFAULT_SIGNATURE
 if tfs_number_init() != 0:
     raise ImportError("tfsfast.codecs._json: cannot create the C locale")
 tfs_b64_table()
-tfsfast_import_numpy()
-if sizeof(Py_ssize_t) != sizeof(int64_t):
-    # shapes are handed between numpy (Py_ssize_t) and the C side (int64_t) as they are
-    raise ImportError("tfsfast.codecs._json: needs a 64-bit Py_ssize_t")
 
 # TF DataType -> numpy dtype, for the dtypes the C conversion fills.
 cdef dict _NUMERIC = {
@@ -117,6 +117,50 @@ cdef dict _INT_WRITERS = {
 }
 cdef Py_ssize_t _ALIGN_FROM = 4096  # bytes; smaller tensors gain nothing from 64-byte alignment
 cdef Py_ssize_t _NOGIL_FROM = 1 << 16
+
+
+# ---------------------------------------------------------------------------------------------
+# The parsed request.
+
+@cython.freelist(8)  # one per request: skips the allocator on the request path
+cdef class PredictRequest:
+    """A parsed REST predict body: the twin's ``PredictRequest`` (read its contract), compiled.
+
+    Same fields, constructor, ``repr`` and equality as the twin's dataclass; equal to a twin's
+    request with equal fields. Compiled callers read the fields as C struct members
+    (``from tfsfast.codecs._json cimport PredictRequest``), and the codec fills them by C
+    assignment, without a Python frame.
+    """
+
+    __match_args__ = ("signature_name", "inputs", "columnar")
+
+    def __init__(self, str signature_name, dict inputs, bint columnar):
+        self.signature_name = signature_name
+        self.inputs = inputs
+        self.columnar = columnar
+
+    def __repr__(self):
+        return (f"PredictRequest(signature_name={self.signature_name!r}, "
+                f"inputs={self.inputs!r}, columnar={self.columnar!r})")
+
+    def __eq__(self, other):
+        if type(other) is not PredictRequest and type(other) is not _twin.PredictRequest:
+            return NotImplemented
+        return ((self.signature_name, self.inputs, self.columnar)
+                == (other.signature_name, other.inputs, other.columnar))
+
+
+cdef PredictRequest new_request(str signature_name, dict inputs, bint columnar):
+    cdef PredictRequest request = PredictRequest.__new__(PredictRequest)
+    request.signature_name = signature_name
+    request.inputs = inputs
+    request.columnar = columnar
+    return request
+
+
+cdef PredictRequest as_request(object twin_request):
+    return new_request(twin_request.signature_name, twin_request.inputs,
+                       twin_request.columnar)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +322,7 @@ class _GiveUp(Exception):
 
 cdef object _fallback(JsonCodec codec, bint use_twin, object data, object input_dtypes):
     if use_twin:
-        return codec._twin.parse_predict_request(data, input_dtypes)
+        return as_request(codec._twin.parse_predict_request(data, input_dtypes))
     raise _GiveUp
 
 
@@ -286,7 +330,9 @@ cdef object _parse(JsonCodec codec, object body, object input_dtypes, bint use_t
     cdef bytes data = body if type(body) is bytes else bytes(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     if n == 0:
-        return codec._twin.parse_predict_request(data, input_dtypes) if use_twin else None
+        if use_twin:
+            return as_request(codec._twin.parse_predict_request(data, input_dtypes))
+        return None
     cdef tfs_json *P = _parser_take()
     if P == NULL:
         raise MemoryError()
@@ -412,95 +458,7 @@ cdef object _build(JsonCodec codec, tfs_json *P, bytes data, object input_dtypes
         if a is None:
             return _hand_over(codec, use_twin, data, input_dtypes, signature_name, answer)
         inputs[s.names[k]] = a
-    return _new_request(signature_name, inputs, P.mode == TFS_MODE_INPUTS)
-
-
-# PredictRequest is the twin's plain (slotted) dataclass: its generated __init__ only assigns
-# the three fields, in order. Allocating the instance and assigning them here does exactly that
-# without a Python frame (that frame was a fifth of a small parse). Should the class ever do
-# more (a __post_init__, a hand-written __init__ or __new__, frozen fields, other fields), the
-# check below fails and its __init__ is called.
-cdef bint _DIRECT_REQUEST = (
-    tuple([f.name for f in dataclasses.fields(PredictRequest)])
-    == ("signature_name", "inputs", "columnar")
-    and not hasattr(PredictRequest, "__post_init__")
-    and PredictRequest.__dataclass_params__.init
-    and not PredictRequest.__dataclass_params__.frozen
-    and PredictRequest.__new__ is object.__new__
-    and type(PredictRequest) is type
-)
-cdef tuple _NO_ARGS = ()
-
-# Its three slots, written through their offsets (what the slot descriptors' __set__ does on a
-# fresh instance, minus the attribute lookup and checks: the costliest part of a small parse
-# after numpy's allocation). Found from the member descriptors and proved on a probe at import;
-# -1 (any doubt) makes _new_request assign the attributes instead.
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    enum:
-        T_OBJECT_EX
-        READONLY
-
-cdef Py_ssize_t _SLOT_SIGNATURE = -1, _SLOT_INPUTS = -1, _SLOT_COLUMNAR = -1
-
-
-cdef Py_ssize_t _slot_offset(str name) except -2:
-    descr = PredictRequest.__dict__.get(name)
-    if type(descr) is not types.MemberDescriptorType:
-        return -1
-    cdef PyMemberDef *m = (<PyMemberDescrObject *><PyObject *>descr).d_member
-    if m.type != T_OBJECT_EX or m.flags & READONLY or m.offset < <Py_ssize_t>sizeof(PyObject):
-        return -1
-    if m.offset + <Py_ssize_t>sizeof(PyObject *) > (<PyTypeObject *>PredictRequest).tp_basicsize:
-        return -1
-    return m.offset
-
-
-cdef inline void _put_slot(object obj, Py_ssize_t offset, object value):
-    """Stores a new reference to ``value`` in the (empty) slot at ``offset`` of ``obj``."""
-    cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + offset)
-    Py_INCREF(value)
-    Py_XDECREF(slot[0])
-    slot[0] = <PyObject *>value
-
-
-cdef object _new_request(object signature_name, dict inputs, bint columnar):
-    if not _DIRECT_REQUEST:
-        return PredictRequest(signature_name, inputs, columnar)
-    cls = PredictRequest
-    request = (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
-    if _SLOT_COLUMNAR >= 0:
-        _put_slot(request, _SLOT_SIGNATURE, signature_name)
-        _put_slot(request, _SLOT_INPUTS, inputs)
-        _put_slot(request, _SLOT_COLUMNAR, True if columnar else False)
-    else:
-        request.signature_name = signature_name
-        request.inputs = inputs
-        request.columnar = columnar
-    return request
-
-
-cdef int _find_slots() except -1:
-    global _SLOT_SIGNATURE, _SLOT_INPUTS, _SLOT_COLUMNAR
-    offsets = [_slot_offset(name) for name in ("signature_name", "inputs", "columnar")]
-    if not _DIRECT_REQUEST or -1 in offsets or len(set(offsets)) != 3:
-        return 0
-    _SLOT_SIGNATURE, _SLOT_INPUTS, _SLOT_COLUMNAR = offsets
-    probe_inputs = {}
-    probe = _new_request("probe", probe_inputs, True)
-    if not (probe.signature_name == "probe" and probe.inputs is probe_inputs
-            and probe.columnar is True
-            and probe == PredictRequest("probe", probe_inputs, True)):
-        _SLOT_SIGNATURE = _SLOT_INPUTS = _SLOT_COLUMNAR = -1
-    return 0
-
-
-_find_slots()
+    return new_request(signature_name, inputs, P.mode == TFS_MODE_INPUTS)
 
 
 cdef bytes _string_at(const uint8_t *base, uint64_t off):
@@ -571,10 +529,10 @@ cdef object _tensor(tfs_tensor *t, int dtype, object np_dtype, const uint8_t *ba
     else:
         # numpy's own allocation, as np.empty, without its argument parsing (t.shape holds
         # int64_t, which is Py_ssize_t here: checked at import)
-        arr = tfsfast_array_new(np_dtype, t.rank, <const Py_ssize_t *>t.shape, NULL, NULL)
+        arr = new_array(<cnp.dtype>np_dtype, t.rank, <const cnp.npy_intp *>t.shape, NULL, None)
     if t.n == 0:
         return arr
-    out = (<tfsfast_ndarray *>arr).data
+    out = cnp.PyArray_DATA(<cnp.ndarray>arr)
     if t.n >= 16384:
         with nogil:
             rc = tfs_convert(t, dtype, out)
@@ -679,7 +637,7 @@ cdef _Part _prepare(str name, object a, int dtype):
         tokens = []
         for x in a.ravel().tolist():
             if type(x) is not bytes:
-                x = _twin._string_value(x)
+                x = _string_bytes(x)
             if b64:
                 tokens.append(b'{"b64": "' + binascii.b2a_base64(x, newline=False) + b'"}')
             else:
@@ -767,12 +725,11 @@ cdef object _format(object outputs, bint columnar, object output_dtypes):
 # ---------------------------------------------------------------------------------------------
 # The small-response writer: up to _SMALL_OUTPUTS outputs, each an exact ndarray that is
 # C-contiguous, aligned and of a native numeric dtype its declared DataType writes without a
-# conversion (what a model run returns). Everything is read off the array struct; no Python
+# conversion (what a model run returns). Everything is read through numpy's C API; no Python
 # object is made but the body (and, for several outputs, the sorted alias list).
 
 cdef enum:
     _SMALL_OUTPUTS = 8
-    _NPY_ARRAY_ALIGNED = 0x0100  # numpy's flag bit (stable ABI, as the C-contiguous bit)
 
 cdef object _GENERAL = object()  # _format_small's "the general writer decides"
 cdef object _ndarray = np.ndarray
@@ -835,7 +792,7 @@ cdef Py_ssize_t _KEY_TEXTS_MAX = 4096
 cdef bytes _key_text(object name):
     key = _key_texts.get(name)
     if key is None:
-        key = _twin._json_string(name).encode("utf-8")
+        key = _json_string(name).encode("utf-8")
         if len(_key_texts) >= _KEY_TEXTS_MAX:
             _key_texts.clear()
         _key_texts[name] = key
@@ -853,7 +810,8 @@ cdef object _format_small(dict outputs, bint columnar, dict output_dtypes):
     cdef Py_ssize_t k, row, batch = -1
     cdef int64_t idx, bound = 64, values, lists, span, d
     cdef int j
-    cdef tfsfast_ndarray *arr
+    cdef cnp.npy_intp *shape
+    cdef int nd
     cdef _Writer w
     cdef list keys = None
     cdef list held = None  # several outputs: the arrays, kept alive while they are read
@@ -877,11 +835,13 @@ cdef object _format_small(dict outputs, bint columnar, dict output_dtypes):
             a = <object>first_value  # (a reference held while it is read)
         if type(a) is not _ndarray:
             return _GENERAL
-        arr = <tfsfast_ndarray *>a
-        if (arr.flags & (TFSFAST_NPY_ARRAY_C_CONTIGUOUS | _NPY_ARRAY_ALIGNED)
-                != (TFSFAST_NPY_ARRAY_C_CONTIGUOUS | _NPY_ARRAY_ALIGNED)):
+        # (cast, not assigned to a typed variable: ``a`` already holds the reference)
+        if not cnp.PyArray_CHKFLAGS(<cnp.ndarray>a,
+                                    cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
             return _GENERAL
-        descr = <object>arr.descr
+        descr = <object>cnp.PyArray_DESCR(<cnp.ndarray>a)
+        nd = cnp.PyArray_NDIM(<cnp.ndarray>a)
+        shape = cnp.PyArray_DIMS(<cnp.ndarray>a)
         declared = None if output_dtypes is None else output_dtypes.get(name)
         if declared is None:
             w = _UNDECLARED_WRITERS.get(descr)
@@ -892,15 +852,15 @@ cdef object _format_small(dict outputs, bint columnar, dict output_dtypes):
             if w is None or (descr is not w.descr and not (descr == w.descr)):
                 return _GENERAL
         if not columnar:
-            if arr.nd == 0 or (batch >= 0 and arr.dimensions[0] != batch):
+            if nd == 0 or (batch >= 0 and shape[0] != batch):
                 return _GENERAL
-            batch = arr.dimensions[0]
+            batch = shape[0]
         # The reference's _text_bound, in C: values * (per_value + 2) + 4 * lists + 2, where
         # lists counts the brackets of every level (a huge empty shape goes to the general one).
         lists = 0
         span = 1
-        for j in range(arr.nd):
-            d = arr.dimensions[j]
+        for j in range(nd):
+            d = shape[j]
             lists += span
             if span > (<int64_t>1 << 40) or d > (<int64_t>1 << 40):
                 return _GENERAL
@@ -908,11 +868,11 @@ cdef object _format_small(dict outputs, bint columnar, dict output_dtypes):
         values = span
         bound += values * (w.per_value + 2) + 4 * lists + 2
         src[k].kind = w.kind
-        src[k].data = arr.data
+        src[k].data = cnp.PyArray_BYTES(<cnp.ndarray>a)
         src[k].tokens = NULL
         src[k].token_lens = NULL
-        shapes[k] = <const int64_t *>arr.dimensions
-        ndims[k] = arr.nd
+        shapes[k] = <const int64_t *>shape
+        ndims[k] = nd
     if several:
         keys = [_key_text(name) for name in names]
         for key in keys:
@@ -985,7 +945,7 @@ cdef object _format_general(object outputs, bint columnar, object output_dtypes)
         if part is None:
             return None
         parts.append(part)
-    keys = [_twin._json_string(name).encode("utf-8") for name in names]
+    keys = [_json_string(name).encode("utf-8") for name in names]
     cdef bint several = len(names) > 1
     bound = 64
     for part in parts:

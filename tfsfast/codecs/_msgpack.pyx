@@ -8,7 +8,8 @@ reference (same tensors, same bytes, same errors under the same ``CodecLimits``)
 wire format. The module-level functions are the codec with ``DEFAULT_CODEC_LIMITS``.
 
 Design, as for the JSON codec: a fast path for the bodies tfsfast's own clients send, the twin
-for everything else.
+for everything else. A separate algorithm from the twin, not the twin compiled: this walks the
+bytes in C, the twin reads them with the ``msgpack`` package.
 
 * Request. Bodies made of tensor maps (``{"signature_name"?, "instances"|"inputs": <tensor map>
   or {alias: <tensor map>, ...}}``, numeric dtypes) are walked here header by header, straight
@@ -36,7 +37,10 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
+from tfsfast.codecs._json cimport as_request, new_request
+
 from tfsfast.codecs import _msgpack_py as _twin
+from tfsfast.codecs._json import PredictRequest
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.codecs.twin_fallback import SignatureLookup as _SignatureLookup
 from tfsfast.runtime.dtypes import DataType, to_numpy
@@ -49,7 +53,6 @@ __all__ = [
     "parse_predict_request",
 ]
 
-PredictRequest = _twin.PredictRequest
 format_error = _twin.format_error  # not on a hot path; one implementation keeps it identical
 DTYPE_NAMES = _twin.DTYPE_NAMES
 
@@ -264,10 +267,12 @@ cdef class MsgpackCodec:
         """
         cdef bytes data = body if type(body) is bytes else bytes(body)
         result = _fast_parse(self, data, input_dtypes)
+        # The twin's requests are the twin's type; the compiled codecs' are the compiled JSON
+        # codec's PredictRequest.
         if result is None:
-            return self._twin.parse_predict_request(data, input_dtypes)
+            return as_request(self._twin.parse_predict_request(data, input_dtypes))
         if type(result) is _SignatureLookup:
-            return self._twin.parse_predict_request(data, result)
+            return as_request(self._twin.parse_predict_request(data, result))
         return result
 
     def _parse_fast(self, body, input_dtypes):
@@ -408,7 +413,7 @@ cdef object _fast_parse_into(MsgpackCodec codec, bytes data, object input_dtypes
         shape = tuple([t.shape[j] for j in range(t.rank)])
         inputs[name] = np.frombuffer(data, dtype=np_dtype, count=<Py_ssize_t>elements,
                                      offset=t.data_offset).reshape(shape)
-    return PredictRequest(signature_name, inputs, mode == 2)
+    return new_request(signature_name, inputs, mode == 2)
 
 
 cdef uint64_t _limit(object value):

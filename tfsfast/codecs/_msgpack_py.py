@@ -1,5 +1,11 @@
 """Pure-Python msgpack tensor codec for REST predict: the reference twin of ``_msgpack``.
 
+A separate algorithm from the compiled ``_msgpack``, not the same source compiled: the compiled
+codec walks the bytes in C for the common bodies (tensor maps, plain numeric lists) and hands
+anything else to this module, which reads the body with the ``msgpack`` package; what the two
+share (messages, the fallback) is this module, so results are identical. The request shape
+and the row-format checks are JSON's too (``predict_format``).
+
 The format (``Content-Type: application/msgpack``; README "msgpack") mirrors the JSON body:
 
 Request: a map with optional ``signature_name`` (str) and exactly one of ``instances`` (row) or
@@ -47,18 +53,29 @@ Thread-safety: reentrant; no shared mutable state. The twin copies the body once
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from tfsfast.codecs._json_py import PredictRequest
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
+from tfsfast.codecs.predict_format import (
+    DEFAULT_SIGNATURE,
+    PredictRequest,
+    columnar_inputs,
+    dense_shape,
+    predict_request,
+    response_outputs,
+    shape_text,
+    string_bytes,
+)
 from tfsfast.runtime.dtypes import DataType, from_numpy, short_name, to_numpy
 from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import invalid_argument as _invalid
 
 __all__ = [
+    "DEFAULT_SIGNATURE",
     "DTYPE_NAMES",
     "MsgpackCodec",
     "PredictRequest",
@@ -67,7 +84,6 @@ __all__ = [
     "parse_predict_request",
 ]
 
-DEFAULT_SIGNATURE = "serving_default"
 if sys.byteorder != "little":  # the wire order; numpy's native order is used as is
     raise ImportError("tfsfast's msgpack codec assumes a little-endian host")
 
@@ -88,10 +104,10 @@ _FLOATS = frozenset({DataType.DT_HALF, DataType.DT_BFLOAT16, DataType.DT_FLOAT,
 _INTS = frozenset({DataType.DT_INT8, DataType.DT_INT16, DataType.DT_INT32, DataType.DT_INT64,
                    DataType.DT_UINT8, DataType.DT_UINT16, DataType.DT_UINT32,
                    DataType.DT_UINT64})
-
-
-def _invalid(message: str) -> ServingError:
-    return ServingError(Code.INVALID_ARGUMENT, message)
+# Our messages for the request shape (the JSON codec's are TF Serving's).
+_SINGLE_INPUTS = ("inputs is a single tensor, but expecting a map as multiple input tensors "
+                  "required as per the signature")
+_BOTH_KEYS = "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
 
 
 def _dtype_name(dtype: int) -> str:
@@ -324,7 +340,7 @@ class _Budget:
         self.limits = limits
         self.used = 0
 
-    def take(self, name: str, shape: tuple[int, ...]) -> int:
+    def take(self, name: str, shape: Sequence[int]) -> int:
         """Checks the limits for a tensor of ``shape`` before anything is allocated for it."""
         limits = self.limits
         if len(shape) > limits.max_tensor_rank:
@@ -337,17 +353,13 @@ class _Budget:
             if count > most:  # stops before a hostile product grows huge
                 break
         if count > most:
-            raise _invalid(f"Input: {name} has shape {_shape_text(shape)}, more than "
+            raise _invalid(f"Input: {name} has shape {shape_text(shape)}, more than "
                            f"{most} elements, the maximum per tensor")
         if self.used + count > limits.max_request_elements:
             raise _invalid(f"Request has more than {limits.max_request_elements} tensor "
                            "elements, the maximum per request")
         self.used += count
         return count
-
-
-def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
-    return "[" + ",".join(map(str, shape)) + "]"
 
 
 def _wire_dtype(dtype: int) -> np.dtype:
@@ -369,7 +381,7 @@ def _from_tensor_map(t: _TensorMap, name: str, dtype: int, body: bytes,
         raise _invalid(f"Input: {name}: tensor shape must be an array of integers")
     shape = tuple(t.shape)
     if any(d < 0 for d in shape):
-        raise _invalid(f"Input: {name} has a negative dimension in shape {_shape_text(shape)}")
+        raise _invalid(f"Input: {name} has a negative dimension in shape {shape_text(shape)}")
     count = budget.take(name, shape)
     if dtype == DataType.DT_STRING:
         data = t.data
@@ -377,7 +389,7 @@ def _from_tensor_map(t: _TensorMap, name: str, dtype: int, body: bytes,
             raise _invalid(f"Input: {name}: string tensor data must be an array of bin or str")
         if len(data) != count:
             raise _invalid(f"Input: {name}: string tensor data has {len(data)} values, shape "
-                           f"{_shape_text(shape)} needs {count}")
+                           f"{shape_text(shape)} needs {count}")
         values = []
         for x in data:
             if type(x) is bytes:
@@ -399,7 +411,7 @@ def _from_tensor_map(t: _TensorMap, name: str, dtype: int, body: bytes,
     nbytes = data.length if type(data) is _Bin else len(data)
     if nbytes != count * np_dtype.itemsize:
         raise _invalid(f"Input: {name}: tensor data has {nbytes} bytes, shape "
-                       f"{_shape_text(shape)} of {t.dtype} needs {count * np_dtype.itemsize}")
+                       f"{shape_text(shape)} of {t.dtype} needs {count * np_dtype.itemsize}")
     if type(data) is _Bin:  # zero copy: a view over the request body
         a = np.frombuffer(body, dtype=np_dtype, count=count, offset=data.offset)
     else:
@@ -409,17 +421,7 @@ def _from_tensor_map(t: _TensorMap, name: str, dtype: int, body: bytes,
     return a.reshape(shape)
 
 
-def _dense_shape(v: Any) -> tuple[int, ...]:
-    shape = []
-    while type(v) is list:
-        shape.append(len(v))
-        if not v:
-            break
-        v = v[0]
-    return tuple(shape)
-
-
-def _flatten(v: Any, shape: tuple[int, ...], name: str) -> list[Any]:
+def _flatten(v: Any, shape: Sequence[int], name: str) -> list[Any]:
     items = [v]
     for level, dim in enumerate(shape):
         nxt: list[Any] = []
@@ -442,7 +444,7 @@ def _flatten(v: Any, shape: tuple[int, ...], name: str) -> list[Any]:
 def _from_plain(v: Any, name: str, dtype: int, budget: _Budget) -> np.ndarray:
     if type(v) in (dict, _TensorMap, _Bin):  # callers pass tensor maps and bins elsewhere
         raise _invalid(f"Input: {name}: a {_kind_of(v)} is not a tensor")
-    shape = _dense_shape(v)
+    shape = dense_shape(v)
     budget.take(name, shape)
     leaves = _flatten(v, shape, name)
     kinds = set(map(type, leaves))
@@ -562,26 +564,10 @@ def _from_instances(value: Any, dtypes: Mapping[str, int], body: bytes,
             if parts[name] and parts[name][0].shape != a.shape:
                 raise _invalid(f"Failed to process element: {i} key: {name} of 'instances' "
                                f"list. Error: INVALID_ARGUMENT: Expecting shape "
-                               f"{_shape_text(parts[name][0].shape)} but got: "
-                               f"{_shape_text(a.shape)}")
+                               f"{shape_text(parts[name][0].shape)} but got: "
+                               f"{shape_text(a.shape)}")
             parts[name].append(a)
     return {name: np.stack(parts[name]) for name in names}
-
-
-def _from_inputs(value: Any, dtypes: Mapping[str, int], body: bytes,
-                 budget: _Budget) -> dict[str, np.ndarray]:
-    names = sorted(dtypes)
-    if type(value) is not dict:
-        if len(names) > 1:
-            raise _invalid("inputs is a single tensor, but expecting a map as multiple input "
-                           "tensors required as per the signature")
-        return {names[0]: _tensor(value, names[0], dtypes[names[0]], body, budget)}
-    out = {}
-    for name in names:  # extra keys are ignored, as in JSON
-        if name not in value:
-            raise _invalid(f"Missing named input: {name} in 'inputs' map.")
-        out[name] = _tensor(value[name], name, dtypes[name], body, budget)
-    return out
 
 
 def _parse_predict_request(body: bytes, input_dtypes: Callable[[str], Mapping[str, DataType]],
@@ -592,33 +578,23 @@ def _parse_predict_request(body: bytes, input_dtypes: Callable[[str], Mapping[st
     raw_name = doc.get("signature_name", "")
     if type(raw_name) is not str:
         raise _invalid("'signature_name' must be a string")
-    signature_name = raw_name or DEFAULT_SIGNATURE
-    dtypes = {name: int(dt) for name, dt in input_dtypes(signature_name).items()}
-    if not dtypes:
-        raise _invalid(f"Failed to get input map for signature: {raw_name or 'DEFAULT'}")
     budget = _Budget(limits)
-    if "instances" in doc:
-        if "inputs" in doc:
-            raise _invalid("Not formatted correctly expecting only one of 'inputs' or "
-                           "'instances' keys to exist")
-        return PredictRequest(signature_name,
-                              _from_instances(doc["instances"], dtypes, body, budget), False)
-    if "inputs" in doc:
-        return PredictRequest(signature_name, _from_inputs(doc["inputs"], dtypes, body, budget),
-                              True)
-    raise _invalid("Missing 'inputs' or 'instances' key")
+
+    def read_instances(value: Any, dtypes: dict[str, int]) -> dict[str, np.ndarray]:
+        return _from_instances(value, dtypes, body, budget)
+
+    def tensor(value: Any, name: str, dtype: int) -> np.ndarray:
+        return _tensor(value, name, dtype, body, budget)
+
+    def read_inputs(value: Any, dtypes: dict[str, int]) -> dict[str, np.ndarray]:
+        return columnar_inputs(value, dtypes, type(value) is dict, tensor, "map", _SINGLE_INPUTS)
+
+    return predict_request(doc, raw_name, input_dtypes, read_instances, read_inputs,
+                           lambda: _BOTH_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
 # Tensors to msgpack
-
-def _string_bytes(x: Any) -> bytes:
-    if type(x) is bytes:
-        return x
-    if isinstance(x, str):
-        return x.encode("utf-8", "surrogatepass")
-    return bytes(x)
-
 
 def _tensor_map(name: str, a: np.ndarray, declared: DataType | None) -> dict[str, Any]:
     try:
@@ -632,7 +608,7 @@ def _tensor_map(name: str, a: np.ndarray, declared: DataType | None) -> dict[str
     shape = list(a.shape)
     if dtype == DataType.DT_STRING:
         return {"dtype": wire, "shape": shape,
-                "data": [_string_bytes(x) for x in a.ravel().tolist()]}
+                "data": [string_bytes(x) for x in a.ravel().tolist()]}
     np_dtype = _wire_dtype(dtype)
     if a.dtype != np_dtype:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -646,20 +622,7 @@ def format_predict_response(outputs: Mapping[str, np.ndarray], columnar: bool,
     """The msgpack body of a predict response: ``{"predictions"|"outputs": <tensor map>}`` for
     one output, a map alias -> tensor map (sorted) for several. ``output_dtypes`` gives each
     alias's DataType (the array is cast to it); without it the numpy dtype decides."""
-    if not outputs:
-        raise _invalid("Cannot convert empty tensor map to msgpack")
-    names = sorted(outputs)
-    arrays = {name: np.asarray(outputs[name]) for name in names}
-    if not columnar:  # TF Serving's row-format checks
-        batch = -1
-        for name in names:
-            a = arrays[name]
-            if a.ndim == 0:
-                raise _invalid(f"Tensor name: {name} has no shape information ")
-            if batch >= 0 and a.shape[0] != batch:
-                raise _invalid(f"Tensor name: {name} has inconsistent batch size: {a.shape[0]} "
-                               f"expecting: {batch}")
-            batch = a.shape[0]
+    names, arrays, _ = response_outputs(outputs, columnar, "msgpack")
     maps = {name: _tensor_map(name, arrays[name],
                               None if output_dtypes is None else output_dtypes.get(name))
             for name in names}

@@ -13,6 +13,7 @@ only in cost:
 The host must be little-endian (the wire order), as every platform TensorFlow ships for is.
 """
 
+cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -28,9 +29,10 @@ from tfsfast.codecs._tensor_proto_py import (
     request_limit_error,
 )
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
-from tfsfast.runtime._numpy_api cimport TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_ndarray
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
 from tfsfast.util.status import Code, ServingError
+
+cnp.import_array()
 
 __all__ = [
     "PredictRequestView",
@@ -750,24 +752,27 @@ cdef _TensorPlan _plan(object array, object dtype, bint tensor_content):
     is read in place (no numpy call); anything else is converted as the twin converts it."""
     cdef _TensorPlan plan = _TensorPlan.__new__(_TensorPlan)
     cdef Py_ssize_t d, body = 0
-    cdef int i
-    cdef tfsfast_ndarray* arr
+    cdef int i, nd
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* shape
     if type(array) is not _ndarray:
         array = np.asarray(array)
-    arr = <tfsfast_ndarray*>array
-    descr = <object>arr.descr
+    arr = <cnp.ndarray>array
+    descr = <object>cnp.PyArray_DESCR(arr)
+    nd = cnp.PyArray_NDIM(arr)
+    shape = cnp.PyArray_DIMS(arr)
     plan.dtype = _data_type_of(descr) if dtype is None else <int>int(dtype)
     if plan.dtype <= 0 or plan.dtype >= 34 or _FIELD_OF[plan.dtype] < 0:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Cannot return a tensor of type {DataType(plan.dtype).name}")
     plan.field = _FIELD_OF[plan.dtype]
-    if arr.nd > MAX_DIMS:
-        raise ValueError(f"an array of rank {arr.nd}")
-    plan.nd = arr.nd
+    if nd > MAX_DIMS:
+        raise ValueError(f"an array of rank {nd}")
+    plan.nd = nd
     plan.count = 1
     plan.shape_size = 0
-    for i in range(arr.nd):
-        d = arr.dimensions[i]
+    for i in range(nd):
+        d = shape[i]
         plan.dims[i] = d
         plan.count *= d
         # A Dim with size 0 is an empty message (proto3 omits the default).
@@ -791,11 +796,11 @@ cdef _TensorPlan _plan(object array, object dtype, bint tensor_content):
                     body += _len_field_size(F_STRING, PyBytes_GET_SIZE(b))
         else:
             np_dtype = _NUMPY[plan.dtype]
-            if not ((arr.flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS) and descr is np_dtype):
+            if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and descr is np_dtype):
                 array = np.ascontiguousarray(array, dtype=np_dtype)
-                arr = <tfsfast_ndarray*>array
+                arr = <cnp.ndarray>array
             plan.owner = array
-            plan.data = arr.data
+            plan.data = cnp.PyArray_BYTES(arr)
             plan.elem_width = _ELEM_WIDTH[plan.dtype]
             if tensor_content or plan.field in (F_FLOAT, F_DOUBLE, F_SCOMPLEX, F_DCOMPLEX):
                 plan.payload_size = plan.count * plan.elem_width

@@ -24,7 +24,10 @@ import msgpack
 from tensorflow.core.example import feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from tfsfast.codecs import _json_py as jp
+from tfsfast.codecs._float_text import decimal_text
+from tfsfast.codecs._json_document import parse_document
+from tfsfast.codecs._json_text import clean, debug_string, json_string
+from tfsfast.codecs._json_to_tensor import Strings, b64decode, is_b64, json_type
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.util.status import Code, ServingError
 
@@ -47,7 +50,7 @@ def _type_of(value: Any) -> tuple[str, str]:
     msgpack's for the one kind of value only msgpack has."""
     if type(value) is _Ext:
         return "msgpack", "ext"
-    return "JSON", jp._json_type(value)
+    return "JSON", json_type(value)
 
 
 def _kind_error(name: str, feature: Any) -> ServingError:
@@ -72,9 +75,9 @@ def _add_value(value: Any, name: str, feature: Any, strings: Any) -> None:
     elif t is str:
         want("bytes_list")
         feature.bytes_list.value.append(strings.encode(value))
-    elif t is dict and jp._is_b64(value):
+    elif t is dict and is_b64(value):
         want("bytes_list")
-        decoded = jp._b64decode(value["b64"])
+        decoded = b64decode(value["b64"])
         if decoded is None:
             raise ServingError(Code.INVALID_ARGUMENT, "Unable to base64 decode")
         feature.bytes_list.value.append(decoded)
@@ -117,7 +120,7 @@ def _check_feature_name(name: str) -> None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Feature name {jp._json_string(jp._clean(name))} is not valid UTF-8"
+                           f"Feature name {json_string(clean(name))} is not valid UTF-8"
                            ) from None
 
 
@@ -125,8 +128,8 @@ def parse_classify_regress_request(body: bytes, limits: CodecLimits = DEFAULT_CO
                                    ) -> tuple[str, Any]:
     """A REST classify/regress JSON body → (signature name as given, ``tensorflow.serving.Input``),
     read within ``limits`` (its nesting depth and integer digits)."""
-    doc = jp._parse_document(bytes(body), limits)
-    return _input_from_document(doc.value, jp._Strings(doc.raw))
+    doc = parse_document(bytes(body), limits)
+    return _input_from_document(doc.value, Strings(doc.raw))
 
 
 def parse_classify_regress_msgpack(body: bytes, limits: CodecLimits = DEFAULT_CODEC_LIMITS
@@ -139,7 +142,7 @@ def parse_classify_regress_msgpack(body: bytes, limits: CodecLimits = DEFAULT_CO
     if type(top) is not dict:
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"msgpack body must be a map, got {_msgpack_py._kind_of(top)}")
-    return _input_from_document(_as_document(top), jp._Strings(False))
+    return _input_from_document(_as_document(top), Strings(False))
 
 
 def _as_document(value: Any) -> Any:
@@ -163,7 +166,7 @@ def _as_document(value: Any) -> Any:
 def _echo(top: dict[str, Any]) -> str:
     """The document as TF Serving echoes it in a message (an ext value as ``"<msgpack ext
     N>"``, the closest JSON can show)."""
-    return jp._debug_string(_printable(top))
+    return debug_string(_printable(top))
 
 
 def _printable(value: Any) -> Any:
@@ -211,7 +214,7 @@ def _input_from_document(top: dict[str, Any], strings: Any) -> tuple[str, Any]:
 
 
 def _float_text(v: float) -> str:
-    return jp._decimal_text(float(v), True)
+    return decimal_text(float(v), True)
 
 
 def format_classification_result(result: classification_pb2.ClassificationResult) -> bytes:
@@ -221,7 +224,7 @@ def format_classification_result(result: classification_pb2.ClassificationResult
                            "Cannot convert empty ClassificationResults to JSON")
     rows = []
     for classifications in result.classifications:
-        pairs = ", ".join(f"[{jp._json_string(jp._clean(c.label))}, {_float_text(c.score)}]"
+        pairs = ", ".join(f"[{json_string(clean(c.label))}, {_float_text(c.score)}]"
                           for c in classifications.classes)
         rows.append(f"[{pairs}]")
     return ('{"results": [' + ", ".join(rows) + "]}").encode()

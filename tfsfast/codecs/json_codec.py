@@ -5,27 +5,36 @@
 ``format_error``, also module functions here: no limit applies to them). See ``_json_py`` for
 the contract and ``_json`` for how the compiled codec meets it (a C fast path for well-formed
 bodies, the twin for everything else, so results and messages are identical).
-``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a compiled codec that is missing or fails to import
-falls back to the twin with a RuntimeWarning.
+``IMPLEMENTATION`` says which runs (``"compiled"`` or ``"python"``); ``TFSFAST_NO_EXTENSIONS=1``
+selects the twin; a compiled codec that is missing or fails to import falls back to the twin
+with a RuntimeWarning.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from tfsfast import _extensions
 from tfsfast.codecs.codec_limits import CodecLimits
 
 _impl = _extensions.load("tfsfast.codecs._json", "tfsfast.codecs._json_py")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
 
-IMPL = _impl
-JsonCodec = _impl.JsonCodec
-PredictRequest = _impl.PredictRequest
-format_predict_response = _impl.format_predict_response
-format_error = _impl.format_error
-COMPILED: bool = _impl.__name__.endswith("._json")
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.codecs._json_py import (
+        JsonCodec,
+        PredictRequest,
+        format_error,
+        format_predict_response,
+    )
+else:
+    JsonCodec = _impl.JsonCodec
+    PredictRequest = _impl.PredictRequest
+    format_predict_response = _impl.format_predict_response
+    format_error = _impl.format_error
 
 __all__ = [
-    "COMPILED",
-    "IMPL",
+    "IMPLEMENTATION",
     "CodecLimits",
     "JsonCodec",
     "PredictRequest",

@@ -7,12 +7,13 @@ dtype, tensor_content)`` (ndarray -> serialized TensorProto, TF's
 ``encode_predict_response`` (the prediction service's wire-level request and response).
 ``to_ndarray`` / ``from_ndarray`` work on TensorProto *messages* for callers that already hold
 one (warmup records, tests), with the default limits. See ``_tensor_proto_py`` for the full
-contract; ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
+contract. ``IMPLEMENTATION`` says which runs (``"compiled"`` or ``"python"``);
+``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,13 +21,22 @@ from tfsfast import _extensions
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 
 _impl = _extensions.load("tfsfast.codecs._tensor_proto", "tfsfast.codecs._tensor_proto_py")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
 
-PredictRequestView = _impl.PredictRequestView
-TensorProtoCodec = _impl.TensorProtoCodec
-encode_tensor = _impl.encode_tensor
-decode_predict_request = _impl.decode_predict_request
-encode_predict_response = _impl.encode_predict_response
-COMPILED: bool = _impl.__name__.endswith("._tensor_proto")
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.codecs._tensor_proto_py import (
+        PredictRequestView,
+        TensorProtoCodec,
+        decode_predict_request,
+        encode_predict_response,
+        encode_tensor,
+    )
+else:
+    PredictRequestView = _impl.PredictRequestView
+    TensorProtoCodec = _impl.TensorProtoCodec
+    encode_tensor = _impl.encode_tensor
+    decode_predict_request = _impl.decode_predict_request
+    encode_predict_response = _impl.encode_predict_response
 
 _default = TensorProtoCodec(DEFAULT_CODEC_LIMITS)
 
@@ -45,7 +55,7 @@ def from_ndarray(array: np.ndarray, dtype: int | None = None,
 
 
 __all__ = [
-    "COMPILED",
+    "IMPLEMENTATION",
     "CodecLimits",
     "PredictRequestView",
     "TensorProtoCodec",

@@ -8,7 +8,8 @@ output_aliases=None, timeout_in_ms=0) -> {alias: ndarray}`` and ``.close()``. Fa
 The implementation (the compiled ``_session``, else the Python twin ``_session_py``) is chosen
 on first use of these names, not on import of the package: the compiled module links
 TensorFlow's C++ library, and modules that only need ``dtypes``, ``signature`` or ``arrays``
-should not pay for loading it.
+should not pay for loading it. ``IMPLEMENTATION`` says which runs (``"compiled"`` or
+``"python"``); to a type checker these names are the twin's.
 
 Related entry points: :func:`tfsfast.runtime.session_options.server_session_config` (the
 session ``ConfigProto`` from the server's flags) and
@@ -18,9 +19,12 @@ session ``ConfigProto`` from the server's flags) and
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfsfast import _extensions
+
+if TYPE_CHECKING:  # the façade's names, resolved lazily below
+    from tfsfast.runtime._session_py import IMPLEMENTATION, SavedModelSession, load_saved_model
 
 __all__ = ["IMPLEMENTATION", "SavedModelSession", "load_saved_model"]
 

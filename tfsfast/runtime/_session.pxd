@@ -1,6 +1,6 @@
 from libc.stdint cimport int64_t
 
-from tfsfast.runtime._c_api cimport TF_Graph, TF_Output, TF_Session, TF_Status, TF_Tensor
+from tfsfast._cdefs.tf_c_api cimport TF_Graph, TF_Output, TF_Session, TF_Status, TF_Tensor
 
 
 # Inputs staged (copied into a reusable TensorFlow-owned tensor) have at most this many

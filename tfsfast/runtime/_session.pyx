@@ -37,7 +37,8 @@ Buffers:
 - Strings are copied both ways: numpy holds ``bytes`` objects, TensorFlow holds ``TF_TString``.
   Inputs may be object arrays of bytes (or str, encoded as UTF-8) or ``S``/``U`` arrays; outputs
   are object arrays of bytes.
-- numpy is reached through its C API table (see ``_numpy_api.pxd``), not through Python calls.
+- numpy is reached through its documented C API (``cimport numpy``; arrays are made by
+  ``tfsfast._cdefs.numpy_array.new_array``), not through Python calls.
 
 Thread-safety: ``run`` may be called from any number of threads at once (a TF session is
 thread-safe; everything a run mutates is local to the call). ``close`` may be called at any time:
@@ -50,14 +51,16 @@ import os
 import numpy as np
 
 cimport cython
+cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from tfsfast.runtime._c_api cimport (
+from tfsfast._cdefs.clock cimport monotonic
+from tfsfast._cdefs.numpy_array cimport new_array
+from tfsfast._cdefs.tf_c_api cimport (
     TF_AllocateTensor, TF_Buffer, TF_CloseSession, TF_DataType, TF_DataTypeSize,
     TF_DeleteBuffer, TF_DeleteGraph, TF_DeleteSession, TF_DeleteSessionOptions, TF_DeleteStatus,
     TF_DeleteTensor, TF_Dim, TF_GetCode, TF_Graph, TF_GraphOperationByName,
@@ -69,9 +72,6 @@ from tfsfast.runtime._c_api cimport (
     TF_TensorDefaultAlignment, TF_TensorElementCount, TF_TensorMaybeMove, TF_TensorType,
     TF_TString,
 )
-from tfsfast.runtime._numpy_api cimport (
-    TFSFAST_NPY_ARRAY_C_CONTIGUOUS, tfsfast_array_new, tfsfast_import_numpy, tfsfast_ndarray,
-)
 
 from tfsfast.runtime import validation
 from tfsfast.runtime.dtypes import DataType, short_name, to_numpy
@@ -79,7 +79,7 @@ from tfsfast.runtime.session_options import session_config_for_export
 from tfsfast.runtime.signature import parse_tensor_name, signatures_from_meta_graph
 from tfsfast.util.status import Code, ServingError
 
-tfsfast_import_numpy()
+cnp.import_array()
 
 IMPLEMENTATION = "compiled"
 
@@ -98,7 +98,7 @@ cdef enum:
 STAGE_MAX_BYTES = _STAGE_MAX_BYTES
 
 cdef object _ndarray = np.ndarray
-cdef object _object_dtype = np.dtype(object)
+cdef cnp.dtype _object_dtype = np.dtype(object)
 
 
 def _numpy_by_tf():
@@ -118,10 +118,6 @@ cdef tuple _NUMPY_BY_TF = _numpy_by_tf()
 cdef object _status_error(TF_Status* status):
     message = TF_Message(status).decode("utf-8", "replace")
     return ServingError(Code(<int>TF_GetCode(status)), message)
-
-
-cdef inline double _seconds(timespec* t) noexcept nogil:
-    return t.tv_sec + t.tv_nsec * 1e-9
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,19 +157,19 @@ cdef void _release_array(void* data, size_t length, void* array) noexcept with g
 
 cdef TF_Tensor* _lend(object array, int dtype) except NULL:
     """A TF_Tensor over the memory of ``array``, a C-contiguous ndarray of TF type ``dtype``."""
-    cdef tfsfast_ndarray* a = <tfsfast_ndarray*>array
     cdef int64_t dims[_MAX_DIMS]
-    cdef int i
+    cdef int i, nd = cnp.PyArray_NDIM(<cnp.ndarray>array)
+    cdef cnp.npy_intp* shape = cnp.PyArray_DIMS(<cnp.ndarray>array)
     cdef size_t nbytes = TF_DataTypeSize(<TF_DataType>dtype)
     cdef TF_Tensor* tensor
-    if a.nd > _MAX_DIMS:
-        raise ServingError(Code.INVALID_ARGUMENT, f"Too many dimensions: {a.nd}")
-    for i in range(a.nd):
-        dims[i] = a.dimensions[i]
-        nbytes *= <size_t>a.dimensions[i]
+    if nd > _MAX_DIMS:
+        raise ServingError(Code.INVALID_ARGUMENT, f"Too many dimensions: {nd}")
+    for i in range(nd):
+        dims[i] = shape[i]
+        nbytes *= <size_t>shape[i]
     Py_INCREF(array)  # the tensor's reference, dropped by _release_array
-    tensor = TF_NewTensor(<TF_DataType>dtype, dims, a.nd, a.data, nbytes, _release_array,
-                          <void*>array)
+    tensor = TF_NewTensor(<TF_DataType>dtype, dims, nd, cnp.PyArray_DATA(<cnp.ndarray>array),
+                          nbytes, _release_array, <void*>array)
     if tensor == NULL:  # TF_NewTensor has called the deallocator already
         raise ServingError(Code.INVALID_ARGUMENT,
                            f"Cannot make a {short_name(dtype)} tensor of shape "
@@ -231,12 +227,12 @@ cdef TF_Tensor* _copy_strings(object array) except NULL:
     return tensor
 
 
-cdef object _strings_to_ndarray(TF_Tensor* tensor, int ndim, Py_ssize_t* dims):
+cdef object _strings_to_ndarray(TF_Tensor* tensor, int ndim, cnp.npy_intp* dims):
     cdef TF_TString* data = <TF_TString*>TF_TensorData(tensor)
     cdef int64_t i, n = TF_TensorElementCount(tensor)
     # A new object array holds NULLs (numpy zero-fills it) until its items are set.
-    out = tfsfast_array_new(_object_dtype, ndim, dims, NULL, NULL)
-    cdef PyObject** items = <PyObject**>(<tfsfast_ndarray*>out).data
+    cdef cnp.ndarray out = new_array(_object_dtype, ndim, dims, NULL, None)
+    cdef PyObject** items = <PyObject**>cnp.PyArray_DATA(out)
     for i in range(n):
         value = PyBytes_FromStringAndSize(TF_StringGetDataPointer(&data[i]),
                                           <Py_ssize_t>TF_StringGetSize(&data[i]))
@@ -250,11 +246,12 @@ cdef object _to_ndarray(TF_Tensor* tensor):
     """The numpy array for an output tensor; takes ownership of ``tensor`` on every path."""
     cdef int dtype = TF_TensorType(tensor)
     cdef int i, ndim = TF_NumDims(tensor)
-    cdef Py_ssize_t dims[_MAX_DIMS]
+    cdef cnp.npy_intp dims[_MAX_DIMS]
     cdef TF_Tensor* moved
     cdef TensorBuffer owner
+    cdef cnp.ndarray out
     for i in range(ndim):
-        dims[i] = <Py_ssize_t>TF_Dim(tensor, i)
+        dims[i] = <cnp.npy_intp>TF_Dim(tensor, i)
     if dtype == TF_STRING:
         try:
             return _strings_to_ndarray(tensor, ndim, dims)
@@ -270,12 +267,11 @@ cdef object _to_ndarray(TF_Tensor* tensor):
         tensor = moved
         if TF_TensorByteSize(tensor) > 0:  # ours alone: the array takes the buffer over
             owner = TensorBuffer.adopt(tensor)
-            return tfsfast_array_new(numpy_dtype, ndim, dims, TF_TensorData(tensor),
-                                     <PyObject*>owner)
+            return new_array(<cnp.dtype>numpy_dtype, ndim, dims, TF_TensorData(tensor), owner)
     # Shared with graph state (or empty): copy, then let the TF_Tensor go.
     try:
-        out = tfsfast_array_new(numpy_dtype, ndim, dims, NULL, NULL)
-        memcpy((<tfsfast_ndarray*>out).data, TF_TensorData(tensor), TF_TensorByteSize(tensor))
+        out = new_array(<cnp.dtype>numpy_dtype, ndim, dims, NULL, None)
+        memcpy(cnp.PyArray_DATA(out), TF_TensorData(tensor), TF_TensorByteSize(tensor))
         return out
     finally:
         TF_DeleteTensor(tensor)
@@ -324,7 +320,6 @@ cdef class _SignatureRunner:
         caller goes through the shared checks (which build the error or convert the values).
         """
         cdef int i
-        cdef tfsfast_ndarray* array
         if self.unresolved:
             for alias in self.input_aliases:
                 if alias in self.unresolved:
@@ -335,12 +330,12 @@ cdef class _SignatureRunner:
             value = (<dict>inputs).get(self.input_aliases[i])
             if type(value) is not _ndarray:
                 break
-            array = <tfsfast_ndarray*>value
             expected = self.feed_numpy_dtypes[i]
             if expected is None:  # a string (or a type numpy cannot hold)
                 if not self.feed_strings[i] or value.dtype.kind not in "OSU":
                     break
-            elif array.descr != <PyObject*>expected and value.dtype != expected:
+            elif (<PyObject*>cnp.PyArray_DESCR(<cnp.ndarray>value) != <PyObject*>expected
+                    and value.dtype != expected):
                 break
             values[i] = self.feed(i, value)
         else:
@@ -352,16 +347,16 @@ cdef class _SignatureRunner:
         """The tensor to feed input ``i`` from ``array``, an ndarray of the input's dtype."""
         if self.feed_strings[i]:
             return _copy_strings(array)
-        if not (<tfsfast_ndarray*>array).flags & TFSFAST_NPY_ARRAY_C_CONTIGUOUS:
+        if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>array):
             array = np.ascontiguousarray(array)
         return self._stage_or_lend(i, array)
 
     cdef TF_Tensor* _stage_or_lend(self, int i, object array) except NULL:
         """``array`` (C-contiguous) copied into input ``i``'s staging tensor if it is small and
         the staging tensor is free, else lent (see the module docstring)."""
-        cdef tfsfast_ndarray* a = <tfsfast_ndarray*>array
+        cdef cnp.npy_intp* shape = cnp.PyArray_DIMS(<cnp.ndarray>array)
         cdef _Staged* staged = &self.staged[i]
-        cdef int d, nd = a.nd
+        cdef int d, nd = cnp.PyArray_NDIM(<cnp.ndarray>array)
         cdef size_t nbytes = self.feed_item_sizes[i]
         cdef bint same_shape
         cdef int64_t dims[_STAGE_MAX_DIMS]
@@ -369,18 +364,18 @@ cdef class _SignatureRunner:
         if staged.in_use or nd > _STAGE_MAX_DIMS:
             return _lend(array, self.feed_types[i])
         for d in range(nd):
-            nbytes *= <size_t>a.dimensions[d]
+            nbytes *= <size_t>shape[d]
         if nbytes == 0 or nbytes > _STAGE_MAX_BYTES:
             return _lend(array, self.feed_types[i])
         same_shape = staged.tensor != NULL and staged.ndim == nd
         if same_shape:
             for d in range(nd):
-                if staged.dims[d] != a.dimensions[d]:
+                if staged.dims[d] != shape[d]:
                     same_shape = False
                     break
         if not same_shape:
             for d in range(nd):
-                dims[d] = a.dimensions[d]
+                dims[d] = shape[d]
             tensor = TF_AllocateTensor(<TF_DataType>self.feed_types[i], dims, nd, nbytes)
             if tensor == NULL:
                 raise MemoryError()
@@ -392,7 +387,7 @@ cdef class _SignatureRunner:
             staged.data = TF_TensorData(tensor)
             staged.ndim = nd
             memcpy(staged.dims, dims, nd * sizeof(int64_t))
-        memcpy(staged.data, a.data, nbytes)
+        memcpy(staged.data, cnp.PyArray_DATA(<cnp.ndarray>array), nbytes)
         staged.in_use = True
         return staged.tensor
 
@@ -652,7 +647,7 @@ cdef class SavedModelSession:
         cdef unsigned char options_bytes[11]
         cdef unsigned long long ms
         cdef size_t n_options = 0
-        cdef timespec started, finished
+        cdef double started = 0.0, finished = 0.0
         cdef TF_Session* session = self._session
         cdef TF_Tensor* tensor
         if select:
@@ -717,15 +712,15 @@ cdef class SavedModelSession:
                     raise MemoryError()
             with nogil:
                 if run_options_ptr != NULL:
-                    clock_gettime(CLOCK_MONOTONIC, &started)
+                    started = monotonic()
                 TF_SessionRun(session, run_options_ptr, runner.feeds, values, n_in, fetches,
                               out_values, n_out, NULL, 0, NULL, status)
                 if run_options_ptr != NULL:
-                    clock_gettime(CLOCK_MONOTONIC, &finished)
+                    finished = monotonic()
             if TF_GetCode(status) != TF_OK:
                 raise _status_error(status)
             if run_options_ptr != NULL and (
-                    _seconds(&finished) - _seconds(&started)) * 1000.0 > timeout_in_ms:
+                    finished - started) * 1000.0 > timeout_in_ms:
                 # TF enforces the deadline only while it waits; a run that computed in this
                 # thread past it still fails, as it would under TF Serving's thread pools.
                 raise ServingError(Code.DEADLINE_EXCEEDED, validation.TIMEOUT_MESSAGE)

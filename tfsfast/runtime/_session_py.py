@@ -2,7 +2,9 @@
 
 The reference twin of the compiled runtime (same interface, same errors); selected with
 ``TFSFAST_NO_EXTENSIONS=1`` or when the compiled module is unavailable. It costs ~90 µs of Python
-per run on top of the model, which is what the compiled runtime removes.
+per run on top of the model, which is what the compiled runtime removes. A separate algorithm
+from the compiled ``_session``, not the same source compiled: that one drives the TensorFlow C
+API itself, this one TF's Python session.
 
 To behave as the C API does (and so as TF Serving does), runs go through the session's
 low-level ``TF_SessionRun`` wrapper rather than ``Session.run``/``make_callable``: those add

@@ -189,6 +189,7 @@ class SavedModelBundleFactory:
                 f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
                 f"{path}. Check that the directory exists and that you have the right "
                 f"permissions for accessing it.")
+        session: tflite.TfLiteSession | runtime.SavedModelSession
         if use_tflite:
             session = tflite.load_tflite_model(path, self.config.num_tflite_pools,
                                                self.config.num_tflite_interpreters_per_pool)

@@ -42,7 +42,7 @@ from tfsfast.server import drain, rest_workers
 from tfsfast.server import model_config as mc
 from tfsfast.server import server_options as so
 from tfsfast.server.http import rest_fast_path
-from tfsfast.server.http.http_protocol import HttpServerLimits
+from tfsfast.server.http._http_protocol_py import HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions

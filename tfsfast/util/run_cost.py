@@ -2,13 +2,15 @@
 ``RunCostPolicy`` it decides by.
 
 ``_run_cost_py`` is the one source (and the contract): ``_run_cost`` is that file compiled.
-``TFSFAST_NO_EXTENSIONS=1`` selects the Python module; a compiled module that is missing or fails
-to import falls back to it with a RuntimeWarning.
+``IMPLEMENTATION`` says which runs (``"compiled"`` or ``"python"``); ``TFSFAST_NO_EXTENSIONS=1``
+selects the Python module; a compiled module that is missing or fails to import falls back to it
+with a RuntimeWarning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tfsfast import _extensions
 from tfsfast.util._run_cost_py import (
@@ -20,9 +22,12 @@ from tfsfast.util._run_cost_py import (
 )
 
 _impl = _extensions.load("tfsfast.util._run_cost", "tfsfast.util._run_cost_py")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
 
-RunCost = _impl.RunCost
-COMPILED: bool = _impl.__name__.endswith("._run_cost")
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.util._run_cost_py import RunCost
+else:
+    RunCost = _impl.RunCost
 
 # A signature whose runs take less than this (a RunCost estimate of its measured runs) runs on
 # the event loop's own thread: handing a ~5 µs run to a pool thread and back costs ten times the
@@ -56,8 +61,8 @@ class RunCostPolicy:
 DEFAULT_RUN_COST_POLICY = RunCostPolicy()
 
 __all__ = [
-    "COMPILED",
     "DEFAULT_RUN_COST_POLICY",
+    "IMPLEMENTATION",
     "INLINE_RUN_MAX_SECONDS",
     "PROBE_INTERVAL",
     "PROBE_SHARE",

@@ -387,8 +387,9 @@ def test_row_errors(codec, body, dtypes, message) -> None:
 ])
 def test_batched_and_element_by_element_readings_agree(body, dtypes, monkeypatch) -> None:
     import tfsfast.codecs._json_py as twin
+    import tfsfast.codecs._json_to_tensor as to_tensor
     fast = values(parse(twin, body, dtypes))
-    monkeypatch.setattr(twin, "_fast_rows", lambda *args: None)
+    monkeypatch.setattr(to_tensor, "_fast_rows", lambda *args: None)
     assert values(parse(twin, body, dtypes)) == fast
 
 
@@ -978,7 +979,8 @@ def test_facade_exports_the_twin_without_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.reload(facade)
-    expected = "tfsfast.codecs._json" if facade.COMPILED else "tfsfast.codecs._json_py"
+    expected = {"compiled": "tfsfast.codecs._json",
+                "python": "tfsfast.codecs._json_py"}[facade.IMPLEMENTATION]
     impl = importlib.import_module(expected)
     assert facade.JsonCodec is impl.JsonCodec
     assert facade.format_predict_response is impl.format_predict_response
@@ -1124,6 +1126,47 @@ def test_the_request_is_a_plain_predict_request(codec) -> None:
     assert copy.inputs["x"].tolist() == [1.0]
     request.inputs = {}  # the fields stay assignable
     assert request.inputs == {}
+
+
+def test_a_body_the_fast_path_hands_over_is_still_the_codecs_request(codec) -> None:
+    body = b'{"inp\\u0075ts": [1.0]}'  # an escaped key: the compiled codec's twin reads it
+    if codec.__name__.endswith("._json"):
+        assert codec._parse_fast(body, lambda _: {"x": FLOAT}) is None
+    request = parse(codec, body)
+    assert type(request) is codec.PredictRequest
+    assert (request.signature_name, request.columnar) == ("serving_default", True)
+    assert request.inputs["x"].tolist() == [1.0]
+
+
+def test_compiled_and_twin_requests_are_interchangeable() -> None:
+    compiled = pytest.importorskip("tfsfast.codecs._json")
+    twin = importlib.import_module("tfsfast.codecs._json_py")
+    inputs = {"x": np.array([1.0, 2.0], np.float32)}
+    c = compiled.PredictRequest("s", inputs, True)
+    t = twin.PredictRequest("s", inputs, True)
+    assert c == t and t == c and not (c != t) and not (t != c)
+    expected_repr = f"PredictRequest(signature_name='s', inputs={inputs!r}, columnar=True)"
+    assert repr(c) == repr(t) == expected_repr
+    assert compiled.PredictRequest(signature_name="s", inputs=inputs, columnar=True) == t
+    assert c != twin.PredictRequest("s", inputs, False)
+    assert c != twin.PredictRequest("t", inputs, True)
+    assert c != compiled.PredictRequest("s", {}, True)
+    assert c != ("s", inputs, True)
+    for request in (c, t):
+        with pytest.raises(TypeError, match="unhashable type"):
+            hash(request)
+        match request:
+            case compiled.PredictRequest(name, got, columnar) | twin.PredictRequest(
+                    name, got, columnar):
+                assert (name, got, columnar) == ("s", inputs, True)
+            case _:
+                pytest.fail(f"{request!r} did not match")
+    # the compiled fields hold what the codecs put there: a str, a dict and a bool
+    with pytest.raises(TypeError):
+        compiled.PredictRequest(b"s", inputs, True)
+    with pytest.raises(TypeError):
+        compiled.PredictRequest("s", [("x", inputs["x"])], True)
+    assert compiled.PredictRequest("s", inputs, 1).columnar is True
 
 
 def test_codecs_with_different_limits_keep_their_own(codec) -> None:

@@ -62,7 +62,9 @@ def parse_outcome(impl, body: bytes, dtypes) -> tuple:
         request = impl.parse_predict_request(body, lookup)
     except ServingError as e:
         return ("error", e.code, e.message, calls)
-    assert isinstance(request, twin.PredictRequest)
+    # Each codec's own type, also for the bodies the compiled one hands over to the twin.
+    own = compiled if impl is compiled or isinstance(impl, compiled.JsonCodec) else twin
+    assert type(request) is own.PredictRequest
     return ("ok", request.signature_name, request.columnar,
             {k: canon(v) for k, v in request.inputs.items()}, calls)
 

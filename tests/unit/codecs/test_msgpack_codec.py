@@ -371,12 +371,14 @@ def test_facade_exports_the_implementation() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.reload(facade)
-    expected = "tfsfast.codecs._msgpack" if facade.COMPILED else "tfsfast.codecs._msgpack_py"
+    expected = {"compiled": "tfsfast.codecs._msgpack",
+                "python": "tfsfast.codecs._msgpack_py"}[facade.IMPLEMENTATION]
     impl = importlib.import_module(expected)
     assert facade.MsgpackCodec is impl.MsgpackCodec
     assert facade.format_predict_response is impl.format_predict_response
-    assert facade.PredictRequest is importlib.import_module(
-        "tfsfast.codecs._json_py").PredictRequest
+    # the JSON codec's of the same implementation
+    json_impl = importlib.import_module(expected.replace("_msgpack", "_json"))
+    assert facade.PredictRequest is impl.PredictRequest is json_impl.PredictRequest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,8 +510,12 @@ def test_tensor_map_bodies_take_the_compiled_fast_path() -> None:
         request = compiled._parse_fast(body, lambda _, d=dtypes: d)
         assert request is not None
         assert outcome(compiled, body, dtypes) == outcome(twin, body, dtypes)
-    # and the rest goes to the twin
+    # and the rest goes to the twin, whose request comes back as the compiled codec's type
     assert compiled._parse_fast(pack({"inputs": [1.0]}), lambda _: {"x": FLOAT}) is None
+    request = compiled.parse_predict_request(pack({"inputs": [1.0]}), lambda _: {"x": FLOAT})
+    assert type(request) is compiled.PredictRequest
+    fast = compiled.parse_predict_request(cases[0][0], lambda _: {"x": FLOAT})
+    assert type(fast) is compiled.PredictRequest
     assert compiled._parse_fast(pack({"inputs": tmap(a, "int32")}),
                                 lambda _: {"x": FLOAT}) is None
 

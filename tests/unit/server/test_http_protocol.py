@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tfsfast.server.http.http_protocol import (
+from tfsfast.server.http._http_protocol_py import (
     HttpRequest,
     HttpResponse,
     HttpServerLimits,
@@ -19,7 +19,8 @@ from tfsfast.server.http.http_protocol import (
 from tfsfast.testing.fake_transport import FakeTransport
 from tfsfast.testing.test_util import implementations
 
-IMPLS = implementations("tfsfast.server.http._http_protocol", "tfsfast.server.http.http_protocol")
+IMPLS = implementations("tfsfast.server.http._http_protocol",
+                        "tfsfast.server.http._http_protocol_py")
 
 
 @pytest.fixture(params=IMPLS)

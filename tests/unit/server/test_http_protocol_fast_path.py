@@ -20,7 +20,7 @@ import pytest
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.testing.fake_transport import FakeTransport
@@ -28,7 +28,7 @@ from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
 
 PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
-                            "tfsfast.server.http.http_protocol")
+                            "tfsfast.server.http._http_protocol_py")
 FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
 

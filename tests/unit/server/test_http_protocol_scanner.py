@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfsfast import _extensions
-from tfsfast.server.http import http_protocol
+from tfsfast.server.http import _http_protocol_py as http_protocol
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http._rest_fast_path_py import RestFastPath as TwinFastPath
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
 
 if _extensions.NO_EXTENSIONS:
     pytest.skip("TFSFAST_NO_EXTENSIONS is set: no compiled protocol", allow_module_level=True)

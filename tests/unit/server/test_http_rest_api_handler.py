@@ -12,7 +12,7 @@ import pytest
 from tfsfast.codecs import json_codec
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import (
     CORS_HEADERS,
     HttpRestApiHandler,
@@ -326,7 +326,7 @@ def test_v2_health_cors(core: ServerCore) -> None:
 
 
 PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
-                            "tfsfast.server.http.http_protocol")
+                            "tfsfast.server.http._http_protocol_py")
 FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse, HttpServerLimits
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse, HttpServerLimits
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.testing.test_util import implementations
 from tfsfast.testing.wait import wait_until_async
 
-IMPLS = implementations("tfsfast.server.http._http_protocol", "tfsfast.server.http.http_protocol")
+IMPLS = implementations("tfsfast.server.http._http_protocol",
+                        "tfsfast.server.http._http_protocol_py")
 
 
 @pytest.fixture(params=IMPLS)

@@ -24,7 +24,7 @@ from tfsfast.batching import batching_parameters as bp
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
-from tfsfast.server.http.http_protocol import (
+from tfsfast.server.http._http_protocol_py import (
     HttpRequest,
     HttpResponse,
     HttpServerLimits,
@@ -40,7 +40,7 @@ from tfsfast.util.run_cost import RunCostPolicy
 FAST_PATHS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
 PROTOCOLS = implementations("tfsfast.server.http._http_protocol",
-                            "tfsfast.server.http.http_protocol")
+                            "tfsfast.server.http._http_protocol_py")
 PREDICT = b"/v1/models/m:predict"
 ROW = b'{"instances": [[1.0], [2.0], [5.0]]}'
 JSON = {b"content-type": b"application/json"}

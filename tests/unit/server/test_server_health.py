@@ -16,7 +16,7 @@ import pytest
 
 from tfsfast.core.servable_id import ServableId
 from tfsfast.server import model_config as mc
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.server.server_health import ServerHealth

@@ -10,7 +10,7 @@ answer per call, no batch once the loop stopped) and the handler calls are the o
 makes.
 """
 
-from tfsfast.server.grpc._clock cimport wall_time
+from tfsfast._cdefs.clock cimport wall_time
 
 from tfsfast.server.grpc._fast_unary_py import (
     NO_DEADLINE,

@@ -4,7 +4,12 @@
 PredictRequest naming a model (optionally a version or a label, a signature, an output filter)
 with its inputs as TensorProtos, for a model whose runs take microseconds, without
 ``PredictionServiceImpl.predict_answer``'s per-request ServableRequest, ServableHandle,
-signature resolution and closures. It returns the response bytes, byte for byte what
+signature resolution and closures. It composes ``predict_answer``'s steps
+(``tfsfast.server.predict``): the codec decodes the request, the servable comes from the handle
+table instead of a ServableHandle, the signature from a ``predict_signatures.SignatureCache``
+(``predict_answer``'s ``BundleSignatures``, kept per servable), whose ``PredictSignature``
+checks and decodes the inputs and the output filter; the run is measured by the signature's
+``RunCost`` and the codec encodes the response. It returns the response bytes, byte for byte what
 ``predict_answer`` returns, or None, and then the caller hands the request to ``predict_answer``
 unchanged (calling the instance does both). So every status other than those of the run itself
 comes from ``predict_answer``.
@@ -18,8 +23,8 @@ Taken here (everything else returns None):
   for an unknown one); a servable that has ``run`` and ``signatures`` and no batching session
   (batched runs go through ``predict_answer`` and the batching session as before);
 * a signature that resolves (cached per bundle and signature name as sent), inputs that match it
-  (count unless it has defaults, aliases), an output filter it accepts, tensors the service's
-  codec (``tensors``, a ``TensorProtoCodec`` with the service's limits) decodes;
+  (count unless it has defaults, aliases) and that the service's codec (``tensors``, a
+  ``TensorProtoCodec`` with the service's limits) decodes, an output filter it accepts;
 * and the signature's ``RunCost`` (the one ``RunCosts`` keeps for the servable version and
   signature, shared with ``predict_answer``) allowing the run on this thread. A run that does
   not may be slow: ``predict_answer`` redoes the request and returns its continuation for the
@@ -43,39 +48,11 @@ from typing import Any
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST
-from tfsfast.servables import predict_util
+from tfsfast.server.predict.predict_signatures import SignatureCache
 from tfsfast.util.status import ServingError
-
-# Bounds the per-bundle cache; a server with more versions than this re-caches in turn.
-_MAX_MODELS = 64
 
 # find(name, version, policy) of the manager's handle table.
 Find = Callable[[str, "int | None", int], Any]
-
-
-class _Signature:
-    """One signature as resolved for a signature name sent: what the checks and the run use."""
-
-    __slots__ = ("cost", "defaults", "inputs", "key", "order", "signature")
-
-    def __init__(self, signature: Any, cost: Any) -> None:
-        self.signature = signature
-        self.key = signature.key
-        self.inputs = signature.inputs
-        self.defaults = bool(signature.defaults)
-        self.order = list(signature.outputs)
-        self.cost = cost
-
-
-class _Model:
-    """What the fast path keeps about one bundle: its signatures, resolved."""
-
-    __slots__ = ("bundle", "servable_id", "signatures")
-
-    def __init__(self, bundle: Any, servable_id: Any) -> None:
-        self.bundle = bundle
-        self.servable_id = servable_id
-        self.signatures: dict[str, _Signature] = {}
 
 
 class PredictFastPath:
@@ -96,13 +73,12 @@ class PredictFastPath:
         self._label_version = label_version
         self._costs = costs
         self._fallback = fallback
-        self._enforce = enforce_method_name
         self._tensor_content = tensor_content
         self._max_inline_bytes = max_inline_bytes
         if tensors is None:
             tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
         self._decode_tensor = tensors.decode_tensor
-        self._models: dict[int, _Model] = {}
+        self._signatures = SignatureCache(enforce_method_name)
 
     def __call__(self, data: bytes, context: Any) -> Any:
         """The answer ``predict_answer`` gives: the response bytes, or its continuation."""
@@ -139,61 +115,22 @@ class PredictFastPath:
         bundle = entry.servable
         if getattr(bundle, "batching_session", None) is not None:
             return None
-        model = self._model(bundle, entry.id)
-        if model is None:
-            return None
-        signature = self._signature(model, request.signature_name)
-        if signature is None:
-            return None
-        inputs = request.inputs
-        if len(inputs) != len(signature.inputs) and not signature.defaults:
-            return None
-        for alias in inputs:
-            if alias not in signature.inputs:
-                return None
-        aliases = None
-        order = signature.order
+        servable = self._signatures.of(bundle, entry.id)
+        if servable.run is None:
+            return None  # not a SavedModelBundle: predict_answer says what it gets
         try:
-            if request.output_filter:
-                aliases = predict_util.resolve_output_filter(signature.signature,
-                                                             request.output_filter)
-                if aliases is not None:  # always, for a filter that is not empty
-                    order = aliases
-            budget = [0]
-            decode = self._decode_tensor
-            tensors = {alias: decode(tensor, alias, budget) for alias, tensor in inputs.items()}
+            signature = servable.get(request.signature_name)
+            tensors = signature.decode_inputs(request.inputs, self._decode_tensor)
+            aliases = signature.output_aliases(request.output_filter)
         except Exception:
             return None
         cost = signature.cost
+        if cost is None:
+            cost = signature.cost = self._costs.cost(servable.servable_id, signature.key)
         if not cost.allows():
             return None
-        outputs = cost.timed(bundle.run, signature.key, tensors, aliases, timeout)
+        outputs = cost.timed(servable.run, signature.key, tensors, aliases, timeout)
+        order = signature.order if aliases is None else aliases
         return tensor_proto.encode_predict_response(
-            name, signature.key, model.servable_id.version, [(a, outputs[a]) for a in order],
+            name, signature.key, servable.servable_id.version, [(a, outputs[a]) for a in order],
             self._tensor_content)
-
-    def _model(self, bundle: Any, servable_id: Any) -> _Model | None:
-        # Keyed by id: the cache holds the bundle, so its id is not reused while cached (and a
-        # servable need not be hashable).
-        key = id(bundle)
-        model = self._models.get(key)
-        if model is None or model.bundle is not bundle:
-            if not (hasattr(bundle, "run") and hasattr(bundle, "signatures")):
-                return None  # not a SavedModelBundle: predict_answer says what it gets
-            if len(self._models) >= _MAX_MODELS:
-                self._models.clear()
-            model = _Model(bundle, servable_id)
-            self._models[key] = model
-        return model
-
-    def _signature(self, model: _Model, signature_name: str) -> _Signature | None:
-        found = model.signatures.get(signature_name)
-        if found is None:
-            try:
-                signature = predict_util.get_predict_signature(model.bundle, signature_name,
-                                                               self._enforce)
-            except Exception:
-                return None
-            found = _Signature(signature, self._costs.cost(model.servable_id, signature.key))
-            model.signatures[signature_name] = found
-        return found

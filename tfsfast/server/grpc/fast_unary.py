@@ -45,7 +45,8 @@ and on ``grpc._cython.cygrpc``; when either is missing, :meth:`FastUnaryMethods.
 False and the caller serves the methods through grpcio's generic handlers instead.
 
 The per-call part (the loop, steps 1-3, the context) is compiled (``_fast_unary``) with
-``_fast_unary_py`` as its pure-Python twin; ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
+``_fast_unary_py`` as its pure-Python twin; ``IMPLEMENTATION`` says which runs (``"compiled"`` or
+``"python"``) and ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -72,8 +73,12 @@ from tfsfast.util.status import Code
 
 _impl = _extensions.load("tfsfast.server.grpc._fast_unary", "tfsfast.server.grpc._fast_unary_py")
 
-UnaryCall = _impl.UnaryCall
-COMPILED: bool = _impl.__name__.endswith("._fast_unary")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
+
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.server.grpc._fast_unary_py import UnaryCall
+else:
+    UnaryCall = _impl.UnaryCall
 
 
 class FastUnaryMethods:
@@ -193,5 +198,5 @@ class FastUnaryMethods:
         call.reply(response)
 
 
-__all__ = ["COMPILED", "MAX_MESSAGE_FLAG", "Answer", "Continuation", "FastUnaryMethods",
+__all__ = ["IMPLEMENTATION", "MAX_MESSAGE_FLAG", "Answer", "Continuation", "FastUnaryMethods",
            "Handler", "UnaryCall", "check_message_size", "error_status"]

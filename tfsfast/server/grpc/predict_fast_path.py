@@ -1,17 +1,24 @@
 """The gRPC Predict fast path: compiled, or its Python twin.
 
-See ``_predict_fast_path_py`` for the contract. ``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a
-compiled module that is missing or fails to import falls back to the twin with a RuntimeWarning.
+See ``_predict_fast_path_py`` for the contract. ``IMPLEMENTATION`` says which runs
+(``"compiled"`` or ``"python"``); ``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a compiled module
+that is missing or fails to import falls back to the twin with a RuntimeWarning.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from tfsfast import _extensions
 
 _impl = _extensions.load("tfsfast.server.grpc._predict_fast_path",
                          "tfsfast.server.grpc._predict_fast_path_py")
 
-PredictFastPath = _impl.PredictFastPath
-COMPILED: bool = _impl.__name__.endswith("._predict_fast_path")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
 
-__all__ = ["COMPILED", "PredictFastPath"]
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.server.grpc._predict_fast_path_py import PredictFastPath
+else:
+    PredictFastPath = _impl.PredictFastPath
+
+__all__ = ["IMPLEMENTATION", "PredictFastPath"]

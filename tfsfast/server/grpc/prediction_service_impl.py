@@ -4,7 +4,9 @@ Every method takes the request's raw bytes and returns the response's bytes:
 
 * Predict is read and written at the wire level by ``codecs.tensor_proto`` (tensors are views
   over the request; outputs are copied once, into the response), so no protobuf objects are
-  built on the hot path. TF Serving's order of checks: ``Missing ModelSpec``; the servable
+  built on the hot path. It composes the steps of ``tfsfast.server.predict`` (the signature and
+  the input checks are ``predict_signatures``'), as the fast path does. TF Serving's order of
+  checks: ``Missing ModelSpec``; the servable
   (NOT_FOUND ``Servable not found for request: ...``); the signature (FAILED_PRECONDITION
   ``Serving signature key "s" not found.``); the method name (only with
   ``--enable_signature_method_name_check``); the input count (skipped when the signature has
@@ -37,8 +39,6 @@ import grpc
 
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
-from tfsfast.runtime import validation
-from tfsfast.runtime.signature import Signature
 from tfsfast.servables import classifier, predict_util, regressor
 from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
@@ -50,6 +50,7 @@ from tfsfast.server.grpc.model_spec_util import (
     get_servable_handle_for_spec,
     version_choice,
 )
+from tfsfast.server.predict.predict_signatures import SignatureCache
 from tfsfast.server.server_core import ServerCore
 from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
@@ -142,7 +143,8 @@ class RunCosts:
 
 
 class PredictionServiceImpl:
-    """The service's handlers; thread-safe (no state besides the core and the options)."""
+    """The service's handlers; thread-safe (besides the core and the options, only caches whose
+    races build equal entries)."""
 
     def __init__(self, core: ServerCore, options: PredictionServiceOptions | None = None
                  ) -> None:
@@ -162,6 +164,8 @@ class PredictionServiceImpl:
         options = self._options
         self._run_costs = RunCosts(options.run_cost_policy)
         self._tensors = tensor_proto.TensorProtoCodec(options.codec_limits)
+        # Predict's signatures, resolved once per servable (the fast path keeps its own).
+        self._signatures = SignatureCache(options.enforce_signature_method_name)
         # The common Predict, answered without predict_answer's per-request objects (it hands
         # everything else to predict_answer).
         self._predict_fast = predict_fast_path.PredictFastPath(
@@ -215,17 +219,6 @@ class PredictionServiceImpl:
 
     # --- Predict -------------------------------------------------------------------------------
 
-    def _decode_inputs(self, signature: Signature, inputs: dict[str, Any]) -> dict[str, Any]:
-        # TF Serving compares counts only; a wrong name is reported by the alias check below.
-        if len(inputs) != len(signature.inputs) and not signature.defaults:
-            raise validation.input_size_mismatch(signature, inputs)
-        for alias in inputs:
-            if alias not in signature.inputs:
-                raise validation.input_alias_not_found(signature, alias)
-        budget = [0]
-        decode = self._tensors.decode_tensor
-        return {alias: decode(data, alias, budget) for alias, data in inputs.items()}
-
     def predict(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         """Predict, answered on the calling thread."""
         answer = self._predict_fast(data, context)
@@ -245,15 +238,14 @@ class PredictionServiceImpl:
         try:
             servable_id = handle.id
             bundle = handle.servable
-            signature = predict_util.get_predict_signature(
-                bundle, request.signature_name, options.enforce_signature_method_name)
-            inputs = self._decode_inputs(signature, request.inputs)
-            aliases = predict_util.resolve_output_filter(signature, request.output_filter)
+            signature = self._signatures.of(bundle, servable_id).get(request.signature_name)
+            inputs = signature.decode_inputs(request.inputs, self._tensors.decode_tensor)
+            aliases = signature.output_aliases(request.output_filter)
         except BaseException:
             handle.release()
             raise
         key = signature.key
-        order = aliases if aliases is not None else list(signature.outputs)
+        order = signature.order if aliases is None else aliases
         costs = self._run_costs
 
         def respond(outputs: dict[str, Any]) -> bytes:

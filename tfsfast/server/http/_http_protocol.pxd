@@ -1,7 +1,7 @@
-# The compiled HTTP/1.1 protocol: declarations. See _http_protocol.pyx; http_protocol.py holds
+# The compiled HTTP/1.1 protocol: declarations. See _http_protocol.pyx; _http_protocol_py.py holds
 # the pure-Python twin (HttpProtocol) and the shared request/response types.
 
-from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnection, RestFastPath
+from tfsfast.server.http._rest_fast_path cimport DeferredConnection, RestFastPath
 
 
 cdef class HttpProtocol(DeferredConnection):
@@ -38,8 +38,10 @@ cdef class HttpProtocol(DeferredConnection):
     cdef bint _closing
     # Set by drain(): the listener has closed (see the twin's module docstring).
     cdef bint _draining
-    # The fast path's BatchedReply while a batched request is out (the connection is busy).
+    # The fast path's BatchedReply while a batched request is out (the connection is busy),
+    # and the keep_alive it was given.
     cdef object _deferred
+    cdef bint _deferred_keep_alive
     # The handler's task and its _Done callback while its answer is awaited.
     cdef object _task
     cdef object _task_done
@@ -60,6 +62,7 @@ cdef class HttpProtocol(DeferredConnection):
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
     cdef _done(self, object task, bint keep_alive, object headers)
+    cpdef deferred_done(self, object reply)
     cdef _deferred_done(self, object reply)
     cdef object _internal_error(self, object headers)
     cdef bint _keep_alive(self, bint keep_alive) except -1

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Compiled ``HttpProtocol``: the contract of ``http_protocol.HttpProtocol``, its Python twin.
+"""Compiled ``HttpProtocol``: the contract of ``_http_protocol_py.HttpProtocol``, its Python twin.
 
 The same httptools parser drives the same callbacks with the same limits, timeouts, pipelining
 order, rejections, connection cap and drain; the twin's tests run against both. What is cut is
@@ -7,14 +7,16 @@ the per-request Python around them:
 
 * callbacks are C-level methods; limits are C integers, read once when the connection is made
   (``HttpServerLimits`` are fixed for a server's life);
-* ``_last_activity`` comes from ``clock_gettime(CLOCK_MONOTONIC)``, the clock behind
-  ``time.monotonic()``, without a Python call or a float object per read;
+* ``_last_activity`` comes from ``tfsfast._cdefs.clock.monotonic()``, the clock of
+  ``time.monotonic()`` read in C, without a Python call or a float object per read;
 * a request that can be answered at once (nothing queued or in progress) is offered to the REST
-  fast path (``_rest_fast_path.RestFastPath``, called as a C method) before any ``HttpRequest`` is
-  built; the fast path returns the finished response bytes or None, and then the request takes
-  the general path: queued as an ``HttpRequest`` and given to the handler, exactly as in the twin;
+  fast path (its ``answer``; a scanned request to the compiled fast path's ``answer_plain``, a C
+  method) before any ``HttpRequest`` is built; the fast path returns the finished response bytes
+  or None, and then the request takes the general path: queued as an ``HttpRequest`` and given
+  to the handler, exactly as in the twin. A batched answer comes back through
+  ``deferred_done`` (``DeferredConnection``'s method, which this class overrides);
 * with the compiled fast path, a head scanner serves complete plain-JSON POSTs that arrive
-  between messages without any parser callback (see "the head scanner" below); every other byte
+  between messages without any parser callback (``_http_head_scanner``); every other byte
   goes through httptools. While the connection drains, neither the scanner nor the immediate
   fast path are used: every request is queued first, as in the twin, so that the answers know
   which one is the last.
@@ -29,10 +31,8 @@ from collections import deque
 import httptools
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memcmp
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from tfsfast.server.http.http_protocol import (
+from tfsfast.server.http._http_protocol_py import (
     HttpRequest,
     HttpResponse,
     _RequestTooLarge,
@@ -40,9 +40,11 @@ from tfsfast.server.http.http_protocol import (
     unread_bytes,
 )
 
-from tfsfast.server.http._rest_fast_path cimport BatchedReply, DeferredConnection, RestFastPath
+from tfsfast._cdefs.clock cimport monotonic
+from tfsfast.server.http._http_head_scanner cimport HeadScan, scan_head, scanned_headers
+from tfsfast.server.http._rest_fast_path cimport DeferredConnection, RestFastPath
 
-_log = logging.getLogger("tfsfast.server.http.http_protocol")
+_log = logging.getLogger("tfsfast.server.http._http_protocol_py")
 
 cdef object _HttpResponse = HttpResponse
 cdef object _HttpRequest = HttpRequest
@@ -59,230 +61,6 @@ cdef enum:
     _NOT_TAKEN = 0  # the handler answers it
     _ANSWERED = 1   # written
     _DEFERRED = 2   # batched: the connection is busy until deferred_done
-
-
-cdef inline double _monotonic() noexcept:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
-
-
-# --- the head scanner ------------------------------------------------------------------------
-#
-# The one request shape that dominates REST traffic, recognised in C so that it costs no parser
-# callbacks: a complete ``POST <target> HTTP/1.1`` with plain CRLF header lines, an optional
-# ``Content-Length`` and its whole body, and headers that ask for JSON in and out. Anything the
-# scanner is not sure about (another method or version, chunked bodies, Connection values other
-# than keep-alive/close, Upgrade, obs-fold, empty or padded values, unusual bytes, a limit within
-# reach, an incomplete request) is left to httptools, byte for byte, so only requests that
-# httptools parses to exactly the same URL, headers and body are ever taken here.
-
-cdef enum:
-    _MAX_SCANNED_HEADERS = 32
-
-cdef struct _Span:
-    Py_ssize_t start
-    Py_ssize_t end
-
-cdef struct _Scan:
-    _Span url
-    _Span body
-    int n_headers
-    _Span names[_MAX_SCANNED_HEADERS]
-    _Span values[_MAX_SCANNED_HEADERS]
-    Py_ssize_t header_bytes
-    bint keep_alive
-
-
-cdef enum:
-    _H_OTHER = 0
-    _H_CONTENT_LENGTH
-    _H_CONTENT_TYPE
-    _H_CONTENT_ENCODING
-    _H_ACCEPT
-    _H_CONNECTION
-    _H_DEFER  # transfer-encoding, upgrade: httptools' business
-
-
-cdef inline bint _is_token(unsigned char c) noexcept:
-    return (c'a' <= c <= c'z') or (c'A' <= c <= c'Z') or (c'0' <= c <= c'9') or c == c'-'
-
-
-cdef inline bint _is_target(unsigned char c) noexcept:
-    # Unreserved, sub-delims, ':', '@', '/', '?', '%' (no '#', quotes, brackets or controls):
-    # bytes llhttp accepts anywhere in a path or query.
-    if (c'a' <= c <= c'z') or (c'A' <= c <= c'Z') or (c'0' <= c <= c'9'):
-        return True
-    return c in b"-._~/:?=&%+,;@!$'()*"
-
-
-cdef inline bint _is_value(unsigned char c) noexcept:
-    return 0x21 <= c <= 0x7E or c == c' ' or c == c'\t'
-
-
-cdef bint _equals_lower(const unsigned char *s, Py_ssize_t n, const char *lower) noexcept:
-    """Whether s[:n] is ``lower`` (a lower-case literal), ignoring ASCII case."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if lower[i] == 0 or _lower(s[i]) != <unsigned char>lower[i]:
-            return False
-    return lower[n] == 0
-
-
-cdef inline unsigned char _lower(unsigned char c) noexcept:
-    return c + 32 if c'A' <= c <= c'Z' else c
-
-
-cdef int _header_kind(const unsigned char *s, Py_ssize_t n) noexcept:
-    if n == 14 and _equals_lower(s, n, b"content-length"):
-        return _H_CONTENT_LENGTH
-    if n == 12 and _equals_lower(s, n, b"content-type"):
-        return _H_CONTENT_TYPE
-    if n == 16 and _equals_lower(s, n, b"content-encoding"):
-        return _H_CONTENT_ENCODING
-    if n == 6 and _equals_lower(s, n, b"accept"):
-        return _H_ACCEPT
-    if n == 10 and _equals_lower(s, n, b"connection"):
-        return _H_CONNECTION
-    if ((n == 17 and _equals_lower(s, n, b"transfer-encoding"))
-            or (n == 7 and _equals_lower(s, n, b"upgrade"))):
-        return _H_DEFER
-    return _H_OTHER
-
-
-cdef bint _is_json_media(const unsigned char *s, Py_ssize_t n) noexcept:
-    """``[OWS] application/json [OWS] [";" ...]`` without "msgpack" anywhere, ignoring case
-    (``RestFastPath``'s rule)."""
-    cdef Py_ssize_t i = 0
-    for i in range(n - 6):
-        if _equals_lower(s + i, 7, b"msgpack"):
-            return False
-    i = 0
-    while i < n and (s[i] == c' ' or s[i] == c'\t'):
-        i += 1
-    if n - i < 16 or not _equals_lower(s + i, 16, b"application/json"):
-        return False
-    i += 16
-    while i < n and (s[i] == c' ' or s[i] == c'\t'):
-        i += 1
-    return i == n or s[i] == c';'
-
-
-cdef Py_ssize_t _scan(const unsigned char *s, Py_ssize_t n, _Scan *out,
-                      Py_ssize_t max_url, Py_ssize_t max_header_bytes, Py_ssize_t max_headers,
-                      Py_ssize_t max_body) noexcept:
-    """Bytes taken by one complete, plain request at ``s`` (filling ``out``), or 0: leave the
-    bytes to httptools."""
-    cdef Py_ssize_t i, j, start, end
-    cdef Py_ssize_t content_length = 0
-    cdef int kind
-    cdef bint seen_length = False, seen_type = False, seen_accept = False
-    cdef bint seen_connection = False
-    out.n_headers = 0
-    out.header_bytes = 0
-    out.keep_alive = True
-    # Request line.
-    if n < 16 or s[0] != c'P' or s[1] != c'O' or s[2] != c'S' or s[3] != c'T' or s[4] != c' ':
-        return 0
-    i = 5
-    start = i
-    while i < n and _is_target(s[i]):
-        i += 1
-    if i == start or i - start > max_url or s[start] != c'/':
-        return 0
-    out.url.start = start
-    out.url.end = i
-    if n - i < 11 or memcmp(s + i, b" HTTP/1.1\r\n", 11) != 0:
-        return 0
-    i += 11
-    # Header lines.
-    while True:
-        if i + 1 >= n:
-            return 0
-        if s[i] == c'\r':
-            if s[i + 1] != c'\n':
-                return 0
-            i += 2
-            break
-        start = i
-        while i < n and _is_token(s[i]):
-            i += 1
-        if i == start or i >= n or s[i] != c':':
-            return 0
-        end = i
-        i += 1
-        while i < n and (s[i] == c' ' or s[i] == c'\t'):
-            i += 1
-        j = i
-        while i < n and _is_value(s[i]):
-            i += 1
-        if i + 1 >= n or s[i] != c'\r' or s[i + 1] != c'\n':
-            return 0
-        if i == j or s[i - 1] == c' ' or s[i - 1] == c'\t':
-            return 0  # empty or padded values: httptools' way of handling them decides
-        if out.n_headers >= _MAX_SCANNED_HEADERS or out.n_headers + 1 >= max_headers:
-            return 0
-        out.names[out.n_headers].start = start
-        out.names[out.n_headers].end = end
-        out.values[out.n_headers].start = j
-        out.values[out.n_headers].end = i
-        out.n_headers += 1
-        out.header_bytes += (end - start) + (i - j) + 4
-        if out.header_bytes > max_header_bytes:
-            return 0
-        kind = _header_kind(s + start, end - start)
-        if kind == _H_DEFER:
-            return 0
-        elif kind == _H_CONTENT_LENGTH:
-            if seen_length or i - j > 18:
-                return 0
-            seen_length = True
-            for start in range(j, i):
-                if s[start] < c'0' or s[start] > c'9':
-                    return 0
-                content_length = content_length * 10 + (s[start] - c'0')
-        elif kind == _H_CONNECTION:
-            if seen_connection:
-                return 0
-            seen_connection = True
-            if _equals_lower(s + j, i - j, b"close"):
-                out.keep_alive = False
-            elif not _equals_lower(s + j, i - j, b"keep-alive"):
-                return 0
-        elif kind == _H_CONTENT_ENCODING:
-            return 0
-        elif kind == _H_CONTENT_TYPE:
-            if seen_type or not _is_json_media(s + j, i - j):
-                return 0
-            seen_type = True
-        elif kind == _H_ACCEPT:
-            if seen_accept:
-                return 0
-            seen_accept = True
-            if not (_equals_lower(s + j, i - j, b"*/*")
-                    or (i - j == 16 and memcmp(s + j, b"application/json", 16) == 0)):
-                return 0
-        i += 2
-    if content_length > max_body or n - i < content_length:
-        return 0
-    out.body.start = i
-    out.body.end = i + content_length
-    return i + content_length
-
-
-cdef dict _scanned_headers(const unsigned char *s, _Scan *scan):
-    """The headers as the on_header callback collects them: lower-case names, repeated
-    headers joined by ", "."""
-    cdef dict headers = {}
-    cdef int k
-    for k in range(scan.n_headers):
-        name = PyBytes_FromStringAndSize(<const char *>s + scan.names[k].start,
-                                         scan.names[k].end - scan.names[k].start).lower()
-        value = PyBytes_FromStringAndSize(<const char *>s + scan.values[k].start,
-                                          scan.values[k].end - scan.values[k].start)
-        old = headers.get(name)
-        headers[name] = value if old is None else old + b", " + value
-    return headers
 
 
 cdef long long _digits(bytes value) noexcept:
@@ -332,7 +110,9 @@ cdef class HttpProtocol(DeferredConnection):
         self._max_header_count = limits.max_header_count
         self._max_pipelined_requests = limits.max_pipelined_requests
         self._fast_path = fast_path
-        self._compiled_fast_path = fast_path if type(fast_path) is RestFastPath else None
+        # The head scanner hands its requests to answer_plain, which only the compiled fast
+        # path has; every other request goes to ``answer``, whichever the fast path is.
+        self._compiled_fast_path = fast_path if isinstance(fast_path, RestFastPath) else None
         # The head scanner serves only the compiled fast path's requests.
         self._scanner = self._compiled_fast_path is not None
         self._at_boundary = True
@@ -356,7 +136,7 @@ cdef class HttpProtocol(DeferredConnection):
         self._task = None
         self._task_done = None
         self._deferred = None
-        self._last_activity = _monotonic()
+        self._last_activity = monotonic()
         self._in_head = False
         self._in_body = False
 
@@ -393,7 +173,7 @@ cdef class HttpProtocol(DeferredConnection):
     def data_received(self, data):
         if self._closing:
             return  # all answered (a drain's half-close): what comes now is discarded
-        self._last_activity = _monotonic()
+        self._last_activity = monotonic()
         cdef Py_ssize_t taken
         if self._at_boundary and self._scanner and not self._draining and type(data) is bytes:
             taken = self._serve_scanned(<bytes>data)
@@ -508,12 +288,13 @@ cdef class HttpProtocol(DeferredConnection):
         is idle; returns the bytes used (the rest goes to httptools)."""
         cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data), pos = 0, used
-        cdef _Scan scan
+        cdef HeadScan scan
         cdef bytes url, body
         while (pos < n and not self._busy and not self._queue and not self._closing
                and self._max_pipelined_requests > 0):
-            used = _scan(s + pos, n - pos, &scan, self._max_url_bytes, self._max_header_bytes,
-                         self._max_header_count, self._max_body_bytes)
+            used = scan_head(s + pos, n - pos, &scan, self._max_url_bytes,
+                             self._max_header_bytes, self._max_header_count,
+                             self._max_body_bytes)
             if used == 0:
                 break
             url = PyBytes_FromStringAndSize(<const char *>s + pos + scan.url.start,
@@ -531,7 +312,7 @@ cdef class HttpProtocol(DeferredConnection):
             self._body_size = scan.body.end - scan.body.start
             try:
                 if self._answer_fast("POST", url, None, body, scan.keep_alive) == _NOT_TAKEN:
-                    self._headers = _scanned_headers(s + pos - used, &scan)
+                    self._headers = scanned_headers(s + pos - used, &scan)
                     self._handle(_HttpRequest("POST", url, self._headers, body,
                                               scan.keep_alive), False)
             except Exception:
@@ -566,9 +347,6 @@ cdef class HttpProtocol(DeferredConnection):
         try:
             if headers is None:  # scanned: a POST with plain JSON headers
                 data = self._compiled_fast_path.answer_plain(path, body, keep_alive, self)
-            elif self._compiled_fast_path is not None:
-                data = self._compiled_fast_path.answer(method, path, headers, body, keep_alive,
-                                                       self)
             else:
                 data = self._fast_path.answer(method, path, headers, body, keep_alive, self)
         except Exception:
@@ -581,32 +359,24 @@ cdef class HttpProtocol(DeferredConnection):
             return _ANSWERED
         self._busy = True
         self._deferred = data
+        self._deferred_keep_alive = keep_alive  # the reply's keep_alive, kept in C
         return _DEFERRED
 
-    def deferred_done(self, reply):
+    cpdef deferred_done(self, object reply):
         """The fast path's batched answer is ready (called on this connection's loop)."""
         self._deferred_done(reply)
-
-    cdef int deferred_answer(self, BatchedReply reply) except -1:
-        """``deferred_done`` for the compiled fast path's reply, called in C."""
-        self._deferred_done(reply)
-        return 0
 
     cdef _deferred_done(self, object reply):
         if reply is not self._deferred:
             return  # cancelled: the connection went away
         self._deferred = None
         self._busy = False
-        self._last_activity = _monotonic()
+        self._last_activity = monotonic()
         if self._closing:
             return
-        # The compiled fast path's reply is read and encoded through C calls.
-        cdef BatchedReply compiled = reply if type(reply) is BatchedReply else None
-        cdef bint keep_alive = self._keep_alive(
-            compiled.keep_alive if compiled is not None else reply.keep_alive)
+        cdef bint keep_alive = self._keep_alive(self._deferred_keep_alive)
         try:
-            data = (compiled.encode(keep_alive) if compiled is not None
-                    else reply.encode(keep_alive))
+            data = reply.encode(keep_alive)
         except Exception:
             # The fast path answers plain JSON requests only.
             self._write(self._internal_error(None), keep_alive)
@@ -655,7 +425,7 @@ cdef class HttpProtocol(DeferredConnection):
         self._busy = False
         self._task = None
         self._task_done = None
-        self._last_activity = _monotonic()
+        self._last_activity = monotonic()
         try:
             response = task.result()
         except Exception:

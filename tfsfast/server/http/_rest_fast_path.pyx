@@ -1,13 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled REST predict fast path; the same contract as ``_rest_fast_path_py`` (its twin).
 
-What differs is only how: the URL and the headers are checked in C without building strings,
-the route of the last URL is remembered (a server sees the same few URLs again and again), the
-200 response is assembled in one allocation from a prefix built once, and the compiled protocol
-calls ``answer`` as a C method. Everything that decides the answer (the codec, the handle table,
-the signature checks, ``bundle.run_inline``, the error encoding) is the same code the handler
-and the twin call, so both paths answer with the same bytes. Batched requests are answered later
-through a ``BatchedReply``, as in the twin.
+What differs is only how: the headers are checked in C without building strings, the route of
+the last URL is remembered (a server sees the same few URLs again and again), the 200 response
+is assembled in one allocation from a prefix built once, and the compiled protocol's head
+scanner calls ``answer_plain`` as a C method. The steps are the handler's, composed as in the
+twin: the route is ``predict_route.predict_model_spec``, the signatures the compiled
+``predict_signatures`` (``SignatureCache.of`` and ``BundleSignatures.get`` called in C), the
+codec, ``bundle.run_inline`` and the error encoding are the same code the handler calls, so all
+three answer with the same bytes. Batched requests are answered later through a
+``BatchedReply``, as in the twin.
 """
 
 import asyncio
@@ -16,80 +18,28 @@ import logging
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
+from tfsfast.server.predict._predict_signatures cimport (
+    BundleSignatures,
+    PredictSignature,
+    SignatureCache,
+)
+
 from tfsfast.codecs import json_codec
-from tfsfast.servables import predict_util
-from tfsfast.server.http.http_protocol import HttpResponse, encode_response
+from tfsfast.server.http._http_protocol_py import HttpResponse, encode_response
 from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
+from tfsfast.server.predict.predict_route import predict_model_spec
 from tfsfast.util.status import ServingError, to_http_status
 
 from tfsfast.core.handle_table import LATEST as _LATEST_POLICY
 
 cdef object LATEST = _LATEST_POLICY
-cdef int _MAX_VERSION_DIGITS = 18  # always below 2**63, so no range check is needed
-cdef Py_ssize_t _MAX_MODELS = 64
 cdef object _ServingError = ServingError
 cdef object _get_running_loop = asyncio.get_running_loop
+cdef object _predict_model_spec = predict_model_spec
 _log = logging.getLogger("tfsfast.server.http.rest_fast_path")
 
-
-class _FallBack(Exception):
-    """Raised inside the fast path to hand the request to the handler."""
-
-
-cdef inline bint _is_name_byte(unsigned char c) noexcept:
-    return 0x21 <= c <= 0x7E and c != c'/' and c != c':' and c != c'%' and c != c'?' \
-        and c != c'#'
-
-
-cdef inline bint _has_prefix(const unsigned char *s, Py_ssize_t n, const char *p,
-                             Py_ssize_t m) noexcept:
-    cdef Py_ssize_t i
-    if n < m:
-        return False
-    for i in range(m):
-        if s[i] != <unsigned char>p[i]:
-            return False
-    return True
-
-
-def route(bytes path):
-    """``(model name, version or None)`` for a predict URL the fast path takes, else None."""
-    return _parse_route(path)
-
-
-cdef tuple _parse_route(bytes path):
-    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(path)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
-    cdef Py_ssize_t i, start, end, name_end
-    cdef long long version = 0
-    # "/v1/models/" <name> [ "/versions/" <digits> ] ":predict"
-    if not _has_prefix(s, n, b"/v1/models/", 11) or n < 11 + 1 + 8:
-        return None
-    end = n - 8
-    if not _has_prefix(s + end, 8, b":predict", 8):
-        return None
-    start = 11
-    i = start
-    while i < end and _is_name_byte(s[i]):
-        i += 1
-    name_end = i
-    if name_end == start:
-        return None
-    if i == end:
-        return (PyBytes_FromStringAndSize(<const char *>s + start, name_end - start)
-                .decode("ascii"), None)
-    if not _has_prefix(s + i, end - i, b"/versions/", 10):
-        return None
-    i += 10
-    if i == end or end - i > _MAX_VERSION_DIGITS:
-        return None
-    while i < end:
-        if s[i] < c'0' or s[i] > c'9':
-            return None
-        version = version * 10 + (s[i] - c'0')
-        i += 1
-    return (PyBytes_FromStringAndSize(<const char *>s + start, name_end - start).decode("ascii"),
-            version)
+# The URL step: (model name, version or None) of a predict URL the fast path takes, else None.
+route = predict_model_spec
 
 
 cdef inline unsigned char _lower(unsigned char c) noexcept:
@@ -137,42 +87,6 @@ cdef bint _plain_json(dict headers):
         return False
     value = headers.get(b"accept")
     return value is None or value == b"*/*" or value == b"application/json"
-
-
-cdef class _Model:
-    """What the fast path keeps about one bundle; also the codec's ``input_dtypes``."""
-
-    def __cinit__(self, bundle):
-        self.bundle = bundle
-        # A servable without run_inline is not a SavedModelBundle: the handler decides what it
-        # gets. A bundle's batching session takes every batchable run (run_inline declines).
-        self.run_inline = getattr(bundle, "run_inline", None)
-        self.batching = (getattr(bundle, "batching_session", None)
-                         if self.run_inline is not None else None)
-        self.inline = self.run_inline is not None and self.batching is None
-        self._inputs = {}   # signature name -> {input alias: DataType}
-        self._outputs = {}  # signature name as sent -> (Signature, {output alias: DataType})
-
-    def __call__(self, str signature_name):
-        dtypes = self._inputs.get(signature_name)
-        if dtypes is None:
-            signature = self.bundle.signatures.get(signature_name)
-            if signature is None or not signature.inputs:
-                raise _FallBack  # the handler's message for these
-            dtypes = {alias: t.dtype for alias, t in signature.inputs.items()}
-            self._inputs[signature_name] = dtypes
-        return dtypes
-
-    cdef tuple signature(self, str signature_name, bint enforce):
-        """``(signature key, {output alias: DataType}, its batcher or None)``; raises as
-        ``get_predict_signature``."""
-        found = self._outputs.get(signature_name)
-        if found is None:
-            signature = predict_util.get_predict_signature(self.bundle, signature_name, enforce)
-            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()},
-                     None if self.batching is None else self.batching.batcher(signature.key))
-            self._outputs[signature_name] = found
-        return <tuple>found
 
 
 cdef bytes _CONTENT_LENGTH = b"Content-Length: "
@@ -232,12 +146,11 @@ cdef class RestFastPath:
         self._format = codec.format_predict_response
         self._format_error = codec.format_error
         self._timeout_in_ms = options.timeout_in_ms
-        self._enforce = options.enforce_signature_method_name
         self._cors = CORS_HEADERS if options.enable_cors_support else None
         # encode_response's bytes up to Content-Length, for a 200 with these headers.
         full = encode_response(HttpResponse(200, b"", headers=self._cors), True)
         self._ok_head = full[:full.index(_CONTENT_LENGTH)]
-        self._models = {}
+        self._signatures = SignatureCache(options.enforce_signature_method_name)
         self._last_path = None
         self._last_route = None
 
@@ -258,30 +171,31 @@ cdef class RestFastPath:
         entry = self._find(spec[0], spec[1], LATEST)
         if entry is None:
             return None
-        cdef _Model model = self._model(entry.servable)
-        if model is None:
-            return None
-        cdef tuple found
+        cdef BundleSignatures servable = self._signatures.of(entry.servable, entry.id)
+        if servable.run_inline is None:
+            return None  # not a SavedModelBundle: the handler decides what it gets
+        cdef PredictSignature signature
         try:
-            parsed = self._parse(body, model)
-            found = model.signature(parsed.signature_name, self._enforce)
+            parsed = self._parse(body, servable)
+            signature = servable.get(parsed.signature_name)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
-        key, output_dtypes, batcher = found
-        if model.batching is not None:
-            if connection is None or batcher is None:
+        if servable.batching is not None:
+            if connection is None or signature.batcher is None:
                 return None  # not batched: the handler runs it alone
-            return self._schedule(batcher, entry, parsed, output_dtypes, connection, keep_alive)
+            return self._schedule(signature, entry, parsed, connection, keep_alive)
         try:
-            outputs = model.run_inline(key, parsed.inputs, None, self._timeout_in_ms, None)
+            outputs = servable.run_inline(signature.key, parsed.inputs, None,
+                                          self._timeout_in_ms, None)
         except _ServingError as e:
             return self._encode_error(e, keep_alive)
         if outputs is None:
             return None  # not run: it goes to a thread, so the handler awaits it
-        return self._encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
+        return self._encode_outputs(outputs, parsed.columnar, signature.output_dtypes,
+                                    keep_alive)
 
-    cdef object _schedule(self, object batcher, object entry, object parsed,
-                          object output_dtypes, object connection, bint keep_alive):
+    cdef object _schedule(self, PredictSignature signature, object entry, object parsed,
+                          object connection, bint keep_alive):
         cdef BatchedReply reply
         # The connection's loop, read once when it was made: asyncio's own lookup costs a
         # getpid(2) per call (CPython 3.11 checks the loop's process on every call).
@@ -297,10 +211,11 @@ cdef class RestFastPath:
         reply._loop = loop
         reply._entry = entry  # keeps the version loaded until the answer
         reply.columnar = parsed.columnar
-        reply.output_dtypes = output_dtypes
+        reply.output_dtypes = signature.output_dtypes
         reply.keep_alive = keep_alive
         try:
-            task = batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None, reply)
+            task = signature.batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None,
+                                              reply)
         except _ServingError as e:
             return self._encode_error(e, keep_alive)
         if task is None:
@@ -332,62 +247,40 @@ cdef class RestFastPath:
             return None
         if self._last_path is not None and path == self._last_path:
             return self._last_route
-        found = _parse_route(path)
+        found = _predict_model_spec(path)
         self._last_path = path
         self._last_route = found
         return found
 
-    cdef _Model _model(self, object bundle):
-        # Keyed by id: the cache holds the bundle, so its id is not reused while cached (and a
-        # servable need not be hashable).
-        cdef object key = id(bundle)
-        cdef _Model model = self._models.get(key)
-        if model is None or model.bundle is not bundle:
-            if len(self._models) >= _MAX_MODELS:
-                self._models.clear()
-            model = _Model(bundle)
-            self._models[key] = model
-        return model if model.inline or model.batching is not None else None
-
 
 cdef class DeferredConnection:
-    """Base of a connection that takes a ``BatchedReply``'s outcome through a C call,
-    ``deferred_answer(reply)``, instead of its Python ``deferred_done(reply)`` (the compiled
-    protocol is one; any other connection is called by name)."""
+    """Base of a connection that a ``BatchedReply`` answers: ``deferred_done(reply)`` is called
+    once, on the connection's loop, when the reply's outcome is in (the compiled protocol is
+    one, and overrides it; the twin's protocol has the same method by name)."""
 
-    cdef int deferred_answer(self, BatchedReply reply) except -1:
+    cpdef deferred_done(self, object reply):
         raise NotImplementedError
 
 
-cdef class BatchedReply:
+cdef class BatchedReply(BatchWaiter):
     """The waiter of one batched fast-path request, and later its response (see the twin).
 
-    The batching session treats it as an asyncio future of its loop; its outcome goes to
+    The batching session treats it as an asyncio future of its loop (the ``BatchWaiter``
+    methods, called in C by the compiled session); its outcome goes to
     ``connection.deferred_done(self)``, which writes ``encode(keep_alive)``.
     """
 
-    def get_loop(self):
+    cpdef object get_loop(self):
         return self._loop
 
-    def done(self):
+    cpdef bint done(self) except -1:
         return self.finished
 
-    def set_result(self, outputs):
-        self._finish(outputs, None)
+    cpdef set_result(self, object result):
+        self._finish(result, None)
 
-    def set_exception(self, error):
+    cpdef set_exception(self, object error):
         self._finish(None, error)
-
-    # The same, for the compiled batching session (BatchWaiter): C calls, no lookups by name.
-    cdef object waiter_loop(self):
-        return self._loop
-
-    cdef bint waiter_done(self) except -1:
-        return self.finished
-
-    cdef int waiter_resolve(self, object result, object error) except -1:
-        self._finish(result, error)
-        return 0
 
     def cancel(self):
         """The client went away: the task is dropped if it has not run, the outcome ignored."""
@@ -410,8 +303,8 @@ cdef class BatchedReply:
         self._error = error
         connection = self._connection
         try:
-            if isinstance(connection, DeferredConnection):
-                (<DeferredConnection>connection).deferred_answer(self)
+            if isinstance(connection, DeferredConnection):  # the same method, called in C
+                (<DeferredConnection>connection).deferred_done(self)
             else:
                 connection.deferred_done(self)
         except Exception:  # never into the batch's delivery loop: the other replies still go

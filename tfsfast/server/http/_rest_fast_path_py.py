@@ -1,34 +1,41 @@
 """Pure-Python REST predict fast path: the reference twin of ``_rest_fast_path``.
 
 ``RestFastPath.answer`` serves the one request shape that dominates REST traffic, a JSON predict
-on a model that runs in microseconds, without the general handler's routing, request/response
-objects and per-request lookups. It either returns the complete HTTP response, byte for byte what
+on a model that runs in microseconds, without the general handler's request/response objects and
+per-request lookups. It either returns the complete HTTP response, byte for byte what
 ``HttpRestApiHandler`` plus ``encode_response`` would have sent, or None, and then the caller
 hands the request to the handler unchanged. So every status code and message other than the
 common 200 comes from the handler itself.
 
+It composes the handler's predict steps (``tfsfast.server.predict``) and skips the ones it does
+not need: the route is ``predict_route.predict_model_spec`` (the handler's parser; the last URL's
+answer is kept), the servable is looked up in the handle table instead of through a
+ServableHandle, its signatures come from a ``predict_signatures.SignatureCache`` (the handler's
+``BundleSignatures``, kept per servable), the JSON codec decodes and encodes, and the run is the
+bundle's ``run_inline`` or the signature's batcher.
+
 Taken here (everything else returns None):
 
-* ``POST /v1/models/<name>[/versions/<n>]:predict``, lower-case as written, no query string, a
-  name of printable ASCII without ``%`` (so percent-decoding is the identity), at most 18
-  version digits;
+* ``POST /v1/models/<name>[/versions/<n>]:predict`` as the handler routes it (no label);
 * no ``Content-Encoding`` (gzip is the handler's), ``Content-Type`` absent or
   ``application/json`` (parameters allowed, none mentioning msgpack) and ``Accept`` absent,
   ``*/*`` or ``application/json`` (other body and answer formats are the handler's);
-* a model version in the handle table (labels and unknown models are the handler's), a body the
-  JSON codec parses (one made with the options' ``codec_limits``, as the handler's), a signature
-  that resolves, and then either ``bundle.run_inline`` running it
-  now (None: the run must go to a thread, so the handler awaits it), or, when the bundle has a
-  batching session and the caller passed a ``connection``, the batching session taking the run
-  (``schedule`` returning None means it bypasses the batcher: the handler's).
+* a model version in the handle table (unknown models are the handler's), a body the JSON codec
+  parses (one made with the options' ``codec_limits``, as the handler's), a signature that
+  resolves, and then either ``bundle.run_inline`` running it now (None: the run must go to a
+  thread, so the handler awaits it), or, when the bundle has a batching session and the caller
+  passed a ``connection``, the signature's batcher taking the run (``schedule`` returning None
+  means it bypasses the batcher: the handler's).
 
 A batched request is answered later: ``answer`` returns a :class:`BatchedReply` (the task's
-waiter) instead of bytes, and when the batch has run, on the connection's event loop, the reply
-calls ``connection.deferred_done(reply)``; the connection then writes ``reply.encode(keep_alive)``
-(and, if the connection went away first, calls ``reply.cancel()``, which drops the task before it
-runs). No coroutine, task or future is made per request, and the batch wakes the loop once. The
-reply holds the version's handle-table entry until it is answered, as the handler holds its
-``ServableHandle``, so the version is not unloaded under a queued request.
+waiter, with an asyncio future's methods as a ``BatchWaiter`` has them) instead of bytes, and when
+the batch has run, on the connection's event loop, the reply calls
+``connection.deferred_done(reply)`` (``DeferredConnection``'s one method); the connection then
+writes ``reply.encode(keep_alive)`` (and, if the connection went away first, calls
+``reply.cancel()``, which drops the task before it runs). No coroutine, task or future is made
+per request, and the batch wakes the loop once. The reply holds the version's handle-table entry
+until it is answered, as the handler holds its ``ServableHandle``, so the version is not unloaded
+under a queued request.
 
 Before the run (or the enqueue) nothing has side effects, so any failure up to there returns
 None and the handler redoes the request from scratch. Once the model has run (or the request is
@@ -53,43 +60,21 @@ from typing import Any
 
 from tfsfast.codecs import json_codec
 from tfsfast.core.handle_table import LATEST
-from tfsfast.servables import predict_util
-from tfsfast.server.http.http_protocol import HttpResponse, encode_response
+from tfsfast.server.http._http_protocol_py import HttpResponse, encode_response
 from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
+from tfsfast.server.predict.predict_route import predict_model_spec
+from tfsfast.server.predict.predict_signatures import PredictSignature, SignatureCache
 from tfsfast.util.status import ServingError, to_http_status
 
 _log = logging.getLogger("tfsfast.server.http.rest_fast_path")
 
-_PREFIX = b"/v1/models/"
-_VERSIONS = b"/versions/"
-_PREDICT = b":predict"
-_MAX_VERSION_DIGITS = 18  # always below 2**63, so no range check is needed
 _ACCEPTED = (b"*/*", b"application/json")
-# Bounds the per-model cache; a server with more models than this re-caches in turn.
-_MAX_MODELS = 64
 
 # find(name, version, policy) of the manager's handle table.
 Find = Callable[[str, "int | None", int], Any]
 
-
-class _FallBack(Exception):
-    """Raised inside the fast path to hand the request to the handler."""
-
-
-def route(path: bytes) -> tuple[str, int | None] | None:
-    """``(model name, version or None)`` for a predict URL the fast path takes, else None."""
-    if not path.startswith(_PREFIX) or not path.endswith(_PREDICT):
-        return None
-    spec = path[len(_PREFIX):len(path) - len(_PREDICT)]
-    name, sep, version = spec.partition(b"/")
-    if not name or any(c < 0x21 or c > 0x7E or c in b"/:%?#" for c in name):
-        return None
-    if not sep:
-        return name.decode("ascii"), None
-    if (not version.startswith(b"versions/") or not 0 < len(version) - 9 <= _MAX_VERSION_DIGITS
-            or any(c < 0x30 or c > 0x39 for c in version[9:])):
-        return None
-    return name.decode("ascii"), int(version[9:])
+# The URL step: (model name, version or None) of a predict URL the fast path takes, else None.
+route = predict_model_spec
 
 
 def plain_json(headers: Mapping[bytes, bytes]) -> bool:
@@ -105,47 +90,6 @@ def plain_json(headers: Mapping[bytes, bytes]) -> bool:
     return accept is None or accept in _ACCEPTED
 
 
-class _Model:
-    """What the fast path keeps about one bundle: signatures resolved, dtype maps built."""
-
-    __slots__ = ("batching", "bundle", "inline", "input_dtypes", "inputs", "outputs")
-
-    def __init__(self, bundle: Any) -> None:
-        self.bundle = bundle
-        # A servable without run_inline is not a SavedModelBundle: the handler decides what it
-        # gets. A bundle's batching session takes every batchable run (run_inline declines).
-        saved_model = hasattr(bundle, "run_inline")
-        self.batching = getattr(bundle, "batching_session", None) if saved_model else None
-        self.inline = saved_model and self.batching is None
-        # signature name -> {input alias: DataType}
-        self.inputs: dict[str, dict[str, Any]] = {}
-        # signature name as sent -> (signature key, {output alias: DataType})
-        self.outputs: dict[str, tuple[str, dict[str, Any], Any]] = {}
-        self.input_dtypes = self._input_dtypes
-
-    def _input_dtypes(self, signature_name: str) -> dict[str, Any]:
-        dtypes = self.inputs.get(signature_name)
-        if dtypes is None:
-            signature = self.bundle.signatures.get(signature_name)
-            if signature is None or not signature.inputs:
-                raise _FallBack  # the handler's message for these
-            dtypes = {alias: t.dtype for alias, t in signature.inputs.items()}
-            self.inputs[signature_name] = dtypes
-        return dtypes
-
-    def signature(self, signature_name: str,
-                  enforce: bool) -> tuple[str, dict[str, Any], Any]:
-        """``(signature key, {output alias: DataType}, its batcher or None)``; raises as
-        ``get_predict_signature``."""
-        found = self.outputs.get(signature_name)
-        if found is None:
-            signature = predict_util.get_predict_signature(self.bundle, signature_name, enforce)
-            found = (signature.key, {alias: t.dtype for alias, t in signature.outputs.items()},
-                     None if self.batching is None else self.batching.batcher(signature.key))
-            self.outputs[signature_name] = found
-        return found
-
-
 class RestFastPath:
     """The predict fast path in front of ``HttpRestApiHandler`` (see the module docstring).
 
@@ -157,9 +101,11 @@ class RestFastPath:
         options = options or RestApiOptions()
         self._json = json_codec.JsonCodec(options.codec_limits)
         self._timeout_in_ms = options.timeout_in_ms
-        self._enforce = options.enforce_signature_method_name
         self._cors = CORS_HEADERS if options.enable_cors_support else None
-        self._models: dict[int, _Model] = {}
+        self._signatures = SignatureCache(options.enforce_signature_method_name)
+        # The last URL's route: clients repeat the same few URLs.
+        self._last_path: bytes | None = None
+        self._last_route: tuple[str, int | None] | None = None
 
     def answer(self, method: str, path: bytes, headers: Mapping[bytes, bytes], body: bytes,
                keep_alive: bool, connection: Any = None) -> bytes | BatchedReply | None:
@@ -168,36 +114,39 @@ class RestFastPath:
         docstring); or None: hand the request to the handler."""
         if method != "POST" or not plain_json(headers):
             return None
-        spec = route(path)
+        if path != self._last_path:
+            self._last_route = route(path)
+            self._last_path = path
+        spec = self._last_route
         if spec is None:
             return None
         entry = self._find(spec[0], spec[1], LATEST)
         if entry is None:
             return None
-        model = self._model(entry.servable)
-        if model is None:
-            return None
+        servable = self._signatures.of(entry.servable, entry.id)
+        if servable.run_inline is None:
+            return None  # not a SavedModelBundle: the handler decides what it gets
         try:
-            parsed = self._json.parse_predict_request(body, model.input_dtypes)
-            key, output_dtypes, batcher = model.signature(parsed.signature_name,
-                                                          self._enforce)
+            parsed = self._json.parse_predict_request(body, servable)
+            signature = servable.get(parsed.signature_name)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
-        if model.batching is not None:
-            if connection is None or batcher is None:
+        if servable.batching is not None:
+            if connection is None or signature.batcher is None:
                 return None  # not batched: the handler runs it alone
-            return self._schedule(batcher, entry, parsed, output_dtypes, connection, keep_alive)
+            return self._schedule(signature, entry, parsed, connection, keep_alive)
         try:
-            outputs = model.bundle.run_inline(key, parsed.inputs, None, self._timeout_in_ms,
-                                              None)
+            outputs = servable.run_inline(signature.key, parsed.inputs, None,
+                                          self._timeout_in_ms, None)
         except ServingError as e:
             return self.encode_error(e, keep_alive)
         if outputs is None:
             return None  # not run: it goes to a thread, so the handler awaits it
-        return self.encode_outputs(outputs, parsed.columnar, output_dtypes, keep_alive)
+        return self.encode_outputs(outputs, parsed.columnar, signature.output_dtypes,
+                                   keep_alive)
 
-    def _schedule(self, batcher: Any, entry: Any, parsed: Any, output_dtypes: dict[str, Any],
-                  connection: Any, keep_alive: bool) -> bytes | BatchedReply | None:
+    def _schedule(self, signature: PredictSignature, entry: Any, parsed: Any, connection: Any,
+                  keep_alive: bool) -> bytes | BatchedReply | None:
         # The connection's loop, read once when it was made (asyncio's lookup costs a getpid).
         loop = getattr(connection, "loop", None)
         if loop is None:
@@ -205,8 +154,10 @@ class RestFastPath:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return None  # no loop to answer on: the handler's
-        reply = BatchedReply(self, connection, loop, entry, parsed.columnar, output_dtypes,
-                             keep_alive)
+        reply = BatchedReply(self, connection, loop, entry, parsed.columnar,
+                             signature.output_dtypes, keep_alive)
+        batcher = signature.batcher
+        assert batcher is not None  # answer schedules batched signatures only
         try:
             task = batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None, reply)
         except ServingError as e:
@@ -235,19 +186,6 @@ class RestFastPath:
     def _error(self, e: ServingError) -> HttpResponse:
         return HttpResponse(to_http_status(e.code), self._json.format_error(e.message),
                             headers=self._cors)
-
-    def _model(self, bundle: Any) -> _Model | None:
-        """The cache for ``bundle``; None for a servable the fast path does not run.
-
-        Keyed by ``id``: the cache holds the bundle, so its id is not reused while cached (and a
-        servable need not be hashable)."""
-        model = self._models.get(id(bundle))
-        if model is None or model.bundle is not bundle:
-            if len(self._models) >= _MAX_MODELS:
-                self._models.clear()
-            model = _Model(bundle)
-            self._models[id(bundle)] = model
-        return model if model.inline or model.batching is not None else None
 
 
 class BatchedReply:

@@ -1,9 +1,12 @@
 """``HttpRestApiHandler``: TF Serving's REST API (``/v1/models/...``) over a ServerCore.
 
 Routes, status codes and messages follow TF Serving's ``http_rest_api_handler.cc``; see
-``tfserving-compat.md`` §1.3. Model runs go through ``SavedModelBundle.run_async``: batched when
-batching is on, otherwise on the bundle's thread pool (the runtime releases the GIL) or, for
-signatures measured to run in microseconds, on the loop itself.
+``tfserving-compat.md`` §1.3. Predict composes the steps of ``tfsfast.server.predict``: the
+route (``predict_route``), the servable handle and its signature (``predict_signatures``), the
+codec's decode, the run, the codec's encode. Model runs go through ``SavedModelBundle``:
+``run_inline`` for signatures measured to run in microseconds (on the loop itself), else
+``run_async``, batched when batching is on, otherwise on the bundle's thread pool (the runtime
+releases the GIL).
 
 Beside TF Serving's API, the Open Inference Protocol (KServe V2) health endpoints that
 Kubernetes probes of KServe, Triton and MLServer use, answered from ``ServerHealth``:
@@ -39,22 +42,27 @@ from google.protobuf import json_format
 
 from tfsfast.codecs import examples_codec, json_codec, msgpack_codec
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
-from tfsfast.runtime.signature import DEFAULT_SERVING_SIGNATURE_DEF_KEY
-from tfsfast.servables import classifier, predict_util, regressor
+from tfsfast.servables import classifier, regressor
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.serialized_input import input_to_serialized_example_tensor
 from tfsfast.server.get_model_status_impl import get_model_status
-from tfsfast.server.http.http_protocol import HttpRequest, HttpResponse
+from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
+from tfsfast.server.predict.predict_route import (
+    INT64_MAX,
+    PredictRoute,
+    model_spec,
+    parse_predict_route,
+    request_path,
+)
+from tfsfast.server.predict.predict_signatures import PredictSignature, SignatureCache
 from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
 from tfsfast.util.status import Code, ServingError, to_http_status
 
 _log = logging.getLogger(__name__)
 
-# TF Serving's route patterns (RE2 full matches, case-insensitive).
-_PREDICT_RE = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
-    re.IGNORECASE)
+# TF Serving's status and metadata route (an RE2 full match, case-insensitive); predict,
+# classify and regress are routed by ``predict_route``.
 _STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
@@ -63,7 +71,6 @@ _V1_RE = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 _V2_PREFIX = "/v2/"
 _V2_SERVER_HEALTH_RE = re.compile(r"/v2/health/(live|ready)")
 _V2_MODEL_READY_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?/ready")
-_INT64_MAX = (1 << 63) - 1
 
 _NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>"
                    b"\nThe requested URL was not found on this server.</BODY></HTML>\n")
@@ -112,11 +119,13 @@ class HttpRestApiHandler:
         limits = self._options.codec_limits
         self._json = json_codec.JsonCodec(limits)
         self._msgpack = msgpack_codec.MsgpackCodec(limits)
+        # Predict's signatures, resolved once per servable (the fast path keeps its own).
+        self._signatures = SignatureCache(self._options.enforce_signature_method_name)
 
     # --- dispatch ----------------------------------------------------------------------------
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        path = request.path.split(b"?", 1)[0].decode("latin-1")
+        path = request_path(request.path)
         if not _V1_RE.fullmatch(path):
             # Routed after /v1 so that TF Serving's API pays nothing for it.
             if path.startswith(_V2_PREFIX):
@@ -129,11 +138,11 @@ class HttpRestApiHandler:
             if request.method == "OPTIONS":
                 return self._preflight(request)
             if request.method == "POST":
-                match = _PREDICT_RE.fullmatch(path)
-                if match is not None and match.group(4) == "predict":
-                    return self._predict(request, match, msgpack_in, msgpack_out)
-                if match is not None and match.group(4) in ("classify", "regress"):
-                    return self._classify_or_regress(request, match, msgpack_in, msgpack_out)
+                route = parse_predict_route(path)
+                if route is not None and route[3] == "predict":
+                    return self._predict(request, route, msgpack_in, msgpack_out)
+                if route is not None and route[3] in ("classify", "regress"):
+                    return self._classify_or_regress(request, route, msgpack_in, msgpack_out)
             elif request.method == "GET":
                 match = _STATUS_RE.fullmatch(path)
                 if match is not None:
@@ -196,7 +205,7 @@ class HttpRestApiHandler:
                 version = None
                 if model.group(2) is not None:
                     version = int(model.group(2))
-                    if version > _INT64_MAX:
+                    if version > INT64_MAX:
                         raise ServingError(
                             Code.INVALID_ARGUMENT,
                             f"Failed to convert version: {model.group(2)} to numeric.")
@@ -205,26 +214,12 @@ class HttpRestApiHandler:
             return self._error(e)
         return HttpResponse(200 if ok else 503, b"", headers=self._cors, content_type=None)
 
-    # --- model spec ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _model_spec(match: re.Match) -> tuple[str, int | None, str | None]:
-        name = unquote(match.group(1), errors="replace")
-        version = None
-        if match.group(2) is not None:
-            version = int(match.group(2))
-            if version > _INT64_MAX:
-                raise ServingError(Code.INVALID_ARGUMENT,
-                                   f"Failed to convert version: {match.group(2)} to numeric.")
-        label = unquote(match.group(3), errors="replace") if match.group(3) else None
-        return name, version, label
-
     # --- GET: status and metadata ---------------------------------------------------------
 
     def _get(self, match: re.Match) -> HttpResponse:
         if match.group(1) is None:
             raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
-        name, version, label = self._model_spec(match)
+        name, version, label = model_spec(match.group(1), match.group(2), match.group(3))
         if match.group(4) is not None:
             return self._ok(self._metadata(name, version, label))
         # A label is ignored for status (TF Serving looks at the version only).
@@ -276,31 +271,17 @@ class HttpRestApiHandler:
                 from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _predict(self, request: HttpRequest, match: re.Match, msgpack_in: bool,
+    def _predict(self, request: HttpRequest, route: PredictRoute, msgpack_in: bool,
                  msgpack_out: bool) -> HttpResponse | Awaitable[HttpResponse]:
-        name, version, label = self._model_spec(match)
+        name, version, label, _ = route
         body = self._decompressed_body(request)
         handle = self._core.get_servable_handle(name, version, label)
         try:
             bundle: SavedModelBundle = handle.servable
-
-            def input_dtypes(signature_name: str) -> dict[str, Any]:
-                signature = bundle.signatures.get(signature_name)
-                if signature is None:
-                    raise ServingError(
-                        Code.INVALID_ARGUMENT,
-                        f'Serving signature name: "{signature_name}" not found in signature def')
-                if not signature.inputs:
-                    which = ("DEFAULT" if signature_name == DEFAULT_SERVING_SIGNATURE_DEF_KEY
-                             else signature_name)
-                    raise ServingError(Code.INVALID_ARGUMENT,
-                                       f"Failed to get input map for signature: {which}")
-                return {alias: t.dtype for alias, t in signature.inputs.items()}
-
+            signatures = self._signatures.of(bundle, handle.id)
             codec = self._msgpack if msgpack_in else self._json
-            parsed = codec.parse_predict_request(body, input_dtypes)
-            signature = predict_util.get_predict_signature(
-                bundle, parsed.signature_name, self._options.enforce_signature_method_name)
+            parsed = codec.parse_predict_request(body, signatures)
+            signature = signatures.get(parsed.signature_name)
             timeout_in_ms = self._options.timeout_in_ms
             deadline = time.monotonic() + timeout_in_ms / 1e3 if timeout_in_ms > 0 else None
             # Microsecond models answer right here: no task, no future, no loop round trip.
@@ -311,40 +292,38 @@ class HttpRestApiHandler:
             raise
         if outputs is not None:
             handle.release()
-            return self._predict_response(signature, parsed, outputs, msgpack_out)
+            return self._predict_response(signature, parsed.columnar, outputs, msgpack_out)
         return self._run_predict(handle, bundle, signature, parsed, timeout_in_ms, deadline,
                                  msgpack_out)
 
-    async def _run_predict(self, handle: Any, bundle: SavedModelBundle, signature: Any,
-                           parsed: Any, timeout_in_ms: int, deadline: float | None,
-                           msgpack_out: bool) -> HttpResponse:
+    async def _run_predict(self, handle: Any, bundle: SavedModelBundle,
+                           signature: PredictSignature, parsed: Any, timeout_in_ms: int,
+                           deadline: float | None, msgpack_out: bool) -> HttpResponse:
         try:
             with handle:
                 outputs = await bundle.run_async(signature.key, parsed.inputs, None,
                                                  timeout_in_ms, deadline)
-            return self._predict_response(signature, parsed, outputs, msgpack_out)
+            return self._predict_response(signature, parsed.columnar, outputs, msgpack_out)
         except ServingError as e:
             return self._error(e, msgpack_out)
 
-    def _predict_response(self, signature: Any, parsed: Any, outputs: dict[str, Any],
-                          msgpack_out: bool) -> HttpResponse:
-        dtypes = {alias: t.dtype for alias, t in signature.outputs.items()}
+    def _predict_response(self, signature: PredictSignature, columnar: bool,
+                          outputs: dict[str, Any], msgpack_out: bool) -> HttpResponse:
         codec = self._msgpack if msgpack_out else self._json
-        return self._ok(codec.format_predict_response(outputs, parsed.columnar, dtypes),
+        return self._ok(codec.format_predict_response(outputs, columnar, signature.output_dtypes),
                         msgpack_out)
-
 
     # --- POST: classify and regress ----------------------------------------------------
 
-    def _classify_or_regress(self, request: HttpRequest, match: re.Match, msgpack_in: bool,
+    def _classify_or_regress(self, request: HttpRequest, route: PredictRoute, msgpack_in: bool,
                              msgpack_out: bool) -> Awaitable[HttpResponse]:
-        name, version, label = self._model_spec(match)
+        name, version, label, method = route
         parse = (examples_codec.parse_classify_regress_msgpack if msgpack_in
                  else examples_codec.parse_classify_regress_request)
         signature_name, request_input = parse(self._decompressed_body(request),
                                               self._options.codec_limits)
         handle = self._core.get_servable_handle(name, version, label)
-        return self._run_classify_or_regress(handle, match.group(4), signature_name,
+        return self._run_classify_or_regress(handle, method, signature_name,
                                              request_input, msgpack_out)
 
     async def _run_classify_or_regress(self, handle: Any, method: str, signature_name: str,

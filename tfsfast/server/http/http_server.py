@@ -1,8 +1,9 @@
 """``HttpServer``: the REST listener on the event loop (uvloop when installed).
 
 Connections are served by the compiled ``_http_protocol.HttpProtocol``, or by its Python twin
-``http_protocol.HttpProtocol`` under ``TFSFAST_NO_EXTENSIONS=1`` (or when the compiled module is
-missing, with a RuntimeWarning).
+``_http_protocol_py.HttpProtocol`` under ``TFSFAST_NO_EXTENSIONS=1`` (or when the compiled module
+is missing, with a RuntimeWarning); ``IMPLEMENTATION`` says which (``"compiled"`` or
+``"python"``).
 
 The drain, in the order SIGTERM drives it (``server.Server``): ``drain`` closes the listener
 without resetting a connection the kernel has already accepted, then every connection answers
@@ -19,15 +20,19 @@ import logging
 import socket
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfsfast import _extensions
-from tfsfast.server.http.http_protocol import ErrorResponse, FastPath, Handler, HttpServerLimits
+from tfsfast.server.http._http_protocol_py import ErrorResponse, FastPath, Handler, HttpServerLimits
 
 _impl = _extensions.load("tfsfast.server.http._http_protocol",
-                         "tfsfast.server.http.http_protocol")
-HttpProtocol: Any = _impl.HttpProtocol
-PROTOCOL_COMPILED: bool = _impl.__name__.endswith("._http_protocol")
+                         "tfsfast.server.http._http_protocol_py")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
+
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.server.http._http_protocol_py import HttpProtocol
+else:
+    HttpProtocol = _impl.HttpProtocol
 
 _log = logging.getLogger(__name__)
 

@@ -1,12 +1,13 @@
 """The REST predict fast path: compiled, or its Python twin.
 
-See ``_rest_fast_path_py`` for the contract. ``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a
-compiled module that is missing or fails to import falls back to the twin with a RuntimeWarning.
+See ``_rest_fast_path_py`` for the contract. ``IMPLEMENTATION`` says which runs (``"compiled"``
+or ``"python"``); ``TFSFAST_NO_EXTENSIONS=1`` selects the twin; a compiled module that is missing
+or fails to import falls back to the twin with a RuntimeWarning.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfsfast import _extensions
 from tfsfast.server.http.http_rest_api_handler import RestApiOptions
@@ -14,8 +15,12 @@ from tfsfast.server.http.http_rest_api_handler import RestApiOptions
 _impl = _extensions.load("tfsfast.server.http._rest_fast_path",
                          "tfsfast.server.http._rest_fast_path_py")
 
-RestFastPath = _impl.RestFastPath
-COMPILED: bool = _impl.__name__.endswith("._rest_fast_path")
+IMPLEMENTATION: str = _extensions.implementation(_impl)
+
+if TYPE_CHECKING or _extensions.NO_EXTENSIONS:
+    from tfsfast.server.http._rest_fast_path_py import RestFastPath
+else:
+    RestFastPath = _impl.RestFastPath
 
 
 def for_core(core: Any, options: RestApiOptions, impl: Any = None) -> Any:
@@ -29,4 +34,4 @@ def for_core(core: Any, options: RestApiOptions, impl: Any = None) -> Any:
     return (impl or _impl).RestFastPath(table.find, options)
 
 
-__all__ = ["COMPILED", "RestFastPath", "for_core"]
+__all__ = ["IMPLEMENTATION", "RestFastPath", "for_core"]

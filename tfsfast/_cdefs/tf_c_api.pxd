@@ -1,7 +1,7 @@
-# The C boundary of tfsfast's runtime: every TensorFlow C API symbol the compiled runtime uses is
-# declared here and nowhere else. The headers and ``libtensorflow_cc.so.2`` come from the installed
-# ``tensorflow`` wheel (``tf.sysconfig.get_include()`` / ``get_lib()``); setup.py points the build
-# at them.
+# The TensorFlow C API, as tfsfast's compiled runtime uses it: every TensorFlow C symbol the
+# runtime calls is declared here and nowhere else. The headers and ``libtensorflow_cc.so.2`` come
+# from the installed ``tensorflow`` wheel (``tf.sysconfig.get_include()`` / ``get_lib()``);
+# setup.py points the runtime modules' build at them.
 #
 # Every function is declared ``nogil``: none of them touches Python, and the runtime calls the
 # blocking ones (session load, run, close) with the GIL released.
