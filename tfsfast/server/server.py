@@ -293,6 +293,7 @@ class Server:
             use_alts_credentials=options.use_alts_credentials,
             max_message_bytes=options.grpc_max_message_bytes,
             enable_healthcheck_service=options.enable_grpc_healthcheck_service,
+            enable_profiler=options.enable_profiler,
             enforce_signature_method_name=options.enable_signature_method_name_check,
             serialize_as_tensor_content=options.enable_serialization_as_tensor_content,
             fast_unary=self._grpc_fast_unary,

@@ -305,8 +305,7 @@ class ServerOptions:
     )
     enable_profiler: bool = _flag(
         "bool",
-        "Register the TensorFlow profiler service on the gRPC server (not served by tfsfast "
-        "yet: logged at startup when true).",
+        "Register the TensorFlow profiler service on the gRPC server.",
         True,
     )
     thread_pool_factory_config_file: str = _flag(
@@ -890,19 +889,14 @@ def unserved_flags(options: ServerOptions) -> list[str]:
 # pass explicitly), so the server logs the message of :func:`unserved_defaults` at startup
 # instead; the other value, which asks for the feature to be off, is served as it is. Delete an
 # entry when its feature lands.
-DEFAULTS_NOT_YET_SERVED: dict[str, str] = {
-    "enable_profiler": (
-        "the TensorFlow profiler service (tensorflow.ProfilerService on the gRPC port, which "
-        "profiler_client.trace calls)"
-    ),
-}
+DEFAULTS_NOT_YET_SERVED: dict[str, str] = {}
 
 
 def unserved_defaults(options: ServerOptions) -> list[str]:
     """One message per :data:`DEFAULTS_NOT_YET_SERVED` bool flag left at its default, given or
-    not, in flag-table order, e.g. ``--enable_profiler=true has no effect: tfsfast does not
-    serve the TensorFlow profiler service (...) yet; --enable_profiler=false turns this message
-    off``. Empty when every such flag asks for its feature to be off."""
+    not, in flag-table order, e.g. ``--enable_foo=true has no effect: tfsfast does not serve
+    <the feature> yet; --enable_foo=false turns this message off``. Empty when every such flag
+    asks for its feature to be off."""
     found: list[str] = []
     for flag in FLAGS:
         feature = DEFAULTS_NOT_YET_SERVED.get(flag.name)

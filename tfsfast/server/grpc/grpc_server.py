@@ -1,6 +1,7 @@
 """``GrpcServer``: TF Serving's gRPC listeners (``Server::BuildAndStart``'s gRPC half).
 
-Serves PredictionService and ModelService, plus server reflection (both versions) and, with
+Serves PredictionService and ModelService, plus server reflection (both versions), with
+``--enable_profiler`` TensorFlow's ``tensorflow.ProfilerService`` (``profiler_service``) and, with
 ``--enable_grpc_healthcheck_service``, ``grpc.health.v1.Health``; on ``0.0.0.0:<port>`` and/or
 ``unix:<socket_path>``, both with the ``--ssl_config_file`` credentials when one is given.
 
@@ -58,6 +59,7 @@ from tfsfast.server.grpc import (
     health,
     model_service_impl,
     prediction_service_impl,
+    profiler_service,
     reflection,
 )
 from tfsfast.server.grpc.ssl_config import credentials_from_file
@@ -85,6 +87,7 @@ class GrpcServerOptions:
     use_alts_credentials: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     enable_healthcheck_service: bool = False
+    enable_profiler: bool = False
     enforce_signature_method_name: bool = False
     serialize_as_tensor_content: bool = False
     # False serves PredictionService through grpcio's generic handlers only (see fast_unary).
@@ -151,6 +154,9 @@ class GrpcServer:
         if o.enable_healthcheck_service:
             handlers.append(self.health.handler())
             services.append(health.SERVICE_NAME)
+        if o.enable_profiler:
+            handlers.append(profiler_service.ProfilerServiceImpl().handler())
+            services.append(profiler_service.SERVICE_NAME)
         handlers.extend(reflection.reflection_handlers(services))
         server.add_generic_rpc_handlers(tuple(handlers))
         try:

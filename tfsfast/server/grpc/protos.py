@@ -3,8 +3,13 @@
 ``grpc.health.v1`` (health.proto), ``grpc.reflection.v1`` and ``grpc.reflection.v1alpha``
 (reflection.proto) and ``tensorflow.serving.SSLConfig`` (ssl_config.proto) are defined here
 field for field as published, in a private descriptor pool (so they cannot clash with
-grpcio-health-checking or grpcio-reflection if those are installed too). ``POOL`` holds them;
-``message_class(full_name)`` returns a message class.
+grpcio-health-checking or grpcio-reflection if those are installed too). So is the part of TSL's
+``tensorflow.ProfilerService`` (profiler_service.proto, profiler_options.proto) that the
+profiler service reads and writes: the TensorFlow wheel ships its C++ headers, not its Python
+module; the field numbers are those headers'. Fields left out of a message are kept as unknown
+fields by a parse, and an ``XSpace`` travels as the bytes of one (its wire form).
+
+``POOL`` holds them; ``message_class(full_name)`` returns a message class.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
 OPTIONAL, REPEATED = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
-STRING, BYTES, BOOL, INT32, ENUM, MESSAGE = (
-    _F.TYPE_STRING, _F.TYPE_BYTES, _F.TYPE_BOOL, _F.TYPE_INT32, _F.TYPE_ENUM, _F.TYPE_MESSAGE)
+STRING, BYTES, BOOL, INT32, INT64, UINT32, UINT64, ENUM, MESSAGE = (
+    _F.TYPE_STRING, _F.TYPE_BYTES, _F.TYPE_BOOL, _F.TYPE_INT32, _F.TYPE_INT64, _F.TYPE_UINT32,
+    _F.TYPE_UINT64, _F.TYPE_ENUM, _F.TYPE_MESSAGE)
 
 POOL = descriptor_pool.DescriptorPool()
 
@@ -110,9 +116,68 @@ def _ssl_config_file() -> Any:
     return f
 
 
+def _profiler_service_file() -> Any:
+    f = descriptor_pb2.FileDescriptorProto(
+        name="tsl/profiler/protobuf/profiler_service.proto", package="tensorflow",
+        syntax="proto3")
+    options = _message(f, "ProfileOptions", [
+        ("include_dataset_ops", 1, BOOL, OPTIONAL),
+        ("host_tracer_level", 2, UINT32, OPTIONAL),
+        ("device_tracer_level", 3, UINT32, OPTIONAL),
+        ("python_tracer_level", 4, UINT32, OPTIONAL),
+        ("version", 5, UINT32, OPTIONAL),
+        ("duration_ms", 9, UINT64, OPTIONAL),
+        ("repository_path", 10, STRING, OPTIONAL),
+        ("advanced_configuration", 12, MESSAGE, REPEATED,
+         ".tensorflow.ProfileOptions.AdvancedConfigurationEntry"),
+        ("session_id", 14, STRING, OPTIONAL),
+        ("override_hostname", 15, STRING, OPTIONAL),
+    ])
+    value = options.nested_type.add(name="AdvancedConfigValue")
+    value.oneof_decl.add(name="value")
+    for field_name, number, kind in (("string_value", 1, STRING), ("bool_value", 2, BOOL),
+                                     ("int64_value", 3, INT64)):
+        value.field.add(name=field_name, number=number, type=kind, label=OPTIONAL,
+                        oneof_index=0)
+    entry = options.nested_type.add(name="AdvancedConfigurationEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=STRING, label=OPTIONAL)
+    entry.field.add(name="value", number=2, type=MESSAGE, label=OPTIONAL,
+                    type_name=".tensorflow.ProfileOptions.AdvancedConfigValue")
+    _message(f, "ProfileRequest", [
+        ("duration_ms", 1, UINT64, OPTIONAL),
+        ("max_events", 2, UINT64, OPTIONAL),
+        ("tools", 3, STRING, REPEATED),
+        ("opts", 4, MESSAGE, OPTIONAL, ".tensorflow.ProfileOptions"),
+        ("repository_root", 5, STRING, OPTIONAL),
+        ("session_id", 6, STRING, OPTIONAL),
+        ("host_name", 7, STRING, OPTIONAL),
+        ("emit_xspace", 9, BOOL, OPTIONAL),
+    ])
+    _message(f, "ProfileToolData", [("name", 1, STRING, OPTIONAL), ("data", 2, BYTES, OPTIONAL)])
+    _message(f, "ProfileResponse", [
+        ("tool_data", 6, MESSAGE, REPEATED, ".tensorflow.ProfileToolData"),
+        ("empty_trace", 7, BOOL, OPTIONAL),
+        ("xspace", 8, BYTES, OPTIONAL),  # a tensorflow.profiler.XSpace
+    ])
+    _message(f, "TerminateRequest", [("session_id", 1, STRING, OPTIONAL)])
+    _message(f, "TerminateResponse", [])
+    _message(f, "MonitorRequest", [("duration_ms", 1, UINT64, OPTIONAL),
+                                   ("monitoring_level", 2, INT32, OPTIONAL),
+                                   ("timestamp", 3, BOOL, OPTIONAL)])
+    _message(f, "MonitorResponse", [("data", 1, STRING, OPTIONAL)])
+    service = f.service.add(name="ProfilerService")
+    for method, request, response in (("Profile", "ProfileRequest", "ProfileResponse"),
+                                      ("Terminate", "TerminateRequest", "TerminateResponse"),
+                                      ("Monitor", "MonitorRequest", "MonitorResponse")):
+        service.method.add(name=method, input_type=f".tensorflow.{request}",
+                           output_type=f".tensorflow.{response}")
+    return f
+
+
 FILES: dict[str, Any] = {}
 for _file in (_health_file(), _reflection_file("v1"), _reflection_file("v1alpha"),
-              _ssl_config_file()):
+              _ssl_config_file(), _profiler_service_file()):
     POOL.Add(_file)
     FILES[_file.name] = _file
 

@@ -1,5 +1,5 @@
-"""``--xla_cpu_compilation_enabled``, ``--xla_gpu_compilation_enabled`` and ``--enable_profiler``
-on a real server process, with TF Serving's semantics (``main.cc``, ``server.cc``).
+"""``--xla_cpu_compilation_enabled`` and ``--xla_gpu_compilation_enabled`` on a real server
+process, with TF Serving's semantics (``main.cc``, ``server.cc``).
 
 XLA: without either flag XLA compilation is refused for the whole process, so a model whose
 function asks for XLA (``jit_compile=True``) fails its runs with INTERNAL ``XLA compilation
@@ -17,12 +17,6 @@ from tfsfast.testing.export_models import export_half_plus_two_tf2
 from tfsfast.testing.server_process import ServerProcess
 
 pytestmark = pytest.mark.integration
-
-PROFILER_LINE = (
-    "--enable_profiler=true has no effect: tfsfast does not serve the TensorFlow profiler service "
-    "(tensorflow.ProfilerService on the gRPC port, which profiler_client.trace calls) yet; "
-    "--enable_profiler=false turns this message off")
-
 
 @pytest.fixture(scope="module")
 def models_config(tmp_path_factory: pytest.TempPathFactory,
@@ -63,11 +57,3 @@ def test_xla_compilation_is_opt_in(models_config: Path, flags: list[str],
             assert status == 500
             assert body["error"].split("\n")[0] == "XLA compilation disabled"  # type: ignore[index]
 
-
-def test_profiler_default_is_said_once_and_off_is_silent(models_config: Path) -> None:
-    with ServerProcess([f"--model_config_file={models_config}"]) as s:
-        mentions = [line for line in s.log_lines if "enable_profiler" in line]
-        assert len(mentions) == 1 and mentions[0].endswith(PROFILER_LINE), mentions
-    with ServerProcess([f"--model_config_file={models_config}", "--enable_profiler=false"]) as s:
-        assert _predict(s, "plain") == (200, {"predictions": [3.0]})
-        assert not [line for line in s.log_lines if "profiler" in line.lower()]
