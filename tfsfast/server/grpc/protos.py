@@ -1,7 +1,8 @@
 """Protos the gRPC server needs that no installed package provides, built at import.
 
 ``grpc.health.v1`` (health.proto), ``grpc.reflection.v1`` and ``grpc.reflection.v1alpha``
-(reflection.proto) and ``tensorflow.serving.SSLConfig`` (ssl_config.proto) are defined here
+(reflection.proto), ``tensorflow.serving.SSLConfig`` (ssl_config.proto) and
+``tensorflow.serving.MonitoringConfig`` (monitoring_config.proto) are defined here
 field for field as published, in a private descriptor pool (so they cannot clash with
 grpcio-health-checking or grpcio-reflection if those are installed too). So is the part of TSL's
 ``tensorflow.ProfilerService`` (profiler_service.proto, profiler_options.proto) that the
@@ -175,9 +176,20 @@ def _profiler_service_file() -> Any:
     return f
 
 
+def _monitoring_config_file() -> Any:
+    f = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving",
+        syntax="proto3")
+    _message(f, "PrometheusConfig", [("enable", 1, BOOL, OPTIONAL),
+                                     ("path", 2, STRING, OPTIONAL)])
+    _message(f, "MonitoringConfig", [("prometheus_config", 1, MESSAGE, OPTIONAL,
+                                      ".tensorflow.serving.PrometheusConfig")])
+    return f
+
+
 FILES: dict[str, Any] = {}
 for _file in (_health_file(), _reflection_file("v1"), _reflection_file("v1alpha"),
-              _ssl_config_file(), _profiler_service_file()):
+              _ssl_config_file(), _monitoring_config_file(), _profiler_service_file()):
     POOL.Add(_file)
     FILES[_file.name] = _file
 

@@ -1,0 +1,82 @@
+"""TF Serving's own metrics: the names, descriptions, labels and buckets of
+``servables/tensorflow/util.cc`` and ``saved_model_warmup_util.cc``, and the functions that
+record them (``RecordModelRequestCount``, ``RecordRequestLatency``, ...), registered in the
+default registry.
+
+Where they are recorded is TF Serving's too (see each function): a dashboard built on TF
+Serving's series reads the same values from tfsfast.
+"""
+
+from __future__ import annotations
+
+from tfsfast.monitoring import buckets
+from tfsfast.monitoring.collection_registry import DEFAULT
+from tfsfast.monitoring.metrics import Counter, Sampler
+from tfsfast.util.status import Code
+
+__all__ = [
+    "MODEL_WARMUP_LATENCY",
+    "REQUEST_COUNT",
+    "REQUEST_EXAMPLE_COUNTS",
+    "REQUEST_EXAMPLE_COUNT_TOTAL",
+    "REQUEST_LATENCY",
+    "RUNTIME_LATENCY",
+    "record_model_request_count",
+    "record_request_example_count",
+    "record_request_latency",
+    "record_runtime_latency",
+    "record_warmup_latency",
+]
+
+# Scale of 10 µs, power of 1.8, 33 buckets: up to ~20 minutes.
+_LATENCY_BUCKETS = buckets.exponential(10, 1.8, 33)
+
+REQUEST_EXAMPLE_COUNTS = DEFAULT.register(Sampler(
+    "/tensorflow/serving/request_example_counts",
+    buckets.exponential(1, 2, 15),  # [1, 2, 4, ..., 16384, DBL_MAX]
+    "The number of tensorflow.Examples per request.", "model"))
+REQUEST_EXAMPLE_COUNT_TOTAL = DEFAULT.register(Counter(
+    "/tensorflow/serving/request_example_count_total",
+    "The total number of tensorflow.Examples.", "model"))
+REQUEST_COUNT = DEFAULT.register(Counter(
+    "/tensorflow/serving/request_count", "The total number of requests.",
+    "model_name", "status"))
+RUNTIME_LATENCY = DEFAULT.register(Sampler(
+    "/tensorflow/serving/runtime_latency", _LATENCY_BUCKETS,
+    "Distribution of wall time (in microseconds) for Tensorflow runtime.",
+    "model_name", "API", "runtime"))
+REQUEST_LATENCY = DEFAULT.register(Sampler(
+    "/tensorflow/serving/request_latency", _LATENCY_BUCKETS,
+    "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+    "model_name", "API", "entrypoint"))
+MODEL_WARMUP_LATENCY = DEFAULT.register(Sampler(
+    "/tensorflow/serving/model_warmup_latency", _LATENCY_BUCKETS,
+    "Distribution of wall time (in microseconds) for warming up the model.",
+    "model_path", "status"))
+
+
+def record_model_request_count(model_name: str, code: int) -> None:
+    """One request for ``model_name`` ended with ``code``; labelled with the code's name
+    (``OK``, ``NOT_FOUND``)."""
+    REQUEST_COUNT.get_cell(model_name, Code(code).name).increment_by(1)
+
+
+def record_request_latency(model_name: str, api: str, entrypoint: str,
+                           latency_usec: int) -> None:
+    """A successful request's wall time: ``api`` ``Predict``/``Classify``/``Regress`` (gRPC) or
+    ``predict``/``classify``/``regress`` (REST), ``entrypoint`` ``GRPC`` or ``REST``."""
+    REQUEST_LATENCY.get_cell(model_name, api, entrypoint).add(latency_usec)
+
+
+def record_runtime_latency(model_name: str, api: str, runtime: str, latency_usec: int) -> None:
+    RUNTIME_LATENCY.get_cell(model_name, api, runtime).add(latency_usec)
+
+
+def record_request_example_count(model_name: str, count: int) -> None:
+    REQUEST_EXAMPLE_COUNTS.get_cell(model_name).add(count)
+    REQUEST_EXAMPLE_COUNT_TOTAL.get_cell(model_name).increment_by(count)
+
+
+def record_warmup_latency(export_dir: str, status: str, latency_usec: int) -> None:
+    """``status`` is TensorFlow's ``Status::ToString``: ``OK``, or ``<CODE>: <message>``."""
+    MODEL_WARMUP_LATENCY.get_cell(export_dir, status).add(latency_usec)
