@@ -13,6 +13,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tfsfast.monitoring.collection_registry import DEFAULT
+from tfsfast.monitoring.metrics import Counter
 from tfsfast.server.grpc import protos
 from tfsfast.server.grpc.grpc_server import GrpcServer
 from tfsfast.server.server_core import ServerCore
@@ -84,8 +86,19 @@ def test_reload_config_errors(stub, core: ServerCore) -> None:
 
 
 def test_reload_replaces_the_model_list(stub, channel, core: ServerCore) -> None:
-    response = stub.HandleReloadConfigRequest(_reload_request(core, three="three"), timeout=120)
+    # A counter the reload increments (once per config put in force), asked for with a name
+    # that no metric has: TF Serving's metric diff answers both.
+    reloads = DEFAULT.register(Counter("/test/model_service/reloads", "test"))
+    core.add_config_listener(lambda config: reloads.get_cell().increment_by(1))
+    request = _reload_request(core, three="three")
+    request.metric_names.extend(["/test/model_service/reloads", "/test/absent"])
+    try:
+        response = stub.HandleReloadConfigRequest(request, timeout=120)
+    finally:
+        DEFAULT.unregister("/test/model_service/reloads")
     assert response.status.error_code == 0 and not response.status.error_message
+    assert [(m.name, m.int64_value_increase) for m in response.metric] == [
+        ("/test/model_service/reloads", 1), ("/test/absent", 0)]
     predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "three"

@@ -8,18 +8,22 @@
   available, or fails with the previous config still in force (``ServerCore.reload_config``),
   within ``--reload_config_timeout_seconds`` or the call's deadline, whichever comes first. The
   outcome is the gRPC status and, on success, ``response.status`` (gRPC sends no response
-  message with an error status). ``metric_names`` are not reported: tfsfast has no metrics
-  registry to diff yet, so ``response.metric`` stays empty.
+  message with an error status). For each of ``metric_names`` (a metric's name in the registry,
+  ``/tensorflow/serving/request_count``), ``response.metric`` says how much it grew during the
+  reload, as TF Serving's ``RecordMetricsIncrease``: the value of its first point (label values
+  in order; 0 for a metric without points, a histogram, or a name not registered) after, less
+  before.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
+from tfsfast.monitoring.collection_registry import DEFAULT, CollectionRegistry
 from tfsfast.server.get_model_status_impl import get_model_status
 from tfsfast.server.grpc import grpc_status_util
 from tfsfast.server.grpc.prediction_service_impl import missing_model_spec
@@ -34,8 +38,19 @@ _log = logging.getLogger(__name__)
 class ModelServiceImpl:
     """The service's handlers; thread-safe (reloads are serialized by the core)."""
 
-    def __init__(self, core: ServerCore) -> None:
+    def __init__(self, core: ServerCore, registry: CollectionRegistry = DEFAULT) -> None:
         self._core = core
+        self._registry = registry
+
+    def _metric_values(self, names: Sequence[str]) -> dict[str, int]:
+        """TF Serving's ``GetMetrics``: each name's first int64 point, else 0."""
+        wanted = set(names)
+        values = dict.fromkeys(wanted, 0)
+        for metric in self._registry.collect():
+            name = metric.descriptor.name
+            if name in wanted and metric.points and metric.descriptor.value_type == "int64":
+                values[name] = int(metric.points[0].value)  # type: ignore[arg-type]
+        return values
 
     def get_model_status(self, request: Any, context: grpc.ServicerContext) -> Any:
         if not request.HasField("model_spec"):
@@ -62,13 +77,17 @@ class ModelServiceImpl:
             # behind its back: the deadline bounds it too, less a margin for the rollback and
             # the answer, so that the caller learns why it failed (not just DEADLINE_EXCEEDED).
             remaining -= min(1.0, remaining / 10)
+        before = self._metric_values(request.metric_names)
         try:
             self._core.reload_config(config, timeout=remaining)
         except ServingError as e:
             _log.error("ReloadConfig failed: %s", e.message)
             raise
+        after = self._metric_values(request.metric_names)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = Code.OK
+        for name in dict.fromkeys(request.metric_names):
+            response.metric.add(name=name, int64_value_increase=after[name] - before[name])
         return response
 
     @staticmethod
