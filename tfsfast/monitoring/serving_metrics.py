@@ -1,7 +1,8 @@
 """TF Serving's own metrics: the names, descriptions, labels and buckets of
-``servables/tensorflow/util.cc`` and ``saved_model_warmup_util.cc``, and the functions that
-record them (``RecordModelRequestCount``, ``RecordRequestLatency``, ...), registered in the
-default registry.
+``servables/tensorflow/util.cc``, ``saved_model_warmup_util.cc``, ``batching/batching_session.cc``
+and ``batching/batching_util.h``, and the functions that record them
+(``RecordModelRequestCount``, ``RecordRequestLatency``, ...), registered in the default
+registry.
 
 Where they are recorded is TF Serving's too (see each function): a dashboard built on TF
 Serving's series reads the same values from tfsfast.
@@ -15,17 +16,23 @@ from tfsfast.monitoring.metrics import Counter, Sampler
 from tfsfast.util.status import Code
 
 __all__ = [
+    "INPUT_BATCH_SIZE",
     "MODEL_WARMUP_LATENCY",
+    "MODEL_WARMUP_RECORDS_READ",
+    "PADDING_SIZE",
+    "PROCESSED_BATCH_SIZE",
+    "QUEUING_LATENCY",
     "REQUEST_COUNT",
     "REQUEST_EXAMPLE_COUNTS",
     "REQUEST_EXAMPLE_COUNT_TOTAL",
     "REQUEST_LATENCY",
     "RUNTIME_LATENCY",
+    "WRAPPED_RUN_COUNT",
     "record_model_request_count",
     "record_request_example_count",
     "record_request_latency",
     "record_runtime_latency",
-    "record_warmup_latency",
+    "record_warmup",
 ]
 
 # Scale of 10 µs, power of 1.8, 33 buckets: up to ~20 minutes.
@@ -53,6 +60,28 @@ MODEL_WARMUP_LATENCY = DEFAULT.register(Sampler(
     "/tensorflow/serving/model_warmup_latency", _LATENCY_BUCKETS,
     "Distribution of wall time (in microseconds) for warming up the model.",
     "model_path", "status"))
+MODEL_WARMUP_RECORDS_READ = DEFAULT.register(Counter(
+    "/tensorflow/serving/model_warmup_records_read",
+    "Total number of warmup records read during model warmup.", "model_path", "status"))
+
+# Batching (BatchingSession's task name is "batching_session").
+QUEUING_LATENCY = DEFAULT.register(Sampler(
+    "/tensorflow/serving/batching_session/queuing_latency",
+    buckets.exponential(100, 1.2, 52),  # scale 100 µs, power 1.2, 52 buckets: ~1 second
+    "Distribution of wall time spent (in microseconds) in queuing", "thread_pool_name"))
+WRAPPED_RUN_COUNT = DEFAULT.register(Counter(
+    "/tensorflow/serving/batching_session/wrapped_run_count",
+    "Total count of run calls on the wrapped session"))
+_BATCH_SIZE_BUCKETS = buckets.exponential(1, 2, 14)  # [1, 2, ..., 8192, DBL_MAX]
+PADDING_SIZE = DEFAULT.register(Sampler(
+    "/tensorflow/serving/batching_session/padding_size", _BATCH_SIZE_BUCKETS,
+    "Tracks the padding size distribution on batches.", "execution_batch_size"))
+INPUT_BATCH_SIZE = DEFAULT.register(Sampler(
+    "/tensorflow/serving/batching_session/input_batch_size", _BATCH_SIZE_BUCKETS,
+    "Tracks the batch size distribution on the inputs."))
+PROCESSED_BATCH_SIZE = DEFAULT.register(Sampler(
+    "/tensorflow/serving/batching_session/processed_batch_size", _BATCH_SIZE_BUCKETS,
+    "Tracks the batch size distribution on processing."))
 
 
 def record_model_request_count(model_name: str, code: int) -> None:
@@ -77,6 +106,8 @@ def record_request_example_count(model_name: str, count: int) -> None:
     REQUEST_EXAMPLE_COUNT_TOTAL.get_cell(model_name).increment_by(count)
 
 
-def record_warmup_latency(export_dir: str, status: str, latency_usec: int) -> None:
-    """``status`` is TensorFlow's ``Status::ToString``: ``OK``, or ``<CODE>: <message>``."""
+def record_warmup(export_dir: str, status: str, latency_usec: int, records_read: int) -> None:
+    """One warmup of the version at ``export_dir``; ``status`` is TensorFlow's
+    ``Status::ToString``: ``OK``, or ``<CODE>: <message>``."""
     MODEL_WARMUP_LATENCY.get_cell(export_dir, status).add(latency_usec)
+    MODEL_WARMUP_RECORDS_READ.get_cell(export_dir, status).increment_by(records_read)

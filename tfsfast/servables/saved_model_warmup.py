@@ -4,6 +4,12 @@ The file is TF Serving's: a TFRecord of ``PredictionLog`` protos. Each record's 
 ``num_request_iterations`` times right after the bundle loads and before the version becomes
 AVAILABLE, so the first real requests do not pay for lazy initialisation. Any failure fails the
 load (which the manager then retries), as in TF Serving; the messages are TF Serving's.
+
+Metrics, where TF Serving records them (``saved_model_warmup_util.cc``): a warmup that read its
+file to the end (``OK``) or failed reading it (``DATA_LOSS: ...``) adds its wall time to
+``/tensorflow/serving/model_warmup_latency`` and its records to ``model_warmup_records_read``,
+labelled with the version's directory and the status; a warmup that stops at a bad record or a
+failed run records nothing, as there.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tfsfast.monitoring import serving_metrics
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.util.status import Code, ServingError
 
@@ -25,14 +32,21 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 
 
+class _ReadError(Exception):
+    """The TFRecord file could not be read: TensorFlow's DATA_LOSS message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def _records(path: str) -> Iterator[bytes]:
     import tensorflow as tf
 
     try:
         yield from tf.data.TFRecordDataset(path).as_numpy_iterator()
     except tf.errors.DataLossError as e:
-        raise ServingError(Code.DATA_LOSS, f"{e.message}. Please verify your warmup data is in "
-                                           f"TFRecord format.") from None
+        raise _ReadError(e.message) from None
 
 
 def _serialized_examples(input_proto: Any) -> np.ndarray:
@@ -90,7 +104,17 @@ def run_saved_model_warmup(bundle: SavedModelBundle, num_request_iterations: int
         return
     start = time.monotonic()
     count = 0
-    for record in _records(path):
+    records = _records(path)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except _ReadError as e:
+            serving_metrics.record_warmup(bundle.export_dir, f"DATA_LOSS: {e.message}",
+                                          int((time.monotonic() - start) * 1e6), count)
+            raise ServingError(Code.DATA_LOSS, f"{e.message}. Please verify your warmup data "
+                                               "is in TFRecord format.") from None
         count += 1
         if count > MAX_WARMUP_RECORDS:
             raise ServingError(Code.INVALID_ARGUMENT,
@@ -105,6 +129,7 @@ def run_saved_model_warmup(bundle: SavedModelBundle, num_request_iterations: int
                                ) from None
         for _ in range(max(1, num_request_iterations)):
             _run_record(bundle, log)
+    elapsed = int((time.monotonic() - start) * 1e6)
+    serving_metrics.record_warmup(bundle.export_dir, "OK", elapsed, count)
     _log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-              "Elapsed time (microseconds): %d.", path, count,
-              int((time.monotonic() - start) * 1e6))
+              "Elapsed time (microseconds): %d.", path, count, elapsed)

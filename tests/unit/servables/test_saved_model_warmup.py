@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tfsfast.core.servable_id import ServableId
+from tfsfast.monitoring import serving_metrics
 from tfsfast.servables.saved_model_bundle_factory import (
     SavedModelBundleFactory,
     SessionBundleConfig,
@@ -108,6 +109,11 @@ def test_valid_warmup_records_run_and_the_model_loads(version_dir: Path,
     assert any(r.getMessage().startswith(
         f"Finished reading warmup data for model at {version_dir / WARMUP_FILE}. Number of "
         f"warmup records read: 2. Elapsed time (microseconds): ") for r in caplog.records)
+    # TF Serving's warmup metrics, labelled with the version's directory and the status.
+    latency = serving_metrics.MODEL_WARMUP_LATENCY.get_cell(str(version_dir), "OK").value()
+    assert latency.count == 1
+    assert serving_metrics.MODEL_WARMUP_RECORDS_READ.get_cell(
+        str(version_dir), "OK").value() == 2
 
 
 @pytest.mark.parametrize(("iterations", "expected"), [(1, 11.0), (3, 33.0), (0, 11.0)])
@@ -159,6 +165,19 @@ def test_corrupt_warmup_file_is_data_loss(version_dir: Path) -> None:
         load(version_dir)
     assert e.value.code == Code.DATA_LOSS
     assert e.value.message.endswith("Please verify your warmup data is in TFRecord format.")
+    # The metric's status is TensorFlow's, without the advice.
+    (status,) = [labels[1] for labels, cell in serving_metrics.MODEL_WARMUP_LATENCY.cells()
+                 if labels[0] == str(version_dir)]
+    assert status == "DATA_LOSS: " + e.value.message.removesuffix(
+        ". Please verify your warmup data is in TFRecord format.")
+
+
+def test_a_failed_record_records_no_metric(version_dir: Path) -> None:
+    write_warmup(version_dir, [predict_log([[1.0]], alias="z")])
+    with pytest.raises(ServingError):
+        load(version_dir)
+    assert not [labels for labels, _ in serving_metrics.MODEL_WARMUP_LATENCY.cells()
+                if labels[0] == str(version_dir)]
 
 
 def test_warmup_request_error_fails_the_load(version_dir: Path) -> None:
