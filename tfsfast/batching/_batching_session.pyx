@@ -14,6 +14,10 @@ Same classes, rules, messages and contracts as the twin (read its docstring and
 
 The padding of variable-length inputs (``padded_pieces``), TF Serving's messages and the log
 are the twin's, imported from it.
+
+Two implementations rather than one source compiled twice: the compiled one reads arrays through
+numpy's C API and the compiled queue's tasks as C structs, where the twin works over either
+queue through Python attributes.
 """
 
 import concurrent.futures

@@ -11,6 +11,10 @@ only in cost:
   is copied exactly once, into the message.
 
 The host must be little-endian (the wire order), as every platform TensorFlow ships for is.
+
+A different algorithm from the twin, deliberately: this module parses and writes the wire
+format itself, the twin goes through the protobuf runtime, so that the property tests comparing
+them check one against an independent reference.
 """
 
 cimport numpy as cnp

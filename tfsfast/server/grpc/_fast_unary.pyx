@@ -8,6 +8,10 @@ call's state is in C fields, the deadline is read from the C clock ``time.time``
 cygrpc operation types are bound once. The operations themselves, the batches, the gate (one
 answer per call, no batch once the loop stopped) and the handler calls are the ones the twin
 makes.
+
+Two implementations rather than one source compiled twice: the compiled loop holds cygrpc's
+completion tags and operations as C-typed objects and dispatches on their C type, which a Python
+source compiled with a ``.pxd`` could not say without becoming this file.
 """
 
 from tfsfast._cdefs.clock cimport wall_time

@@ -6,6 +6,7 @@ standing request for a method's next call, step 1 of the module doc of ``fast_un
 :class:`UnaryCall` (steps 2 and 3, and the handler's context). ``fast_unary.FastUnaryMethods``
 owns them and picks this module or the compiled one; both behave the same to the handlers and
 the clients. The helpers (``check_message_size``, ``error_status``) are shared by both.
+A separate implementation from the compiled module, not the same source compiled: see there why.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ read in C. The request is read by the TensorProto codec (``decode_predict_reques
 as views); the tensors, the response, the handle table, the signature and input checks, the run
 and its ``RunCost`` are the same code the twin and ``predict_answer`` call, so all three answer
 with the same bytes.
+
+Two implementations rather than one source compiled twice: this one calls the compiled
+signatures, RunCost and codec through their C methods, which its twin reaches as Python
+objects; the steps themselves are shared code, written once in ``tfsfast.server.predict``.
 """
 
 import math

@@ -22,6 +22,10 @@ the per-request Python around them:
   which one is the last.
 
 ``scanned_requests`` counts the requests the scanner served (a diagnostic; the twin has none).
+
+Two implementations rather than one source compiled twice: the C-level callbacks, the head
+scanner and the C calls into the compiled fast path have no Python form; the twin is the
+readable reference the tests hold this module to.
 """
 
 import asyncio

@@ -10,6 +10,10 @@ twin: the route is ``predict_route.predict_model_spec``, the signatures the comp
 codec, ``bundle.run_inline`` and the error encoding are the same code the handler calls, so all
 three answer with the same bytes. Batched requests are answered later through a
 ``BatchedReply``, as in the twin.
+
+Two implementations rather than one source compiled twice: the header checks over raw bytes and
+the one-allocation response are C code with no Python counterpart worth having; the steps are
+shared code, written once in ``tfsfast.server.predict``.
 """
 
 import asyncio
