@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.tfsfast-installed
 PYX    := $(shell find tfsfast -name '*.pyx' -o -name '*.pxd' 2>/dev/null) $(wildcard csrc/*)
 MODELS := models
 
-.PHONY: install build serve test test-python bench lint clean image image-cpu image-gpu \
+.PHONY: install build serve test test-packages test-python bench lint clean image image-cpu image-gpu \
 	image-test image-test-gpu package-test
 
 install: $(STAMP) build
@@ -28,10 +28,19 @@ build: $(STAMP)
 serve: install
 	$(PY) -m tfsfast.demo
 
-test: install
+test: install test-packages
 	$(PY) -m pytest -q
 
-test-python: install
+# Debian packages the tests start as real components: Prometheus, which scrapes a test server.
+# Installed when missing and this user can (root, apt-get); otherwise the test that needs it
+# fails, saying what to install.
+test-packages:
+	@command -v prometheus >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		prometheus >/dev/null; } || echo "make: prometheus is not installed; install it \
+		(Debian: apt-get install prometheus) for tests/integration/test_prometheus_metrics.py"
+
+test-python: install test-packages
 	TFSFAST_NO_EXTENSIONS=1 $(PY) -m pytest -q
 
 bench: install
