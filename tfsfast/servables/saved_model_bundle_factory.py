@@ -109,12 +109,36 @@ def _check_variables_restored(servable_id: ServableId, path: str, meta_graph_def
     if os.path.isfile(index_path):
         return
     if version_completeness.meta_graph_declares_variables(meta_graph_def):
-        raise ServingError(
-            Code.NOT_FOUND,
-            f"Version {servable_id.version} of servable {servable_id.name} at {path} is not "
-            f"loaded: its graph declares variables but {version_completeness.VARIABLES_INDEX} "
-            f"is missing, so none of them could be restored (is the version still being "
-            f"copied?)")
+        raise _variables_missing(servable_id, path)
+
+
+def _variables_missing(servable_id: ServableId, path: str) -> ServingError:
+    return ServingError(
+        Code.NOT_FOUND,
+        f"Version {servable_id.version} of servable {servable_id.name} at {path} is not "
+        f"loaded: its graph declares variables but {version_completeness.VARIABLES_INDEX} "
+        f"is missing, so none of them could be restored (is the version still being copied?)")
+
+
+def _check_variables_after_failed_load(servable_id: ServableId, path: str,
+                                       tags: list[str]) -> None:
+    """The same NOT_FOUND when the load itself failed over the missing variables: TensorFlow's
+    Python loader (the runtime's twin) refuses such a graph at once, where the C API loads it.
+    The MetaGraph is read from ``saved_model.pb`` here, as the load did not get that far."""
+    if os.path.isfile(os.path.join(path, version_completeness.VARIABLES_INDEX)):
+        return
+    pb = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb):
+        return
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph_def in saved_model.meta_graphs:
+        if set(meta_graph_def.meta_info_def.tags) == set(tags) and \
+                version_completeness.meta_graph_declares_variables(meta_graph_def):
+            raise _variables_missing(servable_id, path)
 
 
 class SavedModelBundleFactory:
@@ -195,8 +219,12 @@ class SavedModelBundleFactory:
                                                self.config.num_tflite_interpreters_per_pool)
         else:
             _check_variables_before_load(servable_id, path)
-            session = runtime.load_saved_model(path, list(self.config.saved_model_tags),
-                                               self.config.session_config)
+            tags = list(self.config.saved_model_tags)
+            try:
+                session = runtime.load_saved_model(path, tags, self.config.session_config)
+            except ServingError:
+                _check_variables_after_failed_load(servable_id, path, tags)
+                raise
             try:
                 _check_variables_restored(servable_id, path, session.meta_graph_def)
             except BaseException:
