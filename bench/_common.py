@@ -68,3 +68,8 @@ def model_base_path(workdir: Path) -> Path:
     base = workdir / "half_plus_two"
     export_half_plus_two_tf1(str(base / "123"))
     return base
+
+
+# What ``--monitoring_config_file`` gets in the metrics-on rows: TF Serving's
+# testdata/monitoring_config.txt.
+MONITORING_CONFIG = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'

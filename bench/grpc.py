@@ -10,6 +10,9 @@ TensorFlow when that is absent), each pinned to one core:
   request, a ``tf.compat.v1.Session`` run of the SavedModel, ``tf.make_tensor_proto`` for the
   response.
 * ``tfsfast``: ``python -m tfsfast`` with batching off.
+* ``tfsfast_metrics``: the same with ``--monitoring_config_file`` serving the Prometheus page
+  (``metrics_on_over_off_c32``: its requests/s over ``tfsfast``'s at the default 32 requests in
+  flight, target >= 0.97).
 
 The load is closed-loop from a separate process on the other core: ``h2load`` (Debian's
 nghttp2-client, installed if missing; its per-request log gives p50/p99) sending the same
@@ -44,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO, StealMeter, free_port, model_base_path, pin
+from bench._common import MONITORING_CONFIG, REPO, StealMeter, free_port, model_base_path, pin
 
 SERVICE = "tensorflow.serving.PredictionService"
 METHOD = f"/{SERVICE}/Predict"
@@ -177,15 +180,21 @@ class Server:
                 self.process.wait()
 
 
-def servers(base: Path, tfsfast_args: Sequence[str] = ()) -> dict[str, list[str]]:
+def servers(base: Path, workdir: Path, tfsfast_args: Sequence[str] = ()
+            ) -> dict[str, list[str]]:
     version_dir = str(next(p for p in sorted(base.iterdir()) if p.name.isdigit()))
     py = sys.executable
+    monitoring = workdir / "monitoring_config.txt"
+    monitoring.write_text(MONITORING_CONFIG)
+    tfsfast = [py, "-m", "tfsfast", f"--model_name={MODEL_NAME}", f"--model_base_path={base}",
+               "--port={port}", "--rest_api_port=0", *tfsfast_args]
     return {
         "echo": [py, "-m", "bench.grpc", "serve", "echo", "{port}"],
         "handwritten": [py, "-m", "bench.grpc", "serve", "handwritten", "{port}", version_dir],
-        "tfsfast": [py, "-m", "tfsfast", f"--model_name={MODEL_NAME}",
-                    f"--model_base_path={base}", "--port={port}", "--rest_api_port=0",
-                    *tfsfast_args],
+        "tfsfast": tfsfast,
+        # The page needs the REST port: 0 turns it off, so it gets one of its own.
+        "tfsfast_metrics": [*tfsfast, "--rest_api_port={rest_port}",
+                            f"--monitoring_config_file={monitoring}"],
     }
 
 
@@ -288,12 +297,13 @@ def main(argv: Sequence[str]) -> int:
         data = predict_request().SerializeToString()
         body = workdir / "request.bin"
         body.write_bytes(b"\x00" + len(data).to_bytes(4, "big") + data)  # gRPC framing
-        table = servers(model_base_path(workdir), args.tfsfast_args.split())
+        table = servers(model_base_path(workdir), workdir, args.tfsfast_args.split())
         names = [n for n in table if not args.only or n in args.only.split(",")]
         for round_ in range(args.rounds):
             for name in names:
                 port = free_port()
-                server = Server(name, [a.format(port=port) for a in table[name]], port, env)
+                argv_ = [a.format(port=port, rest_port=free_port()) for a in table[name]]
+                server = Server(name, argv_, port, env)
                 try:
                     server.wait_ready()
                     concurrency = args.connections * args.streams
@@ -334,6 +344,7 @@ def main(argv: Sequence[str]) -> int:
         "results": results,
         "ratio_to_handwritten": round(rps("tfsfast") / rps("handwritten"), 2),
         "ratio_to_echo_ceiling": round(rps("tfsfast") / rps("echo"), 3),
+        "metrics_on_over_off_c32": round(rps("tfsfast_metrics") / rps("tfsfast"), 3),
     }
     print(json.dumps(summary))
     return 0

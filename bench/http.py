@@ -5,8 +5,11 @@ or the same model exported with TensorFlow when that is absent) pinned to one co
 on the other core, one thread, POSTing ``{"instances": [[1.0],[2.0],[5.0]]}`` at concurrency 1,
 32 and 256. Servers: a uvloop + httptools protocol answering a fixed body (the ceiling),
 gunicorn with 2 workers running Flask + a TF session, FastAPI + uvicorn + a TF session, and
-tfsfast with batching off and on. The last line is a JSON object with every figure and the ratios
-the project tracks. Absolute numbers move between runs on shared machines; compare the ratios.
+tfsfast with batching off and on, each also with ``--monitoring_config_file`` serving the
+Prometheus page (``tfsfast_metrics``, ``tfsfast_batching_metrics``; ``metrics_on_over_off_c32``
+and ``metrics_on_over_off_batching_c32`` are their requests/s over the plain rows', target
+>= 0.97). The last line is a JSON object with every figure and the ratios the project tracks.
+Absolute numbers move between runs on shared machines; compare the ratios.
 
 Options: ``--duration S`` (default 5), ``--concurrency 1,32,256``, ``--only a,b``, ``--rounds N``
 (default 1). With N rounds every server is started and measured N times, the servers taking
@@ -34,7 +37,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench._common import REPO, StealMeter, free_port, model_base_path, pin
+from bench._common import MONITORING_CONFIG, REPO, StealMeter, free_port, model_base_path, pin
 
 BODY = b'{"instances": [[1.0],[2.0],[5.0]]}'
 EXPECTED = [[2.5], [3.0], [4.5]]
@@ -106,8 +109,12 @@ def servers(base: Path, workdir: Path) -> dict[str, tuple[list[str], dict[str, s
            "PYTHONPATH": str(REPO)}
     batching = workdir / "batching.pbtxt"
     batching.write_text(BATCHING_PARAMETERS)
+    monitoring = workdir / "monitoring_config.txt"
+    monitoring.write_text(MONITORING_CONFIG)
+    metrics = f"--monitoring_config_file={monitoring}"
     tfsfast = [py, "-m", "tfsfast", "--model_name=m", f"--model_base_path={base}",
                "--port={grpc}", "--rest_api_port={port}"]
+    batched = [*tfsfast, "--enable_batching", f"--batching_parameters_file={batching}"]
     return {
         "ceiling": ([py, "-m", "bench.http_baselines.ceiling", "{port}"], env),
         "gunicorn_flask": ([py, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}",
@@ -116,8 +123,9 @@ def servers(base: Path, workdir: Path) -> dict[str, tuple[list[str], dict[str, s
                              "--port", "{port}", "--loop", "uvloop", "--http", "httptools",
                              "--log-level", "warning", "--no-access-log"], env),
         "tfsfast": (tfsfast, env),
-        "tfsfast_batching": ([*tfsfast, "--enable_batching",
-                              f"--batching_parameters_file={batching}"], env),
+        "tfsfast_metrics": ([*tfsfast, metrics], env),
+        "tfsfast_batching": (batched, env),
+        "tfsfast_batching_metrics": ([*batched, metrics], env),
     }
 
 
@@ -197,6 +205,9 @@ def main(argv: Sequence[str]) -> int:
         "ratio_to_fastapi_c32": round(best32 / rps("fastapi_uvicorn", 32), 2),
         "batching_gain_c256": round(rps("tfsfast_batching", 256) / rps("tfsfast", 256), 3),
         "batching_p99_ratio_c32": round(p99("tfsfast_batching", 32) / p99("tfsfast", 32), 3),
+        "metrics_on_over_off_c32": round(rps("tfsfast_metrics", 32) / rps("tfsfast", 32), 3),
+        "metrics_on_over_off_batching_c32": round(
+            rps("tfsfast_batching_metrics", 32) / rps("tfsfast_batching", 32), 3),
     }
     print(json.dumps(summary))
     return 0

@@ -5,7 +5,8 @@ mounts, KServe's model directory, ``{{.Name}}``) and the port numbers replaced b
 start ``python -m tfsfast`` in place of ``/usr/bin/tensorflow_model_server``. Every probe's path
 must then answer 200 on the port the probe names, and a predict must work over REST and gRPC on
 the ports the args give those APIs. The Deployment's model config is its ConfigMap's, with the
-same path replacement, over the test's exported half_plus_two.
+same path replacement, over the test's exported half_plus_two; the Prometheus page must answer
+at the port and path the pod's annotations give.
 """
 
 from __future__ import annotations
@@ -142,6 +143,13 @@ def test_deployment_args_serve_its_probes_and_predicts(
             assert server.request("GET", f"/v2/models/{model.name}/ready")[0] == 200
         # Every declared container port is one the args serve.
         assert {p["containerPort"] for p in container["ports"]} == set(ports)
+        # Prometheus's pod annotations name the page the args serve.
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert ports[int(annotations["prometheus.io/port"])] == server.rest_port
+        status, headers, body = server.request("GET", annotations["prometheus.io/path"])
+        assert (status, headers["Content-Type"]) == (200, "text/plain")
+        assert b"# TYPE :tensorflow:serving:request_count counter\n" in body
 
 
 @pytest.mark.parametrize("runtime", ["servingruntime.yaml", "clusterservingruntime.yaml"])

@@ -209,9 +209,16 @@ def test_startup_errors_exit_255_with_tf_serving_text() -> None:
 
 
 def test_unserved_flag_stops_startup_naming_the_flag(tmp_path: Path) -> None:
+    result = run_cli("--platform_config_file=/p", f"--model_base_path={tmp_path}")
+    assert result.returncode == 255
+    assert "--platform_config_file is not supported by tfsfast" in result.stderr
+
+
+def test_unreadable_monitoring_config_stops_startup(tmp_path: Path) -> None:
     result = run_cli("--monitoring_config_file=/nonexistent", f"--model_base_path={tmp_path}")
     assert result.returncode == 255
-    assert "--monitoring_config_file" in result.stderr
+    assert ("Failed to start server. Error: INVALID_ARGUMENT: Could not read "
+            "--monitoring_config_file /nonexistent: No such file or directory") in result.stderr
 
 
 def test_version_flag() -> None:

@@ -35,6 +35,7 @@ from tfsfast.util._run_cost cimport RunCost
 
 from tfsfast.batching import _batching_session_py as _twin
 from tfsfast.batching._batching_session_py import (
+    BatchMetrics,
     EXPIRED_IN_QUEUE_MESSAGE,
     LOG,
     OUTPUT_RANK_ZERO_MESSAGE,
@@ -411,6 +412,7 @@ cdef class SignatureBatcher:
     cdef readonly tuple output_aliases
     cdef readonly frozenset output_set
     cdef public BatchQueue queue
+    cdef public object metrics  # the twin's BatchMetrics (None: nothing recorded)
     cdef readonly RunCost cost
     cdef readonly set flushing
     cdef readonly set timers
@@ -508,16 +510,17 @@ cdef class SignatureBatcher:
         cdef Completions done = Completions(loop)
         cdef list tasks
         cdef BatchTask task
+        cdef double dequeued = monotonic()
         try:
             for task in batch.expired:
                 done._finish(task, None,
                              ServingError(_DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE))
             tasks = batch.tasks
             if len(tasks) == 1 or (tasks and _same_group(tasks)):
-                self._run_group(tasks, done)
+                self._run_group(tasks, done, dequeued)
             elif tasks:
                 for group in _twin.groups(tasks):
-                    self._run_group(group, done)
+                    self._run_group(group, done, dequeued)
         except Exception as e:
             done.fail_unanswered([*batch.expired, *batch.tasks], run_failed(e))
             raise
@@ -531,7 +534,7 @@ cdef class SignatureBatcher:
                 return size
         return rows
 
-    cdef int _run_group(self, list tasks, Completions done) except -1:
+    cdef int _run_group(self, list tasks, Completions done, double dequeued) except -1:
         cdef Py_ssize_t i, j, rows = 0, padded, offset, end, n_tasks, n_out
         cdef BatchTask task
         cdef list pieces = None, arrays, out_aliases, out_arrays
@@ -560,6 +563,8 @@ cdef class SignatureBatcher:
                     source = next(a for a in reversed(arrays) if a.shape[0])
                     arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
                 inputs[alias] = arrays[0] if len(arrays) == 1 else _concat_rows(arrays)
+            if self.metrics is not None:
+                self.metrics.record_run(tasks, rows, padded, dequeued)
             outputs = self.cost.timed(self._run, self.key, inputs, None, self._timeout_ms(tasks))
             for array in outputs.values():
                 if _rank(array) == 0:

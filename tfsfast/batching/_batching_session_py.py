@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tfsfast.monitoring import serving_metrics
+from tfsfast.monitoring.metrics import SamplerCell
 from tfsfast.runtime import validation
 from tfsfast.util.run_cost import RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
@@ -165,6 +167,39 @@ class Completions:
         self._threads = []
 
 
+class BatchMetrics:
+    """TF Serving's ``batching_session`` metrics of the batches of one queue, whose scheduler's
+    threads are ``thread_pool_name``: per task, ``queuing_latency`` (µs from its enqueue to the
+    batch's processing) and ``input_batch_size``; per run of the wrapped session,
+    ``wrapped_run_count``, ``processed_batch_size`` (the rows run, padding included) and
+    ``padding_size{execution_batch_size}``. Once per run, so a request pays no call of its own.
+    Shared with the compiled module."""
+
+    __slots__ = ("_input", "_padding", "_processed", "_queuing", "_wrapped")
+
+    def __init__(self, thread_pool_name: str) -> None:
+        self._queuing = serving_metrics.QUEUING_LATENCY.get_cell(thread_pool_name)
+        self._input = serving_metrics.INPUT_BATCH_SIZE.get_cell()
+        self._processed = serving_metrics.PROCESSED_BATCH_SIZE.get_cell()
+        self._wrapped = serving_metrics.WRAPPED_RUN_COUNT.get_cell()
+        self._padding: dict[int, SamplerCell] = {}
+
+    def record_run(self, tasks: list[Any], rows: int, padded: int, dequeued: float) -> None:
+        """One run of ``tasks`` (``rows`` rows, run as ``padded``), taken from the queue at
+        ``dequeued`` (the queue's clock, seconds)."""
+        queuing = self._queuing
+        sizes = self._input
+        for task in tasks:
+            queuing.add(int((dequeued - task.enqueue_time) * 1e6))
+            sizes.add(task.size)
+        padding = self._padding.get(padded)
+        if padding is None:
+            padding = self._padding[padded] = serving_metrics.PADDING_SIZE.get_cell(str(padded))
+        padding.add(padded - rows)
+        self._processed.add(padded)
+        self._wrapped.increment_by(1)
+
+
 def task_rows(task: Any, index: int) -> np.ndarray:
     """Input ``index`` of ``task``: its request's array, or a part's rows of it."""
     array = task.root.payload.arrays[index]
@@ -245,11 +280,12 @@ class SignatureBatcher:
     ``BatchTask`` and clock the tasks use; ``flush_on_loop(batcher, loop)`` is called soon on
     ``loop`` (once per loop turn) when a request from that loop is queued to run there;
     ``run_cost_policy`` decides, by the batches' measured cost, whether they run there.
-    ``queue`` is set by the session once the scheduler made it.
+    ``queue`` and ``metrics`` (a :class:`BatchMetrics`, None: nothing recorded) are set by the
+    session once the scheduler made the queue.
     """
 
     __slots__ = ("_allowed", "_flush_on_loop", "_monotonic", "_pad", "_run", "_task_type", "cost",
-                 "feed_dtypes", "flushing", "input_aliases", "key", "output_aliases",
+                 "feed_dtypes", "flushing", "input_aliases", "key", "metrics", "output_aliases",
                  "output_set", "queue", "signature", "timers")
 
     def __init__(self, key: str, signature: Any, run: Callable[..., Any], options: Any,
@@ -263,6 +299,7 @@ class SignatureBatcher:
         self.output_aliases: tuple[str, ...] = tuple(signature.outputs)
         self.output_set = frozenset(self.output_aliases)
         self.queue: Any = None
+        self.metrics: BatchMetrics | None = None
         # Seconds per batch run; the event loops with a flush of this queue to come, and those
         # with a timer for its open batch (see batching_session).
         self.cost = RunCost(run_cost_policy)
@@ -322,15 +359,16 @@ class SignatureBatcher:
         raises: an exception escaping the grouping or the splitting fails the tasks not
         answered yet (INTERNAL), and is raised again for the caller to log."""
         done = Completions(loop)
+        dequeued = self._monotonic()
         try:
             for task in batch.expired:
                 done.fail(task, ServingError(Code.DEADLINE_EXCEEDED, EXPIRED_IN_QUEUE_MESSAGE))
             tasks = batch.tasks
             if len(tasks) == 1 or (tasks and same_group(tasks)):
-                self._run_group(tasks, done)
+                self._run_group(tasks, done, dequeued)
             elif tasks:
                 for group in groups(tasks):
-                    self._run_group(group, done)
+                    self._run_group(group, done, dequeued)
         except Exception as e:
             done.fail_unanswered([*batch.expired, *batch.tasks], run_failed(e))
             raise
@@ -344,7 +382,7 @@ class SignatureBatcher:
                 return size
         return rows
 
-    def _run_group(self, tasks: list[Any], done: Completions) -> None:
+    def _run_group(self, tasks: list[Any], done: Completions, dequeued: float) -> None:
         """Runs ``tasks`` (of one group) as one batch and gives ``done`` their outcomes."""
         try:
             if self._pad and len(tasks) > 1:
@@ -364,6 +402,8 @@ class SignatureBatcher:
                     source = next(a for a in reversed(arrays) if a.shape[0])
                     arrays = [*arrays, np.repeat(source[:1], padded - rows, axis=0)]
                 inputs[alias] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            if self.metrics is not None:
+                self.metrics.record_run(tasks, rows, padded, dequeued)
             outputs = self.cost.timed(self._run, self.key, inputs, None, self._timeout_ms(tasks))
             for array in outputs.values():
                 if array.ndim == 0:

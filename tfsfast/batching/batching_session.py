@@ -145,6 +145,8 @@ class BatchingSession:
                     self._flush_on_loop, run_cost_policy)
                 batcher.queue = scheduler.add_queue(queue_options, batcher.process_batch,
                                                     self._reject_tasks)
+                batcher.metrics = self.implementation.BatchMetrics(
+                    scheduler.options.thread_pool_name)
                 self._batchers[key] = batcher
         except BaseException:
             self.close()

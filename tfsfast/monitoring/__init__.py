@@ -5,5 +5,8 @@
 - ``buckets``: a ``Sampler``'s bucket limits (``Buckets::Exponential`` / ``Explicit``);
 - ``collection_registry``: where metrics are defined and collected from;
 - ``prometheus_exporter``: the text TF Serving's ``PrometheusExporter`` serves;
-- ``monitoring_config``: ``--monitoring_config_file`` (``MonitoringConfig``).
+- ``monitoring_config``: ``--monitoring_config_file`` (``MonitoringConfig``);
+- ``serving_metrics``: TF Serving's metrics and the functions that record them;
+- ``request_counts``: the compiled request paths' own counts of them, summed in at collection;
+- ``server_metrics``: tfsfast's own (models, process, GC, build).
 """

@@ -10,9 +10,11 @@ Serving's series reads the same values from tfsfast.
 
 from __future__ import annotations
 
+import time
+
 from tfsfast.monitoring import buckets
 from tfsfast.monitoring.collection_registry import DEFAULT
-from tfsfast.monitoring.metrics import Counter, Sampler
+from tfsfast.monitoring.metrics import Counter, CounterCell, Sampler, SamplerCell
 from tfsfast.util.status import Code
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "REQUEST_LATENCY",
     "RUNTIME_LATENCY",
     "WRAPPED_RUN_COUNT",
+    "RequestRecorder",
     "record_model_request_count",
     "record_request_example_count",
     "record_request_latency",
@@ -111,3 +114,45 @@ def record_warmup(export_dir: str, status: str, latency_usec: int, records_read:
     ``Status::ToString``: ``OK``, or ``<CODE>: <message>``."""
     MODEL_WARMUP_LATENCY.get_cell(export_dir, status).add(latency_usec)
     MODEL_WARMUP_RECORDS_READ.get_cell(export_dir, status).increment_by(records_read)
+
+
+class RequestRecorder:
+    """``RecordModelRequestCount`` and ``RecordRequestLatency`` of one entrypoint (``REST`` or
+    ``GRPC``), as its request paths call them once per request: ``start`` when processing
+    begins, then ``ok`` or ``error`` when the answer is known.
+
+    The cells of the (model, API) pairs seen are kept here, so a request costs two cell updates
+    and no label lookup; they are the metrics' own cells, so the page sums nothing twice.
+    Thread-safe as the cells are (a race on the cache builds the same entry).
+    """
+
+    __slots__ = ("_entrypoint", "_errors", "_ok")
+
+    def __init__(self, entrypoint: str) -> None:
+        self._entrypoint = entrypoint
+        self._ok: dict[tuple[str, str], tuple[CounterCell, SamplerCell]] = {}
+        self._errors: dict[tuple[str, int], CounterCell] = {}
+
+    @staticmethod
+    def start() -> int:
+        """The time processing began (what ``ok`` measures the latency from)."""
+        return time.perf_counter_ns()
+
+    def ok(self, model_name: str, api: str, start: int) -> None:
+        """A request answered OK: ``request_count{model_name, "OK"}`` and, in µs since
+        ``start``, ``request_latency{model_name, api, entrypoint}``."""
+        cells = self._ok.get((model_name, api))
+        if cells is None:
+            cells = (REQUEST_COUNT.get_cell(model_name, "OK"),
+                     REQUEST_LATENCY.get_cell(model_name, api, self._entrypoint))
+            self._ok[(model_name, api)] = cells
+        cells[0].increment_by(1)
+        cells[1].add((time.perf_counter_ns() - start) // 1000)
+
+    def error(self, model_name: str, code: int) -> None:
+        """A request that failed with ``code``: ``request_count{model_name, <code's name>}``."""
+        cell = self._errors.get((model_name, code))
+        if cell is None:
+            cell = REQUEST_COUNT.get_cell(model_name, Code(code).name)
+            self._errors[(model_name, code)] = cell
+        cell.increment_by(1)

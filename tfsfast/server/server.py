@@ -36,6 +36,8 @@ from typing import Any
 
 from tfsfast import _extensions, runtime
 from tfsfast.codecs.codec_limits import CodecLimits
+from tfsfast.monitoring.monitoring_config import PrometheusConfig, read_monitoring_config
+from tfsfast.monitoring.server_metrics import install_process_metrics, install_server_metrics
 from tfsfast.runtime import devices
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import drain, rest_workers
@@ -172,6 +174,8 @@ class Server:
         self._codec_limits: CodecLimits | None = None
         self._run_cost_policy: RunCostPolicy | None = None
         self._grpc_fast_unary = True
+        # --monitoring_config_file's Prometheus page (read by build_and_start).
+        self._prometheus = PrometheusConfig()
 
     # --- startup -----------------------------------------------------------------------------
 
@@ -186,6 +190,8 @@ class Server:
         unserved = so.unserved_flags(options)
         if unserved:
             raise ServingError(Code.UNIMPLEMENTED, "; ".join(unserved))
+        # Read before any model loads, as TF Serving does: a bad file fails the start at once.
+        self._prometheus = read_monitoring_config(options.monitoring_config_file)
         # The settings of the request path, built here once and handed to everything that
         # parses a request (the codecs' limits) or decides where a run goes (the run-cost
         # policy): the bundles through the ServerCore's options, the REST handler and fast path,
@@ -329,6 +335,8 @@ class Server:
             # it is named even while no model has a version yet.
             _ = runtime.IMPLEMENTATION
             _log.info("Implementations: %s", _extensions.implementations())
+        if self._prometheus.enable:
+            _install_metrics(self.core)
         if options.rest_api_port == 0:
             return
         if options.rest_api_port == options.port:
@@ -344,7 +352,8 @@ class Server:
             enable_cors_support=options.rest_api_enable_cors_support,
             enforce_signature_method_name=options.enable_signature_method_name_check,
             max_decompressed_body_bytes=options.rest_api_max_body_bytes,
-            codec_limits=self._codec_limits)
+            codec_limits=self._codec_limits,
+            prometheus_path=self._prometheus.path if self._prometheus.enable else None)
         handler = HttpRestApiHandler(self.core, rest_options, self.health)
         limits = HttpServerLimits(max_body_bytes=options.rest_api_max_body_bytes)
         # Common JSON predicts are answered before the handler (byte-identical; see
@@ -544,6 +553,21 @@ class Server:
             self.core.stop(timeout)
             self.core.bundle_factory.close()  # the batch threads, once every model is unloaded
         _log.info("Server stopped")
+
+
+_metrics_installed = False
+
+
+def _install_metrics(core: ServerCore) -> None:
+    """tfsfast's model and process metrics, for the Prometheus page: once per process (the
+    registry is the process's; a REST worker has its own). Only with the page on, since only the
+    page shows them and the GC figures cost a callback per collection."""
+    global _metrics_installed
+    if _metrics_installed:
+        return
+    _metrics_installed = True
+    install_server_metrics(core)
+    install_process_metrics(_extensions.implementations())
 
 
 def num_schedulable_cpus() -> int:

@@ -855,7 +855,6 @@ NOT_PLANNED: Final = "not planned"
 # Flag name -> the feature that will serve it. Delete an entry when its feature lands; an entry
 # starting with NOT_PLANNED is reported as unsupported for good.
 NOT_YET_SERVED: dict[str, str] = {
-    "monitoring_config_file": "Prometheus metrics",
     "platform_config_file": f"{NOT_PLANNED}: tfsfast serves TensorFlow SavedModels only",
     "thread_pool_factory_config_file": (
         f"{NOT_PLANNED}: custom TensorFlow thread-pool factories are not available to tfsfast"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import pytest
 
 from tfsfast.monitoring import buckets
 from tfsfast.monitoring.collection_registry import CollectionRegistry, Point
-from tfsfast.monitoring.metrics import Counter, Gauge, MetricDescriptor, Sampler
+from tfsfast.monitoring.metrics import (
+    Counter,
+    Gauge,
+    HistogramValue,
+    MetricDescriptor,
+    Sampler,
+)
 
 
 def test_exponential_buckets_are_tensorflows() -> None:
@@ -78,3 +85,21 @@ def test_registry_collects_metrics_and_collectors_by_name() -> None:
     assert collected[1].points == (Point(("m",), 3),)
     with pytest.raises(ValueError, match="already registered"):
         registry.register(Counter("/b/gauge", "d"))
+
+
+def test_partial_collectors_are_summed_with_the_cells_of_the_same_labels() -> None:
+    registry = CollectionRegistry()
+    counter = registry.register(Counter("/c", "", "model"))
+    sampler = registry.register(Sampler("/s", [10.0], "", "model"))
+    counter.get_cell("a").increment_by(2)
+    sampler.get_cell("a").add(3.0)
+    registry.register_partial("/c", lambda: [Point(("a",), 5), Point(("b",), 1)])
+    registry.register_partial("/c", lambda: [Point(("b",), 4)])
+    registry.register_partial("/s", lambda: [
+        Point(("a",), HistogramValue((10.0, sys.float_info.max), (1, 2), 40.0))])
+    collected = {m.descriptor.name: m.points for m in registry.collect()}
+    assert collected["/c"] == (Point(("a",), 7), Point(("b",), 5))
+    assert collected["/s"] == (
+        Point(("a",), HistogramValue((10.0, sys.float_info.max), (2, 2), 43.0)),)
+    with pytest.raises(ValueError, match="no metric named /absent is registered"):
+        registry.register_partial("/absent", list)

@@ -686,7 +686,6 @@ class TestUnserved:
 
     def test_initial_mapping(self) -> None:
         assert set(NOT_YET_SERVED) == {
-            "monitoring_config_file",
             "platform_config_file",
             "thread_pool_factory_config_file",
         }
@@ -712,10 +711,10 @@ class TestUnserved:
         monkeypatch.setitem(so.NOT_YET_SERVED, "enable_batching", "server-side batching")
         monkeypatch.setitem(so.NOT_YET_SERVED, "num_tflite_pools", "TFLite models")
         options = ServerOptions(
-            monitoring_config_file="/mon", enable_batching=True, num_tflite_pools=NPROC + 1
+            platform_config_file="/p", enable_batching=True, num_tflite_pools=NPROC + 1
         )
         names = [m.split(" ", 1)[0] for m in unserved_flags(options)]
-        assert names == ["--enable_batching", "--monitoring_config_file", "--num_tflite_pools"]
+        assert names == ["--enable_batching", "--platform_config_file", "--num_tflite_pools"]
 
     def test_explicit_default_is_fine(self) -> None:
         options = parse(

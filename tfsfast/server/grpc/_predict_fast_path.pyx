@@ -11,13 +11,16 @@ with the same bytes.
 Two implementations rather than one source compiled twice: this one calls the compiled
 signatures, RunCost and codec through their C methods, which its twin reaches as Python
 objects; the steps themselves are shared code, written once in ``tfsfast.server.predict``.
+
+The counts (see the twin) go to a compiled ``RequestCounts``: an OK answer adds to a C counter
+and a C histogram (``OkCounts.add``), with no Python call.
 """
 
 import math
 
 from cpython.bytes cimport PyBytes_GET_SIZE
 
-from tfsfast._cdefs.clock cimport monotonic
+from tfsfast.monitoring._request_counts cimport OkCounts, RequestCounts, monotonic_ns
 from tfsfast.server.predict._predict_signatures cimport (
     BundleSignatures,
     PredictSignature,
@@ -28,6 +31,10 @@ from tfsfast.util._run_cost cimport RunCost
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST as _LATEST_POLICY
+from tfsfast.util.status import Code, ServingError
+
+cdef object _ServingError = ServingError
+cdef int _INTERNAL = Code.INTERNAL
 
 cdef object LATEST = _LATEST_POLICY
 cdef object _decode_request = tensor_proto.decode_predict_request
@@ -45,6 +52,10 @@ cdef class PredictFastPath:
     cdef Py_ssize_t _max_inline_bytes
     cdef object _decode_tensor  # the service's TensorProtoCodec's, bound once
     cdef SignatureCache _signatures
+    cdef RequestCounts _counts
+    cdef str _last_name  # the model of the last OK answer, and its counts
+    cdef OkCounts _last_ok
+    cdef OkCounts _last_runtime
 
     def __init__(self, find, label_version, costs, fallback, bint enforce_method_name=False,
                  bint tensor_content=False, Py_ssize_t max_inline_bytes=64 << 10,
@@ -59,18 +70,25 @@ cdef class PredictFastPath:
             tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
         self._decode_tensor = tensors.decode_tensor
         self._signatures = SignatureCache(enforce_method_name)
+        self._counts = RequestCounts("GRPC")
+        self._last_name = None
+        self._last_ok = None
+        self._last_runtime = None
 
     def __call__(self, data, context):
         """The answer ``predict_answer`` gives: the response bytes, or its continuation."""
-        answer = self.answer(data, context)
+        answer = self._answer(data, context, monotonic_ns())
         return answer if answer is not None else self._fallback(data, context)
 
     cpdef object answer(self, object data, object context):
         """The response, or None: hand the request to ``predict_answer``."""
+        return self._answer(data, context, monotonic_ns())
+
+    cdef object _answer(self, object data, object context, long long begun):
         cdef BundleSignatures servable
         cdef PredictSignature signature
         cdef RunCost cost
-        cdef double remaining, start
+        cdef double remaining
         cdef long long timeout
         cdef list aliases
         if type(data) is not bytes or PyBytes_GET_SIZE(data) > self._max_inline_bytes:
@@ -117,10 +135,27 @@ cdef class PredictFastPath:
         if not cost.allows():
             return None
         # RunCost.timed, with the clock read in C: its time is added when the run returns.
-        start = monotonic()
-        outputs = servable.run(signature.key, tensors, aliases, timeout)
-        cost.add(monotonic() - start)
-        return _encode_response(name, signature.key, servable.servable_id.version,
-                                [(a, outputs[a]) for a in
-                                 (signature.order if aliases is None else aliases)],
-                                self._tensor_content)
+        cdef long long run_start, run_ns = 0
+        try:
+            run_start = monotonic_ns()
+            outputs = servable.run(signature.key, tensors, aliases, timeout)
+            run_ns = monotonic_ns() - run_start
+            cost.add(run_ns * 1e-9)
+            response = _encode_response(name, signature.key, servable.servable_id.version,
+                                        [(a, outputs[a]) for a in
+                                         (signature.order if aliases is None else aliases)],
+                                        self._tensor_content)
+        except _ServingError as e:
+            self._counts.error(name, e.code)
+            raise
+        except Exception:
+            self._counts.error(name, _INTERNAL)  # what the loop answers for it
+            raise
+        cdef OkCounts ok = self._last_ok
+        if ok is None or name != self._last_name:
+            ok = self._last_ok = self._counts.ok_counts(name, "Predict")
+            self._last_runtime = self._counts.runtime_counts(name, "Predict")
+            self._last_name = name
+        self._last_runtime.add_elapsed(run_ns)
+        ok.add(begun)
+        return response

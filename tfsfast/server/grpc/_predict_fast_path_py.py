@@ -36,6 +36,14 @@ says what was wrong. Once the model has run, its errors and those of encoding th
 propagate, as they do out of ``predict_answer``.
 
 The handle-table entry is held until the run is over, as ``predict_answer`` holds its handle.
+
+Metrics: a request answered here is counted as ``predict_answer`` counts its own, TF Serving's
+``request_count`` once by model and status and, when OK, the ``request_latency`` (API
+``Predict``, entrypoint ``GRPC``) from the call, and the run's ``runtime_latency``, in this
+instance's ``request_counts.RequestCounts``; one handed to ``predict_answer`` is its to count
+(a failed run is counted here, with its status, or INTERNAL for another exception, and
+propagates).
+
 Thread-safety: the per-bundle caches are not locked; concurrent misses build equal entries.
 """
 
@@ -48,8 +56,9 @@ from typing import Any
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST
+from tfsfast.monitoring import request_counts
 from tfsfast.server.predict.predict_signatures import SignatureCache
-from tfsfast.util.status import ServingError
+from tfsfast.util.status import Code, ServingError
 
 # find(name, version, policy) of the manager's handle table.
 Find = Callable[[str, "int | None", int], Any]
@@ -79,14 +88,22 @@ class PredictFastPath:
             tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
         self._decode_tensor = tensors.decode_tensor
         self._signatures = SignatureCache(enforce_method_name)
+        self._counts = request_counts.RequestCounts("GRPC")
+        # The model of the last OK answer, and its counts.
+        self._last_name: str | None = None
+        self._last_ok: Any = None
+        self._last_runtime: Any = None
 
     def __call__(self, data: bytes, context: Any) -> Any:
         """The answer ``predict_answer`` gives: the response bytes, or its continuation."""
-        answer = self.answer(data, context)
+        answer = self._answer(data, context, request_counts.now_ns())
         return answer if answer is not None else self._fallback(data, context)
 
     def answer(self, data: bytes, context: Any) -> bytes | None:
         """The response, or None: hand the request to ``predict_answer``."""
+        return self._answer(data, context, request_counts.now_ns())
+
+    def _answer(self, data: bytes, context: Any, begun: int) -> bytes | None:
         if type(data) is not bytes or len(data) > self._max_inline_bytes:
             return None
         remaining = context.time_remaining()
@@ -129,8 +146,25 @@ class PredictFastPath:
             cost = signature.cost = self._costs.cost(servable.servable_id, signature.key)
         if not cost.allows():
             return None
-        outputs = cost.timed(servable.run, signature.key, tensors, aliases, timeout)
-        order = signature.order if aliases is None else aliases
-        return tensor_proto.encode_predict_response(
-            name, signature.key, servable.servable_id.version, [(a, outputs[a]) for a in order],
-            self._tensor_content)
+        try:
+            run_start = request_counts.now_ns()
+            outputs = cost.timed(servable.run, signature.key, tensors, aliases, timeout)
+            run_ns = request_counts.now_ns() - run_start
+            order = signature.order if aliases is None else aliases
+            response = tensor_proto.encode_predict_response(
+                name, signature.key, servable.servable_id.version,
+                [(a, outputs[a]) for a in order], self._tensor_content)
+        except ServingError as e:
+            self._counts.error(name, e.code)
+            raise
+        except Exception:
+            self._counts.error(name, Code.INTERNAL)  # what the loop answers for it
+            raise
+        ok = self._last_ok
+        if ok is None or name != self._last_name:
+            ok = self._last_ok = self._counts.ok_counts(name, "Predict")
+            self._last_runtime = self._counts.runtime_counts(name, "Predict")
+            self._last_name = name
+        self._last_runtime.record_elapsed(run_ns)
+        ok.record(begun)
+        return response

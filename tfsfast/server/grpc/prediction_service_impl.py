@@ -17,6 +17,17 @@ Every method takes the request's raw bytes and returns the response's bytes:
   ``multi_inference``.
 * GetModelMetadata runs ``server.get_model_metadata_impl``.
 
+Metrics, where TF Serving's ``prediction_service_impl.cc`` records them: Predict, Classify and
+Regress each count ``request_count{model_name, status}`` once (the name from the request's
+``model_spec``, "" when the request has none or does not parse) and, when OK,
+``request_latency{model_name, API="Predict"|"Classify"|"Regress", entrypoint="GRPC"}`` from
+the call to the answer (a continuation's end included); a request whose deadline passed before
+it was read is not counted (in TF Serving, gRPC refuses it before the service). The fast path
+counts what it answers itself; GetModelMetadata and MultiInference count nothing, as in TF
+Serving. A successful run records ``runtime_latency{model_name, API, "TF1"}`` (µs), and
+Classify, Regress and MultiInference ``request_example_counts`` and
+``request_example_count_total``.
+
 Around every method: a request larger than ``max_message_bytes`` is RESOURCE_EXHAUSTED naming
 ``--grpc_max_message_bytes``, and so is a response that would be; a request whose deadline has
 already passed is DEADLINE_EXCEEDED without running, otherwise the time left becomes the run's
@@ -31,6 +42,7 @@ everything else (every error but the run's, batching, runs for the pool) to ``pr
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +51,7 @@ import grpc
 
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
+from tfsfast.monitoring import serving_metrics
 from tfsfast.servables import classifier, predict_util, regressor
 from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
@@ -61,6 +74,9 @@ SERVICE_NAME = "tensorflow.serving.PredictionService"
 # Larger Predict requests always run in the pool, whatever their signature's measured cost: a
 # big batch can take far longer than the small ones that made the average.
 INLINE_MAX_REQUEST_BYTES = 64 << 10
+
+# request_count and request_latency of the gRPC API (the fast path records through its own).
+_RECORDER = serving_metrics.RequestRecorder("GRPC")
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,29 @@ def timeout_in_ms(context: grpc.ServicerContext) -> int:
     if remaining <= 0:
         raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
     return max(1, math.ceil(remaining * 1000.0))
+
+
+def _record_runtime(model_name: str, api: str, start: int) -> None:
+    """TF Serving's RecordRuntimeLatency of a successful run begun at ``start``
+    (``time.monotonic_ns``)."""
+    serving_metrics.record_runtime_latency(model_name, api, "TF1",
+                                           (time.monotonic_ns() - start) // 1000)
+
+
+def _recorded(run: Callable[[], bytes], name: str, api: str, start: int
+              ) -> Callable[[], bytes]:
+    """The continuation ``run``, counted when it ends (see the module docstring)."""
+
+    def recorded() -> bytes:
+        try:
+            response = run()
+        except Exception as e:
+            _RECORDER.error(name, e.code if isinstance(e, ServingError) else Code.INTERNAL)
+            raise
+        _RECORDER.ok(name, api, start)
+        return response
+
+    return recorded
 
 
 def _parse(cls: Any, data: bytes) -> Any:
@@ -227,10 +266,28 @@ class PredictionServiceImpl:
     def predict_answer(self, data: bytes, context: grpc.ServicerContext) -> Answer:
         """Predict up to the model run; then the response, when the run is cheap enough for the
         calling thread (``RunCosts.runs_inline``), else a continuation that runs the model and
-        returns the response (it holds the servable handle until the run is over)."""
-        options = self._options
+        returns the response (it holds the servable handle until the run is over). Counted
+        (see the module docstring)."""
+        start = _RECORDER.start()
+        # An expired deadline is refused before the request is read, and not counted: TF
+        # Serving's handler never sees one (gRPC itself refuses it).
         timeout = timeout_in_ms(context)
-        request = tensor_proto.decode_predict_request(data)
+        name = ""
+        try:
+            request = tensor_proto.decode_predict_request(data)
+            name = request.model_name if request.has_model_spec else ""
+            answer = self._predict_answer(request, data, context, timeout)
+        except Exception as e:
+            _RECORDER.error(name, e.code if isinstance(e, ServingError) else Code.INTERNAL)
+            raise
+        if isinstance(answer, bytes):
+            _RECORDER.ok(name, "Predict", start)
+            return answer
+        return _recorded(answer, name, "Predict", start)
+
+    def _predict_answer(self, request: Any, data: bytes, context: grpc.ServicerContext,
+                        timeout: int) -> Answer:
+        options = self._options
         if not request.has_model_spec:
             raise missing_model_spec()
         handle = get_servable_handle(self._core, request.model_name, request.version,
@@ -253,17 +310,22 @@ class PredictionServiceImpl:
                 request.model_name, key, servable_id.version, [(a, outputs[a]) for a in order],
                 options.serialize_as_tensor_content)
 
+        name = request.model_name
         if len(data) <= INLINE_MAX_REQUEST_BYTES and costs.runs_inline(bundle, servable_id, key):
             try:
+                run_start = time.monotonic_ns()
                 outputs = costs.run(bundle, servable_id, key, inputs, aliases, timeout)
+                _record_runtime(name, "Predict", run_start)
             finally:
                 handle.release()
             return respond(outputs)
 
         def run() -> bytes:
             try:  # the time spent waiting for a pool thread counts against the deadline
+                run_start = time.monotonic_ns()
                 outputs = costs.run(bundle, servable_id, key, inputs, aliases,
                                     timeout_in_ms(context))
+                _record_runtime(name, "Predict", run_start)
             finally:
                 handle.release()
             return respond(outputs)
@@ -273,17 +335,36 @@ class PredictionServiceImpl:
     # --- Classify / Regress / MultiInference -------------------------------------------------
 
     def _single(self, data: bytes, context: grpc.ServicerContext, response: Any,
-                run: Callable[..., Any]) -> bytes:
-        timeout = timeout_in_ms(context)
-        request = _parse(self._single_request, data)
+                run: Callable[..., Any], api: str) -> bytes:
+        start = _RECORDER.start()
+        timeout = timeout_in_ms(context)  # before the request is read (see predict_answer)
+        name = ""
+        try:
+            request = _parse(self._single_request, data)
+            name = request.model_spec.name
+            answer = self._run_single(request, timeout, response, run, api)
+        except Exception as e:
+            _RECORDER.error(name, e.code if isinstance(e, ServingError) else Code.INTERNAL)
+            raise
+        _RECORDER.ok(name, api, start)
+        return answer
+
+    def _run_single(self, request: Any, timeout: int, response: Any,
+                    run: Callable[..., Any], api: str) -> bytes:
         if not request.HasField("model_spec"):
             raise missing_model_spec()
         spec = request.model_spec
         with get_servable_handle_for_spec(self._core, spec) as handle:
+            run_start = time.monotonic_ns()
             result = run(handle.servable, spec.signature_name, request.input,
                          enforce_method_name=self._options.enforce_signature_method_name,
                          timeout_in_ms=timeout)
+            _record_runtime(spec.name, api, run_start)
             version = handle.id.version
+        # TF Serving's RecordRequestExampleCount, after a successful run: one result each.
+        serving_metrics.record_request_example_count(
+            spec.name, len(result.classifications if hasattr(result, "classifications")
+                           else result.regressions))
         response.model_spec.name = spec.name
         response.model_spec.signature_name = predict_util.resolve_signature_name(
             spec.signature_name)
@@ -293,10 +374,11 @@ class PredictionServiceImpl:
 
     def classify(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         return self._single(data, context, self._classification_response(),
-                            classifier.run_classify)
+                            classifier.run_classify, "Classify")
 
     def regress(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        return self._single(data, context, self._regression_response(), regressor.run_regress)
+        return self._single(data, context, self._regression_response(), regressor.run_regress,
+                            "Regress")
 
     def multi_inference(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         timeout = timeout_in_ms(context)
@@ -312,6 +394,14 @@ class PredictionServiceImpl:
                 handle.servable, tasks, request.input, servable_version=handle.id.version,
                 enforce_method_name=self._options.enforce_signature_method_name,
                 timeout_in_ms=timeout)
+        if len(response.results):
+            first = response.results[0]
+            result = (first.classification_result if first.HasField("classification_result")
+                      else first.regression_result)
+            serving_metrics.record_request_example_count(
+                spec.name if spec is not None else "",
+                len(result.classifications if first.HasField("classification_result")
+                    else result.regressions))
         return response.SerializeToString()
 
     # --- GetModelMetadata ------------------------------------------------------------------------

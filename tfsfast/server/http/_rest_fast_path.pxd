@@ -3,6 +3,7 @@
 # twin.
 
 from tfsfast.batching._batch_queue cimport BatchWaiter
+from tfsfast.monitoring._request_counts cimport OkCounts, RequestCounts
 from tfsfast.server.predict._predict_signatures cimport PredictSignature, SignatureCache
 
 cdef class BatchedReply
@@ -19,15 +20,19 @@ cdef class RestFastPath:
     cdef SignatureCache _signatures
     cdef bytes _last_path
     cdef tuple _last_route
+    cdef RequestCounts _counts
+    cdef OkCounts _last_ok
+    cdef OkCounts _last_runtime
 
     cpdef object answer(self, str method, bytes path, dict headers, bytes body, bint keep_alive,
                         object connection=*)
     cdef object answer_plain(self, bytes path, bytes body, bint keep_alive, object connection)
     cdef object _schedule(self, PredictSignature signature, object entry, object parsed,
-                          object connection, bint keep_alive)
+                          object connection, bint keep_alive, str model_name, OkCounts ok,
+                          OkCounts runtime, long long start)
     cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
-                               bint keep_alive)
-    cdef bytes _encode_error(self, object error, bint keep_alive)
+                               bint keep_alive, str model_name, OkCounts ok, long long start)
+    cdef bytes _encode_error(self, object error, bint keep_alive, str model_name)
     cdef tuple _route(self, bytes path)
 
 
@@ -46,6 +51,11 @@ cdef class BatchedReply(BatchWaiter):
     cdef readonly bint columnar
     cdef readonly object output_dtypes
     cdef readonly bint keep_alive
+    cdef str _model_name
+    cdef OkCounts _ok
+    cdef OkCounts _runtime
+    cdef long long _start
+    cdef long long _run_start
     cdef readonly bint finished
     cdef public object task
 

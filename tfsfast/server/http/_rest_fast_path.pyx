@@ -14,6 +14,9 @@ three answer with the same bytes. Batched requests are answered later through a
 Two implementations rather than one source compiled twice: the header checks over raw bytes and
 the one-allocation response are C code with no Python counterpart worth having; the steps are
 shared code, written once in ``tfsfast.server.predict``.
+
+The counts (see the twin) go to a compiled ``RequestCounts``: an OK answer adds to a C counter
+and a C histogram (``OkCounts.add``, the start from the C clock), with no Python call.
 """
 
 import asyncio
@@ -22,6 +25,7 @@ import logging
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
+from tfsfast.monitoring._request_counts cimport OkCounts, RequestCounts, monotonic_ns
 from tfsfast.server.predict._predict_signatures cimport (
     BundleSignatures,
     PredictSignature,
@@ -157,6 +161,10 @@ cdef class RestFastPath:
         self._signatures = SignatureCache(options.enforce_signature_method_name)
         self._last_path = None
         self._last_route = None
+        self._counts = RequestCounts("REST")
+        # The last route's OK and runtime counts (made with its first answer).
+        self._last_ok = None
+        self._last_runtime = None
 
     cpdef object answer(self, str method, bytes path, dict headers, bytes body,
                         bint keep_alive, object connection=None):
@@ -169,6 +177,7 @@ cdef class RestFastPath:
 
     cdef object answer_plain(self, bytes path, bytes body, bint keep_alive, object connection):
         """``answer`` for a POST whose headers the caller found plain (``plain_json``)."""
+        cdef long long start = monotonic_ns()
         cdef tuple spec = self._route(path)
         if spec is None:
             return None
@@ -184,22 +193,32 @@ cdef class RestFastPath:
             signature = servable.get(parsed.signature_name)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
+        cdef str model_name = spec[0]
+        cdef OkCounts ok = self._last_ok
+        cdef OkCounts runtime = self._last_runtime
+        if ok is None:
+            ok = self._last_ok = self._counts.ok_counts(model_name, "predict")
+            runtime = self._last_runtime = self._counts.runtime_counts(model_name, "Predict")
         if servable.batching is not None:
             if connection is None or signature.batcher is None:
                 return None  # not batched: the handler runs it alone
-            return self._schedule(signature, entry, parsed, connection, keep_alive)
+            return self._schedule(signature, entry, parsed, connection, keep_alive, model_name,
+                                  ok, runtime, start)
+        cdef long long run_start = monotonic_ns()
         try:
             outputs = servable.run_inline(signature.key, parsed.inputs, None,
                                           self._timeout_in_ms, None)
         except _ServingError as e:
-            return self._encode_error(e, keep_alive)
+            return self._encode_error(e, keep_alive, model_name)
         if outputs is None:
             return None  # not run: it goes to a thread, so the handler awaits it
+        runtime.add(run_start)
         return self._encode_outputs(outputs, parsed.columnar, signature.output_dtypes,
-                                    keep_alive)
+                                    keep_alive, model_name, ok, start)
 
     cdef object _schedule(self, PredictSignature signature, object entry, object parsed,
-                          object connection, bint keep_alive):
+                          object connection, bint keep_alive, str model_name, OkCounts ok,
+                          OkCounts runtime, long long start):
         cdef BatchedReply reply
         # The connection's loop, read once when it was made: asyncio's own lookup costs a
         # getpid(2) per call (CPython 3.11 checks the loop's process on every call).
@@ -217,11 +236,16 @@ cdef class RestFastPath:
         reply.columnar = parsed.columnar
         reply.output_dtypes = signature.output_dtypes
         reply.keep_alive = keep_alive
+        reply._model_name = model_name
+        reply._ok = ok
+        reply._runtime = runtime
+        reply._start = start
+        reply._run_start = monotonic_ns()
         try:
             task = signature.batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None,
                                               reply)
         except _ServingError as e:
-            return self._encode_error(e, keep_alive)
+            return self._encode_error(e, keep_alive, model_name)
         if task is None:
             return None  # bypasses the batcher: the handler runs it alone
         if not reply.finished:
@@ -231,16 +255,18 @@ cdef class RestFastPath:
         return reply
 
     cdef bytes _encode_outputs(self, object outputs, bint columnar, object output_dtypes,
-                               bint keep_alive):
+                               bint keep_alive, str model_name, OkCounts ok, long long start):
         try:
             response = self._format(outputs, columnar, output_dtypes)
         except _ServingError as e:
-            return self._encode_error(e, keep_alive)
+            return self._encode_error(e, keep_alive, model_name)
         if type(response) is not bytes:
             response = bytes(response)
+        ok.add(start)
         return _encode_ok(self._ok_head, <bytes>response, keep_alive)
 
-    cdef bytes _encode_error(self, object error, bint keep_alive):
+    cdef bytes _encode_error(self, object error, bint keep_alive, str model_name):
+        self._counts.error(model_name, error.code)
         return encode_response(HttpResponse(to_http_status(error.code),
                                             self._format_error(error.message),
                                             headers=self._cors), keep_alive)
@@ -254,6 +280,8 @@ cdef class RestFastPath:
         found = _predict_model_spec(path)
         self._last_path = path
         self._last_route = found
+        self._last_ok = None
+        self._last_runtime = None
         return found
 
 
@@ -319,8 +347,11 @@ cdef class BatchedReply(BatchWaiter):
         as the handler answers it; any other error is raised (the connection answers 500)."""
         error = self._error
         if error is None:
+            # The batching session's run, as TF Serving times it: from the enqueue.
+            self._runtime.add(self._run_start)
             return self._fast_path._encode_outputs(self._outputs, self.columnar,
-                                                   self.output_dtypes, keep_alive)
+                                                   self.output_dtypes, keep_alive,
+                                                   self._model_name, self._ok, self._start)
         if isinstance(error, _ServingError):
-            return self._fast_path._encode_error(error, keep_alive)
+            return self._fast_path._encode_error(error, keep_alive, self._model_name)
         raise error

@@ -48,6 +48,14 @@ The run gets ``timeout_in_ms`` and no deadline: the handler's deadline is taken 
 same synchronous run (or enqueue, which bounds the task by ``timeout_in_ms`` from now itself), so
 it can only narrow TF's timeout by the microseconds in between.
 
+Metrics: every response returned here (or by a ``BatchedReply``) is counted as the handler
+counts its own, TF Serving's ``request_count`` once by model and status and, when OK, the
+``request_latency`` (API ``predict``, entrypoint ``REST``) from the call of ``answer``, and the
+run's ``runtime_latency`` (API ``Predict``, as TF Serving's shared ``RunPredict`` labels it; a
+batched run timed from the enqueue, as TF Serving's batching session blocks its caller), in this
+instance's ``request_counts.RequestCounts``; a request handed to the handler is the handler's to
+count.
+
 Thread-safety: one instance per event loop; the per-model caches are not locked.
 """
 
@@ -60,6 +68,7 @@ from typing import Any
 
 from tfsfast.codecs import json_codec
 from tfsfast.core.handle_table import LATEST
+from tfsfast.monitoring import request_counts
 from tfsfast.server.http._http_protocol_py import HttpResponse, encode_response
 from tfsfast.server.http.http_rest_api_handler import CORS_HEADERS, RestApiOptions
 from tfsfast.server.predict.predict_route import predict_model_spec
@@ -106,6 +115,10 @@ class RestFastPath:
         # The last URL's route: clients repeat the same few URLs.
         self._last_path: bytes | None = None
         self._last_route: tuple[str, int | None] | None = None
+        self._counts = request_counts.RequestCounts("REST")
+        # The last route's OK and runtime counts (made with its first answer).
+        self._last_ok: Any = None
+        self._last_runtime: Any = None
 
     def answer(self, method: str, path: bytes, headers: Mapping[bytes, bytes], body: bytes,
                keep_alive: bool, connection: Any = None) -> bytes | BatchedReply | None:
@@ -114,9 +127,12 @@ class RestFastPath:
         docstring); or None: hand the request to the handler."""
         if method != "POST" or not plain_json(headers):
             return None
+        start = request_counts.now_ns()
         if path != self._last_path:
             self._last_route = route(path)
             self._last_path = path
+            self._last_ok = None
+            self._last_runtime = None
         spec = self._last_route
         if spec is None:
             return None
@@ -131,22 +147,31 @@ class RestFastPath:
             signature = servable.get(parsed.signature_name)
         except Exception:
             return None  # nothing has run: the handler redoes it and says what was wrong
+        ok = self._last_ok
+        runtime = self._last_runtime
+        if ok is None:
+            ok = self._last_ok = self._counts.ok_counts(spec[0], "predict")
+            runtime = self._last_runtime = self._counts.runtime_counts(spec[0], "Predict")
         if servable.batching is not None:
             if connection is None or signature.batcher is None:
                 return None  # not batched: the handler runs it alone
-            return self._schedule(signature, entry, parsed, connection, keep_alive)
+            return self._schedule(signature, entry, parsed, connection, keep_alive, spec[0],
+                                  ok, runtime, start)
+        run_start = request_counts.now_ns()
         try:
             outputs = servable.run_inline(signature.key, parsed.inputs, None,
                                           self._timeout_in_ms, None)
         except ServingError as e:
-            return self.encode_error(e, keep_alive)
+            return self.encode_error(e, keep_alive, spec[0])
         if outputs is None:
             return None  # not run: it goes to a thread, so the handler awaits it
+        runtime.record(run_start)
         return self.encode_outputs(outputs, parsed.columnar, signature.output_dtypes,
-                                   keep_alive)
+                                   keep_alive, spec[0], ok, start)
 
     def _schedule(self, signature: PredictSignature, entry: Any, parsed: Any, connection: Any,
-                  keep_alive: bool) -> bytes | BatchedReply | None:
+                  keep_alive: bool, model_name: str, ok: Any, runtime: Any,
+                  start: int) -> bytes | BatchedReply | None:
         # The connection's loop, read once when it was made (asyncio's lookup costs a getpid).
         loop = getattr(connection, "loop", None)
         if loop is None:
@@ -155,13 +180,14 @@ class RestFastPath:
             except RuntimeError:
                 return None  # no loop to answer on: the handler's
         reply = BatchedReply(self, connection, loop, entry, parsed.columnar,
-                             signature.output_dtypes, keep_alive)
+                             signature.output_dtypes, keep_alive, model_name, ok, runtime,
+                             start)
         batcher = signature.batcher
         assert batcher is not None  # answer schedules batched signatures only
         try:
             task = batcher.schedule(parsed.inputs, None, self._timeout_in_ms, None, reply)
         except ServingError as e:
-            return self.encode_error(e, keep_alive)
+            return self.encode_error(e, keep_alive, model_name)
         if task is None:
             return None  # bypasses the batcher: the handler runs it alone
         if not reply.finished:
@@ -171,16 +197,20 @@ class RestFastPath:
         return reply
 
     def encode_outputs(self, outputs: dict[str, Any], columnar: bool,
-                       output_dtypes: dict[str, Any], keep_alive: bool) -> bytes:
-        """The 200 response for ``outputs`` (a ServingError from formatting is answered)."""
+                       output_dtypes: dict[str, Any], keep_alive: bool, model_name: str,
+                       ok: Any, start: int) -> bytes:
+        """The 200 response for ``outputs``, counted in ``ok`` (a ServingError from formatting
+        is answered, and counted for ``model_name``)."""
         try:
             response = HttpResponse(200, self._json.format_predict_response(
                 outputs, columnar, output_dtypes), headers=self._cors)
         except ServingError as e:
-            response = self._error(e)
+            return self.encode_error(e, keep_alive, model_name)
+        ok.record(start)
         return encode_response(response, keep_alive)
 
-    def encode_error(self, error: ServingError, keep_alive: bool) -> bytes:
+    def encode_error(self, error: ServingError, keep_alive: bool, model_name: str) -> bytes:
+        self._counts.error(model_name, error.code)
         return encode_response(self._error(error), keep_alive)
 
     def _error(self, e: ServingError) -> HttpResponse:
@@ -197,11 +227,13 @@ class BatchedReply:
     connection went away) drops the queued task and the outcome.
     """
 
-    __slots__ = ("_connection", "_entry", "_error", "_fast_path", "_loop", "_outputs",
-                 "columnar", "finished", "keep_alive", "output_dtypes", "task")
+    __slots__ = ("_connection", "_entry", "_error", "_fast_path", "_loop", "_model_name", "_ok",
+                 "_outputs", "_run_start", "_runtime", "_start", "columnar", "finished",
+                 "keep_alive", "output_dtypes", "task")
 
     def __init__(self, fast_path: RestFastPath, connection: Any, loop: Any, entry: Any,
-                 columnar: bool, output_dtypes: dict[str, Any], keep_alive: bool) -> None:
+                 columnar: bool, output_dtypes: dict[str, Any], keep_alive: bool,
+                 model_name: str, ok: Any, runtime: Any, start: int) -> None:
         self._fast_path = fast_path
         self._connection = connection
         self._loop = loop
@@ -209,6 +241,11 @@ class BatchedReply:
         self.columnar = columnar
         self.output_dtypes = output_dtypes
         self.keep_alive = keep_alive
+        self._model_name = model_name
+        self._ok = ok
+        self._runtime = runtime
+        self._start = start
+        self._run_start = request_counts.now_ns()
         self.finished = False
         self.task: Any = None
         self._outputs: Any = None
@@ -253,8 +290,11 @@ class BatchedReply:
         exception out of the handler)."""
         error = self._error
         if error is None:
+            # The batching session's run, as TF Serving times it: from the enqueue.
+            self._runtime.record(self._run_start)
             return self._fast_path.encode_outputs(self._outputs, self.columnar,
-                                                  self.output_dtypes, keep_alive)
+                                                  self.output_dtypes, keep_alive,
+                                                  self._model_name, self._ok, self._start)
         if isinstance(error, ServingError):
-            return self._fast_path.encode_error(error, keep_alive)
+            return self._fast_path.encode_error(error, keep_alive, self._model_name)
         raise error

@@ -8,6 +8,16 @@ codec's decode, the run, the codec's encode. Model runs go through ``SavedModelB
 ``run_async``, batched when batching is on, otherwise on the bundle's thread pool (the runtime
 releases the GIL).
 
+Metrics, where TF Serving's ``http_server.cc`` records them: every request of the API (the
+``/v1`` routes, errors and CORS preflights included) counts ``request_count{model_name,
+status}`` once, the model name as its URL gave it ("" if none) and the status its code's name;
+one answered 200 also records ``request_latency{model_name, API, entrypoint="REST"}`` in µs from
+the start of its processing, API ``predict``, ``classify`` or ``regress`` ("" for status and
+metadata). Successful runs record ``runtime_latency`` and classify/regress their
+``request_example_counts``. With ``RestApiOptions.prometheus_path`` (``--monitoring_config_file``)
+that path answers any method with the Prometheus page (``text/plain``), before the API and
+uncounted, as TF Serving's separate monitoring handler; without it, the path is unrouted (404).
+
 Beside TF Serving's API, the Open Inference Protocol (KServe V2) health endpoints that
 Kubernetes probes of KServe, Triton and MLServer use, answered from ``ServerHealth``:
 
@@ -42,6 +52,9 @@ from google.protobuf import json_format
 
 from tfsfast.codecs import examples_codec, json_codec, msgpack_codec
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
+from tfsfast.monitoring import serving_metrics
+from tfsfast.monitoring.collection_registry import DEFAULT
+from tfsfast.monitoring.prometheus_exporter import generate_page
 from tfsfast.servables import classifier, regressor
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.serialized_input import input_to_serialized_example_tensor
@@ -80,6 +93,8 @@ CORS_HEADERS = [(b"Access-Control-Allow-Origin", b"*"),
                  (b"Access-Control-Allow-Headers", b"Content-Type")]
 _ORIGIN_RE = re.compile(rb"https?://")
 _MSGPACK = msgpack_codec.CONTENT_TYPE.encode()
+# request_count and request_latency of the REST API (the fast path records through its own).
+_RECORDER = serving_metrics.RequestRecorder("REST")
 
 
 class PayloadTooLarge(ServingError):
@@ -101,6 +116,8 @@ class RestApiOptions:
     # What one request body may make the codecs build (JSON and msgpack, predict, classify and
     # regress alike).
     codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS
+    # Where the Prometheus page is served (``--monitoring_config_file``); None: nowhere.
+    prometheus_path: str | None = None
 
 
 class HttpRestApiHandler:
@@ -114,6 +131,7 @@ class HttpRestApiHandler:
         self._options = options or RestApiOptions()
         self._cors = CORS_HEADERS if self._options.enable_cors_support else None
         self._health = health if health is not None else ServerHealth(core)
+        self._prometheus_path = self._options.prometheus_path
         # The codecs, made once with the options' limits (a RestFastPath given the same options
         # makes its JSON codec with them too).
         limits = self._options.codec_limits
@@ -126,6 +144,9 @@ class HttpRestApiHandler:
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         path = request_path(request.path)
+        if path == self._prometheus_path:
+            # Before the API: the page is not a request of it, and is not counted.
+            return HttpResponse(200, generate_page(DEFAULT).encode(), content_type=b"text/plain")
         if not _V1_RE.fullmatch(path):
             # Routed after /v1 so that TF Serving's API pays nothing for it.
             if path.startswith(_V2_PREFIX):
@@ -133,24 +154,57 @@ class HttpRestApiHandler:
                 if response is not None:
                     return response
             return HttpResponse(404, _NOT_FOUND_HTML, content_type=b"text/html")
+        # TF Serving's ProcessRequest: every request of the API is counted once, by the model
+        # name its URL gave ("" if none) and its status; an OK one's latency is recorded too,
+        # labelled with the method ("" for status and metadata).
+        start = _RECORDER.start()
         msgpack_in, msgpack_out = _wire_formats(request.headers)
+        name = api = ""
         try:
             if request.method == "OPTIONS":
-                return self._preflight(request)
+                response = self._preflight(request)
+                if response.status != 200:
+                    _RECORDER.error(name, Code.INVALID_ARGUMENT)
+                    return response
+                _RECORDER.ok(name, api, start)
+                return response
+            answer: HttpResponse | Awaitable[HttpResponse] | None = None
             if request.method == "POST":
                 route = parse_predict_route(path)
                 if route is not None and route[3] == "predict":
-                    return self._predict(request, route, msgpack_in, msgpack_out)
-                if route is not None and route[3] in ("classify", "regress"):
-                    return self._classify_or_regress(request, route, msgpack_in, msgpack_out)
+                    name, api = route[0], "predict"
+                    answer = self._predict(request, route, msgpack_in, msgpack_out)
+                elif route is not None and route[3] in ("classify", "regress"):
+                    name, api = route[0], route[3]
+                    answer = self._classify_or_regress(request, route, msgpack_in,
+                                                       msgpack_out)
             elif request.method == "GET":
                 match = _STATUS_RE.fullmatch(path)
                 if match is not None:
-                    return self._get(match)
-            raise ServingError(Code.INVALID_ARGUMENT,
-                               f"Malformed request: {request.method} {path}")
+                    if match.group(1) is not None:
+                        name = unquote(match.group(1), errors="replace")
+                    answer = self._get(match)
+            if answer is None:
+                raise ServingError(Code.INVALID_ARGUMENT,
+                                   f"Malformed request: {request.method} {path}")
         except ServingError as e:
+            _RECORDER.error(name, e.code)
             return self._error(e, msgpack_out)
+        if isinstance(answer, HttpResponse):
+            _RECORDER.ok(name, api, start)
+            return answer
+        return self._recorded(answer, name, api, start, msgpack_out)
+
+    async def _recorded(self, answer: Awaitable[HttpResponse], name: str, api: str, start: int,
+                        msgpack_out: bool) -> HttpResponse:
+        """``answer``, awaited, counted as ``__call__`` counts the answers it has at once."""
+        try:
+            response = await answer
+        except ServingError as e:
+            _RECORDER.error(name, e.code)
+            return self._error(e, msgpack_out)
+        _RECORDER.ok(name, api, start)
+        return response
 
     def _error(self, e: ServingError, msgpack_out: bool = False) -> HttpResponse:
         status = (PayloadTooLarge.HTTP_STATUS if isinstance(e, PayloadTooLarge)
@@ -285,12 +339,14 @@ class HttpRestApiHandler:
             timeout_in_ms = self._options.timeout_in_ms
             deadline = time.monotonic() + timeout_in_ms / 1e3 if timeout_in_ms > 0 else None
             # Microsecond models answer right here: no task, no future, no loop round trip.
+            run_start = time.monotonic_ns()
             outputs = bundle.run_inline(signature.key, parsed.inputs, None, timeout_in_ms,
                                         deadline)
         except BaseException:
             handle.release()
             raise
         if outputs is not None:
+            _record_runtime(name, "Predict", run_start)
             handle.release()
             return self._predict_response(signature, parsed.columnar, outputs, msgpack_out)
         return self._run_predict(handle, bundle, signature, parsed, timeout_in_ms, deadline,
@@ -299,13 +355,12 @@ class HttpRestApiHandler:
     async def _run_predict(self, handle: Any, bundle: SavedModelBundle,
                            signature: PredictSignature, parsed: Any, timeout_in_ms: int,
                            deadline: float | None, msgpack_out: bool) -> HttpResponse:
-        try:
-            with handle:
-                outputs = await bundle.run_async(signature.key, parsed.inputs, None,
-                                                 timeout_in_ms, deadline)
-            return self._predict_response(signature, parsed.columnar, outputs, msgpack_out)
-        except ServingError as e:
-            return self._error(e, msgpack_out)
+        with handle:
+            run_start = time.monotonic_ns()
+            outputs = await bundle.run_async(signature.key, parsed.inputs, None,
+                                             timeout_in_ms, deadline)
+            _record_runtime(handle.id.name, "Predict", run_start)
+        return self._predict_response(signature, parsed.columnar, outputs, msgpack_out)
 
     def _predict_response(self, signature: PredictSignature, columnar: bool,
                           outputs: dict[str, Any], msgpack_out: bool) -> HttpResponse:
@@ -334,33 +389,42 @@ class HttpRestApiHandler:
         timeout_in_ms = self._options.timeout_in_ms
         deadline = time.monotonic() + timeout_in_ms / 1e3 if timeout_in_ms > 0 else None
         classify = method == "classify"
-        try:
-            with handle:
-                bundle: SavedModelBundle = handle.servable
-                if classify:
-                    signature = classifier.get_classification_signature(
-                        bundle, signature_name, enforce)
-                    alias, outputs = classifier.pre_process_classification(signature, enforce)
-                else:
-                    signature = regressor.get_regression_signature(bundle, signature_name,
-                                                                   enforce)
-                    alias, outputs = regressor.pre_process_regression(signature, enforce)
-                examples = input_to_serialized_example_tensor(request_input)
-                values = await bundle.run_async(signature.key, {alias: examples}, outputs,
-                                                timeout_in_ms, deadline)
+        with handle:
+            bundle: SavedModelBundle = handle.servable
             if classify:
-                result = classifier.post_process_classification_result(
-                    signature, len(examples), values)
-                body = (examples_codec.format_classification_result_msgpack(result)
-                        if msgpack_out else examples_codec.format_classification_result(result))
+                signature = classifier.get_classification_signature(
+                    bundle, signature_name, enforce)
+                alias, outputs = classifier.pre_process_classification(signature, enforce)
             else:
-                result = regressor.post_process_regression_result(signature, len(examples),
-                                                                  values)
-                body = (examples_codec.format_regression_result_msgpack(result) if msgpack_out
-                        else examples_codec.format_regression_result(result))
-            return self._ok(body, msgpack_out)
-        except ServingError as e:
-            return self._error(e, msgpack_out)
+                signature = regressor.get_regression_signature(bundle, signature_name,
+                                                               enforce)
+                alias, outputs = regressor.pre_process_regression(signature, enforce)
+            examples = input_to_serialized_example_tensor(request_input)
+            run_start = time.monotonic_ns()
+            values = await bundle.run_async(signature.key, {alias: examples}, outputs,
+                                            timeout_in_ms, deadline)
+            _record_runtime(handle.id.name, "Classify" if classify else "Regress", run_start)
+            # TF Serving's RecordRequestExampleCount, after a successful run.
+            serving_metrics.record_request_example_count(handle.id.name, len(examples))
+        if classify:
+            result = classifier.post_process_classification_result(
+                signature, len(examples), values)
+            body = (examples_codec.format_classification_result_msgpack(result)
+                    if msgpack_out else examples_codec.format_classification_result(result))
+        else:
+            result = regressor.post_process_regression_result(signature, len(examples),
+                                                              values)
+            body = (examples_codec.format_regression_result_msgpack(result) if msgpack_out
+                    else examples_codec.format_regression_result(result))
+        return self._ok(body, msgpack_out)
+
+
+def _record_runtime(model_name: str, api: str, start: int) -> None:
+    """TF Serving's RecordRuntimeLatency of a successful run begun at ``start``
+    (``time.monotonic_ns``); ``api`` is the run's (``Predict``, as TF Serving's shared
+    ``RunPredict`` labels REST's predict too)."""
+    serving_metrics.record_runtime_latency(model_name, api, "TF1",
+                                           (time.monotonic_ns() - start) // 1000)
 
 
 def _wire_formats(headers: Mapping[bytes, bytes]) -> tuple[bool, bool]:
