@@ -177,7 +177,7 @@ def keep_alive_client(port: int, tally: Tally, stop: threading.Event, seed: int)
         if sock is None:
             try:
                 sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):  # see new_connection_client
                 tally.refuse("connection refused")
                 return
             reader = Reader(sock)
@@ -221,7 +221,7 @@ def pipelining_client(port: int, tally: Tally, stop: threading.Event, seed: int)
         if sock is None:
             try:
                 sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):  # see new_connection_client
                 tally.refuse("connection refused")
                 return
             reader = Reader(sock)
@@ -269,7 +269,9 @@ def new_connection_client(port: int, tally: Tally, stop: threading.Event, seed: 
         x = float(seed * 100_000 + n)
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Refused, or reset in the handshake: a connection the closing listener had queued
+            # but never accepted. Nothing was sent on it either way.
             tally.refuse("connection refused")
             return
         with sock:
