@@ -13,7 +13,8 @@ Same classes, rules, messages and contracts as the twin (read its docstring and
   case), and a batch's waiters on one event loop (the usual case) without a dict either.
 
 The padding of variable-length inputs (``padded_pieces``), TF Serving's messages and the log
-are the twin's, imported from it.
+are the twin's, imported from it. ``batch_metrics`` is the pair's ``BatchMetrics`` module: here
+``_batch_metrics``, its one source compiled, whose ``record_run`` is called in C.
 
 Two implementations rather than one source compiled twice: the compiled one reads arrays through
 numpy's C API and the compiled queue's tasks as C structs, where the twin works over either
@@ -30,12 +31,13 @@ from libc.string cimport memcpy
 
 from tfsfast._cdefs.clock cimport monotonic
 from tfsfast._cdefs.numpy_array cimport new_array
+from tfsfast.batching._batch_metrics cimport BatchMetrics
 from tfsfast.batching._batch_queue cimport Batch, BatchQueue, BatchTask, BatchWaiter
 from tfsfast.util._run_cost cimport RunCost
 
+from tfsfast.batching import _batch_metrics as batch_metrics
 from tfsfast.batching import _batching_session_py as _twin
 from tfsfast.batching._batching_session_py import (
-    BatchMetrics,
     EXPIRED_IN_QUEUE_MESSAGE,
     LOG,
     OUTPUT_RANK_ZERO_MESSAGE,
@@ -412,7 +414,7 @@ cdef class SignatureBatcher:
     cdef readonly tuple output_aliases
     cdef readonly frozenset output_set
     cdef public BatchQueue queue
-    cdef public object metrics  # the twin's BatchMetrics (None: nothing recorded)
+    cdef public BatchMetrics metrics  # None: nothing recorded
     cdef readonly RunCost cost
     cdef readonly set flushing
     cdef readonly set timers

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tfsfast.monitoring import serving_metrics
-from tfsfast.monitoring.metrics import SamplerCell
+# The pair's BatchMetrics module, which batching_session makes each queue's metrics with.
+from tfsfast.batching import _batch_metrics_py as batch_metrics  # noqa: F401
+from tfsfast.batching._batch_metrics_py import BatchMetrics
 from tfsfast.runtime import validation
 from tfsfast.util.run_cost import RunCost, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
@@ -165,39 +166,6 @@ class Completions:
         set_outcomes(self._threads)
         self._by_loop = {}
         self._threads = []
-
-
-class BatchMetrics:
-    """TF Serving's ``batching_session`` metrics of the batches of one queue, whose scheduler's
-    threads are ``thread_pool_name``: per task, ``queuing_latency`` (µs from its enqueue to the
-    batch's processing) and ``input_batch_size``; per run of the wrapped session,
-    ``wrapped_run_count``, ``processed_batch_size`` (the rows run, padding included) and
-    ``padding_size{execution_batch_size}``. Once per run, so a request pays no call of its own.
-    Shared with the compiled module."""
-
-    __slots__ = ("_input", "_padding", "_processed", "_queuing", "_wrapped")
-
-    def __init__(self, thread_pool_name: str) -> None:
-        self._queuing = serving_metrics.QUEUING_LATENCY.get_cell(thread_pool_name)
-        self._input = serving_metrics.INPUT_BATCH_SIZE.get_cell()
-        self._processed = serving_metrics.PROCESSED_BATCH_SIZE.get_cell()
-        self._wrapped = serving_metrics.WRAPPED_RUN_COUNT.get_cell()
-        self._padding: dict[int, SamplerCell] = {}
-
-    def record_run(self, tasks: list[Any], rows: int, padded: int, dequeued: float) -> None:
-        """One run of ``tasks`` (``rows`` rows, run as ``padded``), taken from the queue at
-        ``dequeued`` (the queue's clock, seconds)."""
-        queuing = self._queuing
-        sizes = self._input
-        for task in tasks:
-            queuing.add(int((dequeued - task.enqueue_time) * 1e6))
-            sizes.add(task.size)
-        padding = self._padding.get(padded)
-        if padding is None:
-            padding = self._padding[padded] = serving_metrics.PADDING_SIZE.get_cell(str(padded))
-        padding.add(padded - rows)
-        self._processed.add(padded)
-        self._wrapped.increment_by(1)
 
 
 def task_rows(task: Any, index: int) -> np.ndarray:

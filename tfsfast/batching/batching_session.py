@@ -145,7 +145,7 @@ class BatchingSession:
                     self._flush_on_loop, run_cost_policy)
                 batcher.queue = scheduler.add_queue(queue_options, batcher.process_batch,
                                                     self._reject_tasks)
-                batcher.metrics = self.implementation.BatchMetrics(
+                batcher.metrics = self.implementation.batch_metrics.BatchMetrics(
                     scheduler.options.thread_pool_name)
                 self._batchers[key] = batcher
         except BaseException:

@@ -130,6 +130,23 @@ class SamplerCell(_Sharded):
         shard[index if index < len(self._limits) else -2] += 1
         shard[-1] += value
 
+    @property
+    def bucket_limits(self) -> tuple[float, ...]:
+        return self._limits
+
+    def add_counts(self, counts: Sequence[int], total: float) -> None:
+        """Counts many values at once: ``counts[i]`` of them in bucket ``i`` (as ``add`` would
+        place them; ``len(counts)`` is the number of buckets), ``total`` their sum. For a
+        caller that adds a batch's worth of values, so it pays one call, not one per value."""
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._new_shard(len(self._limits) + 1)
+        for index, count in enumerate(counts):
+            if count:
+                shard[index] += count
+        shard[-1] += total
+
     def value(self) -> HistogramValue:
         size = len(self._limits)
         counts = [0] * size

@@ -41,6 +41,21 @@ def test_sampler_counts_each_value_below_the_first_greater_limit() -> None:
     assert value.count == 6 and value.total == math.inf
 
 
+def test_sampler_add_counts_equals_adding_each_value() -> None:
+    values = [0.5, 1.0, 9.99, 10.0, 1e300, 3.0]
+    one_by_one = Sampler("/s", [1.0, 10.0], "d").get_cell()
+    for value in values:
+        one_by_one.add(value)
+    at_once = Sampler("/s", [1.0, 10.0], "d").get_cell()
+    at_once.add(0.25)  # a shard made by add, then added to
+    at_once.add_counts([0, 0, 0], 0.0)
+    at_once.add_counts([0, 3, 2], sum(values) - 0.5)
+    assert at_once.bucket_limits == (1.0, 10.0, buckets.DBL_MAX)
+    expected = one_by_one.value()
+    assert at_once.value() == HistogramValue(expected.bucket_limits, expected.bucket_counts,
+                                             expected.total - 0.25)
+
+
 def test_counter_counts_exactly_from_many_threads() -> None:
     cell = Counter("/c", "d", "model").get_cell("m")
     per_thread, threads = 20_000, 8
