@@ -40,7 +40,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tfsfast.codecs": ("__init__.py", "codec_limits.py", "tensor_proto.py",
                        "_tensor_proto_py.py"),
     "tfsfast.runtime": ("__init__.py", "dtypes.py"),
-    "tfsfast.util": ("__init__.py", "status.py"),
+    "tfsfast.util": ("__init__.py", "proto_wire.py", "status.py"),
 }
 CODEC = "tfsfast.codecs._tensor_proto"
 

@@ -23,7 +23,9 @@ import numpy as np
 
 from tfsfast.client import _tensor_codec
 from tfsfast.client._examples import BYTES, FLOAT, INT64, Example, Feature, normalize_examples
-from tfsfast.client._proto_wire import (
+from tfsfast.client.errors import Code, RequestError
+from tfsfast.client.results import ModelMetadata, ModelVersionStatus, SignatureDef, TensorInfo
+from tfsfast.util.proto_wire import (
     LEN,
     VARINT,
     WireError,
@@ -35,8 +37,6 @@ from tfsfast.client._proto_wire import (
     fields,
     varint,
 )
-from tfsfast.client.errors import Code, RequestError
-from tfsfast.client.results import ModelMetadata, ModelVersionStatus, SignatureDef, TensorInfo
 
 __all__ = [
     "CLASSIFY",

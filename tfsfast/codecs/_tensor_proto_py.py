@@ -52,6 +52,7 @@ import numpy as np
 
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.runtime.dtypes import DataType, from_numpy, to_numpy
+from tfsfast.util import proto_wire
 from tfsfast.util.status import Code, ServingError
 
 __all__ = [
@@ -117,25 +118,12 @@ def request_limit_error(limits: CodecLimits) -> ServingError:
                         "the maximum per request")
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result & 0xFFFFFFFFFFFFFFFF, pos
-        shift += 7
-
-
 def _decode_string_list(content: bytes, count: int) -> np.ndarray:
     """TF's ``DecodeStringList``: ``count`` varint lengths, then the bytes of every element."""
     lengths = []
     pos = 0
     for _ in range(count):
-        length, pos = _read_varint(content, pos)
+        length, pos = proto_wire.read_varint(content, pos)
         lengths.append(length)
     if pos + sum(lengths) != len(content):
         raise ValueError("string list size mismatch")
@@ -146,18 +134,8 @@ def _decode_string_list(content: bytes, count: int) -> np.ndarray:
     return out
 
 
-def _encode_varint(value: int) -> bytes:
-    value &= 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _string_list_content(values: Sequence[bytes]) -> bytes:
-    return b"".join(_encode_varint(len(v)) for v in values) + b"".join(values)
+    return b"".join(proto_wire.varint(len(v)) for v in values) + b"".join(values)
 
 
 def _typed_values(proto: Any, dtype: int) -> np.ndarray:
@@ -331,17 +309,12 @@ def _wire_request_class() -> Any:
     merges a message field (a ``map<string, bytes>`` would keep only the last)."""
     global _WIRE_REQUEST
     if _WIRE_REQUEST is None:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+        from google.protobuf import descriptor_pb2, message_factory
         from tensorflow_serving.apis import model_pb2
 
-        pool = descriptor_pool.DescriptorPool()
-        model_file = descriptor_pb2.FileDescriptorProto()
-        model_pb2.DESCRIPTOR.CopyToProto(model_file)
-        for dep in model_pb2.DESCRIPTOR.dependencies:
-            dep_file = descriptor_pb2.FileDescriptorProto()
-            dep.CopyToProto(dep_file)
-            pool.Add(dep_file)
-        pool.Add(model_file)
+        from tfsfast.util.descriptor_pools import pool_with
+
+        pool, model_file = pool_with(model_pb2.DESCRIPTOR)
         f = descriptor_pb2.FileDescriptorProto(
             name="tfsfast/predict_request_wire.proto", package="tfsfast.wire",
             syntax="proto3", dependency=[model_file.name])

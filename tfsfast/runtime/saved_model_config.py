@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from typing import Any
 
+from tfsfast.util import proto_wire
 from tfsfast.util.status import Code, ServingError
 
 SAVED_MODEL_CONFIG_PATH = os.path.join("assets.extra", "saved_model_config.pb")
@@ -39,52 +39,6 @@ REMOTE_OP_CONFIG_REWRITER = "remote_op_config_rewrite"
 REMOTE_OP_REWRITE_CONFIG_PARAM_KEY = "remote_op_rewrite_config"
 BATCH_OP_REWRITER = "batch_op_rewriter"
 BATCH_OP_REWRITE_CONFIG_PARAM_KEY = "batch_op_rewrite_config"
-
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-
-
-class _WireError(ValueError):
-    pass
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise _WireError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of each field of a serialized message."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise _WireError("field number 0")
-        value: int | bytes
-        if wire_type == _VARINT:
-            value, pos = _varint(data, pos)
-        elif wire_type == _LEN:
-            length, pos = _varint(data, pos)
-            if pos + length > len(data):
-                raise _WireError("truncated field")
-            value, pos = data[pos:pos + length], pos + length
-        elif wire_type in (_I64, _I32):
-            size = 8 if wire_type == _I64 else 4
-            if pos + size > len(data):
-                raise _WireError("truncated field")
-            value, pos = int.from_bytes(data[pos:pos + size], "little"), pos + size
-        else:  # groups (3, 4) appear in none of these messages
-            raise _WireError(f"unsupported wire type {wire_type}")
-        yield number, wire_type, value
-
 
 class SessionOverrides:
     """The ``SessionOverrides`` fields, each None when absent (sub-messages as serialized)."""
@@ -99,13 +53,13 @@ class SessionOverrides:
     @classmethod
     def parse(cls, data: bytes) -> SessionOverrides:
         out = cls()
-        for number, wire_type, value in _fields(data):
+        for number, wire_type, value in proto_wire.fields(data):
             # A message field seen twice merges; concatenating the encodings is that merge.
-            if number == 1 and isinstance(value, bytes):  # wire type LEN
-                out.remote_op_remap_config = (out.remote_op_remap_config or b"") + value
-            elif number == 2 and isinstance(value, bytes):
-                out.batch_op_rewriter_config = (out.batch_op_rewriter_config or b"") + value
-            elif number == 3 and wire_type == _VARINT:
+            if number == 1 and wire_type == proto_wire.LEN:
+                out.remote_op_remap_config = (out.remote_op_remap_config or b"") + bytes(value)
+            elif number == 2 and wire_type == proto_wire.LEN:
+                out.batch_op_rewriter_config = (out.batch_op_rewriter_config or b"") + bytes(value)
+            elif number == 3 and wire_type == proto_wire.VARINT:
                 out.disable_meta_optimizer = bool(value)
         return out
 
@@ -123,16 +77,16 @@ def read_session_overrides(export_dir: str) -> SessionOverrides | None:
         raise ServingError(Code.FAILED_PRECONDITION, f"{path}; {e.strerror}") from None
     overrides = None
     try:
-        for number, _wire_type, value in _fields(data):
-            if number == 1 and isinstance(value, bytes):  # wire type LEN
-                parsed = SessionOverrides.parse(value)
+        for number, wire_type, value in proto_wire.fields(data):
+            if number == 1 and wire_type == proto_wire.LEN:
+                parsed = SessionOverrides.parse(bytes(value))
                 if overrides is None:
                     overrides = parsed
                 else:  # repeated occurrences of a message field merge, later fields winning
                     for name, field_value in vars(parsed).items():
                         if field_value is not None:
                             setattr(overrides, name, field_value)
-    except _WireError:
+    except proto_wire.WireError:
         raise ServingError(Code.INTERNAL,
                            f"Unable to parse SavedModelConfig: {path}") from None
     return overrides

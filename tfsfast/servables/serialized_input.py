@@ -36,18 +36,13 @@ _CLASSES: dict[str, Any] = {}
 
 
 def _build_classes() -> None:
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import descriptor_pb2, message_factory
     from tensorflow_serving.apis import model_pb2
 
+    from tfsfast.util.descriptor_pools import pool_with
+
     fdp = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-    model_file = descriptor_pb2.FileDescriptorProto()
-    model_pb2.DESCRIPTOR.CopyToProto(model_file)
-    for dep in model_pb2.DESCRIPTOR.dependencies:
-        dep_file = descriptor_pb2.FileDescriptorProto()
-        dep.CopyToProto(dep_file)
-        pool.Add(dep_file)
-    pool.Add(model_file)
+    pool, model_file = pool_with(model_pb2.DESCRIPTOR)
     f = descriptor_pb2.FileDescriptorProto(
         name="tfsfast/serialized_input.proto", package="tfsfast.wire", syntax="proto3",
         dependency=[model_file.name])

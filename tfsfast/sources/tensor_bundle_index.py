@@ -27,14 +27,14 @@ from dataclasses import dataclass
 
 import google_crc32c
 
+from tfsfast.util import proto_wire
+
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48  # two BlockHandles padded to 40 bytes, then the 8-byte magic number
 _BLOCK_TRAILER_SIZE = 5  # compression type byte + masked CRC32C
 _NO_COMPRESSION = 0
 _SNAPPY_COMPRESSION = 1
 _CRC_MASK_DELTA = 0xA282EAD8
-
-_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
 
 
 class BundleIndexError(ValueError):
@@ -60,7 +60,13 @@ class BundleIndex:
 
 def parse_bundle_index(data: bytes) -> BundleIndex:
     """Parses a ``.index`` file's bytes; raises ``BundleIndexError`` if they are not whole."""
-    view = memoryview(data)
+    try:
+        return _parse(memoryview(data))
+    except proto_wire.WireError as e:
+        raise BundleIndexError(f"malformed index: {e}") from None
+
+
+def _parse(view: memoryview) -> BundleIndex:
     if len(view) < _FOOTER_SIZE:
         raise BundleIndexError(f"{len(view)} bytes is shorter than a table footer")
     footer = view[len(view) - _FOOTER_SIZE:]
@@ -112,7 +118,7 @@ def _read_block(view: memoryview, handle: tuple[int, int]) -> memoryview:
 
 def _snappy_decompress(data: memoryview) -> bytes:
     """Decodes one Snappy block (the raw format: a varint length, then literals and copies)."""
-    length, pos = _varint(data, 0)
+    length, pos = proto_wire.read_varint(data, 0)
     out = bytearray()
     while pos < len(data):
         tag = data[pos]
@@ -165,9 +171,9 @@ def _block_entries(block: memoryview) -> list[tuple[bytes, memoryview]]:
     key = b""
     pos = 0
     while pos < limit:
-        shared, pos = _varint(block, pos)
-        non_shared, pos = _varint(block, pos)
-        value_length, pos = _varint(block, pos)
+        shared, pos = proto_wire.read_varint(block, pos)
+        non_shared, pos = proto_wire.read_varint(block, pos)
+        value_length, pos = proto_wire.read_varint(block, pos)
         if shared > len(key) or pos + non_shared + value_length > limit:
             raise BundleIndexError("block entry out of bounds")
         key = key[:shared] + bytes(block[pos:pos + non_shared])
@@ -178,55 +184,16 @@ def _block_entries(block: memoryview) -> list[tuple[bytes, memoryview]]:
 
 
 def _block_handle(buf: memoryview, pos: int) -> tuple[tuple[int, int], int]:
-    offset, pos = _varint(buf, pos)
-    size, pos = _varint(buf, pos)
+    offset, pos = proto_wire.read_varint(buf, pos)
+    size, pos = proto_wire.read_varint(buf, pos)
     return (offset, size), pos
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise BundleIndexError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _proto_fields(buf: memoryview) -> list[tuple[int, int, int | memoryview]]:
-    """(field number, wire type, value) of a serialized proto's fields, in order."""
-    fields: list[tuple[int, int, int | memoryview]] = []
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        number, wire_type = tag >> 3, tag & 7
-        value: int | memoryview
-        if wire_type == _WIRE_VARINT:
-            value, pos = _varint(buf, pos)
-        elif wire_type == _WIRE_I64:
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
-        elif wire_type == _WIRE_I32:
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
-        elif wire_type == _WIRE_LEN:
-            length, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + length], pos + length
-        else:
-            raise BundleIndexError(f"unexpected protobuf wire type {wire_type}")
-        if pos > len(buf):
-            raise BundleIndexError("truncated protobuf field")
-        fields.append((number, wire_type, value))
-    return fields
 
 
 def _header_num_shards(value: memoryview) -> int:
     """``BundleHeaderProto.num_shards`` (field 1)."""
     num_shards = 0
-    for number, wire_type, field_value in _proto_fields(value):
-        if number == 1 and wire_type == _WIRE_VARINT:
+    for number, wire_type, field_value in proto_wire.fields(value):
+        if number == 1 and wire_type == proto_wire.VARINT:
             assert isinstance(field_value, int)
             num_shards = field_value
     if num_shards <= 0:
@@ -238,10 +205,10 @@ def _bundle_entry(value: memoryview) -> tuple[int, int] | None:
     """``(shard_id, offset + size)`` of a ``BundleEntryProto`` (fields 3, 4, 5); None for the
     full entry of a partitioned tensor (it has ``slices``, field 7, and no bytes of its own)."""
     shard_id = offset = size = 0
-    for number, wire_type, field_value in _proto_fields(value):
+    for number, wire_type, field_value in proto_wire.fields(value):
         if number == 7:
             return None
-        if wire_type != _WIRE_VARINT:
+        if wire_type != proto_wire.VARINT:
             continue
         assert isinstance(field_value, int)
         if number == 3:

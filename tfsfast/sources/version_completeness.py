@@ -37,6 +37,7 @@ from tfsfast.sources.tensor_bundle_index import (
     BundleIndex,
     parse_bundle_index,
 )
+from tfsfast.util import proto_wire
 
 SAVED_MODEL_FILENAMES = ("saved_model.pb", "saved_model.pbtxt")
 TFLITE_FILENAME = "model.tflite"
@@ -202,42 +203,11 @@ class _Unparseable(_Unreadable):
 
 def _len_fields(buf: memoryview, number: int) -> list[memoryview]:
     """The length-delimited fields numbered ``number`` of a serialized message."""
-    found = []
-    pos = 0
-    end = len(buf)
-    while pos < end:
-        tag, pos = _varint(buf, pos)
-        field, wire_type = tag >> 3, tag & 7
-        if wire_type == 0:
-            _, pos = _varint(buf, pos)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 2:
-            length, pos = _varint(buf, pos)
-            if field == number:
-                found.append(buf[pos:pos + length])
-            pos += length
-        else:
-            raise ValueError(f"not a SavedModel: protobuf wire type {wire_type}")
-        if pos > end:
-            raise ValueError("not a SavedModel: truncated protobuf field")
-    return found
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("not a SavedModel: truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
+    try:
+        return [value for field, wire_type, value in proto_wire.fields(buf)
+                if field == number and wire_type == proto_wire.LEN]
+    except proto_wire.WireError as e:
+        raise ValueError(f"not a SavedModel: {e}") from None
 
 
 def local_listing(root: str) -> dict[str, FileInfo]:

@@ -156,7 +156,7 @@ def test_unparseable_saved_model_is_left_to_the_loader(tmp_path: Path) -> None:
     # Truncated or broken: the poller's stability rule and then TensorFlow's load tell which.
     (tmp_path / "saved_model.pb").write_bytes(b"\x12\x05ab")  # a field longer than the file
     assert reason(tmp_path) is None
-    with pytest.raises(ValueError, match="not a SavedModel: truncated protobuf field"):
+    with pytest.raises(ValueError, match="not a SavedModel: truncated length-delimited field"):
         saved_model_declares_variables(b"\x12\x05ab")
 
 

@@ -1,14 +1,17 @@
-"""The protobuf wire format, as far as the client's few messages need it (no protobuf runtime).
+"""The protobuf wire format, for the messages tfsfast reads or writes by hand (no protobuf runtime):
+the client's requests and responses, a SavedModel's nodes, a checkpoint index's entries, session
+overrides.
 
 Writing: ``varint``, and ``field_*`` helpers that return one encoded field (tag and value);
 a message is the concatenation of its fields. Proto3 leaves a field at its default value out,
 and the helpers follow suit where the caller asks (``skip_default``).
 
-Reading: ``fields(data)`` yields ``(number, wire_type, value)`` for each field of a message:
-an ``int`` for varint and fixed-width fields (fixed32/fixed64 as their unsigned bit pattern), a
-``memoryview`` of the payload for length-delimited ones (no copy). Malformed data (a truncated
-field, a varint over ten bytes, a group, an unknown wire type) raises ``WireError``; unknown
-field numbers are the caller's to skip, as protobuf skips them.
+Reading: ``read_varint(data, pos, end)`` reads one varint (also for formats that borrow it,
+such as LevelDB's tables); ``fields(data)`` yields ``(number, wire_type, value)`` for each field
+of a message: an ``int`` for varint and fixed-width fields (fixed32/fixed64 as their unsigned bit
+pattern), a ``memoryview`` of the payload for length-delimited ones (no copy). Malformed data (a
+truncated field, a varint over ten bytes, a group, an unknown wire type) raises ``WireError``;
+unknown field numbers are the caller's to skip, as protobuf skips them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "FIXED32",
+    "FIXED64",
     "LEN",
     "VARINT",
     "WireError",
@@ -27,6 +32,7 @@ __all__ = [
     "field_string",
     "field_varint",
     "fields",
+    "read_varint",
     "varint",
 ]
 
@@ -70,7 +76,12 @@ def field_string(number: int, value: str, skip_default: bool = True) -> bytes:
     return field_bytes(number, value.encode(), skip_default)
 
 
-def _read_varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
+def read_varint(data: bytes | bytearray | memoryview, pos: int,
+                end: int | None = None) -> tuple[int, int]:
+    """The varint at ``pos`` (before ``end``, the data's end by default) and the position after
+    it, as an unsigned 64-bit value; WireError if it is truncated or longer than ten bytes."""
+    if end is None:
+        end = len(data)
     result = shift = 0
     while True:
         if pos >= end or shift > 63:
@@ -89,15 +100,15 @@ def fields(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, Any
     view = data if isinstance(data, memoryview) else memoryview(data)
     pos, end = 0, len(view)
     while pos < end:
-        tag, pos = _read_varint(view, pos, end)
+        tag, pos = read_varint(view, pos, end)
         number, wire_type = tag >> 3, tag & 7
         if number == 0:
             raise WireError("field number 0")
         value: int | memoryview
         if wire_type == VARINT:
-            value, pos = _read_varint(view, pos, end)
+            value, pos = read_varint(view, pos, end)
         elif wire_type == LEN:
-            size, pos = _read_varint(view, pos, end)
+            size, pos = read_varint(view, pos, end)
             if size > end - pos:
                 raise WireError("truncated length-delimited field")
             value = view[pos:pos + size]
