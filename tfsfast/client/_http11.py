@@ -10,9 +10,12 @@ chunked``), or everything until the server closes. That is all TF Serving's REST
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
+
+from tfsfast.client.errors import Code, RequestError
 
 __all__ = ["HEAD_END", "MAX_HEAD_BYTES", "ProtocolError", "ResponseHead", "chunk_size",
-           "parse_response_head", "request_head"]
+           "parse_response_head", "raise_exchange_error", "request_head"]
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_BYTES = 64 * 1024
@@ -20,6 +23,22 @@ MAX_HEAD_BYTES = 64 * 1024
 
 class ProtocolError(Exception):
     """A response that is not HTTP/1.x as RFC 9112 frames it."""
+
+
+def raise_exchange_error(error: EOFError | OSError | ProtocolError, target: str) -> NoReturn:
+    """Raises the ``RequestError`` a failed exchange with ``target`` is to its caller, as gRPC
+    reports the same failures: the deadline passed (a ``TimeoutError``) is DEADLINE_EXCEEDED,
+    a server that closed without answering or could not be reached UNAVAILABLE (the socket's
+    error kept as the cause), an answer that is not HTTP INTERNAL."""
+    if isinstance(error, TimeoutError):
+        raise RequestError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+    if isinstance(error, EOFError):
+        raise RequestError(Code.UNAVAILABLE, f"the server at {target} closed the connection "
+                           "before answering") from None
+    if isinstance(error, ProtocolError):
+        raise RequestError(Code.INTERNAL, f"malformed HTTP answer from {target}: "
+                           f"{error}") from None
+    raise RequestError(Code.UNAVAILABLE, f"connection to {target} failed: {error}") from error
 
 
 @dataclass(slots=True)

@@ -28,10 +28,10 @@ from tfsfast.client._http11 import (
     ResponseHead,
     chunk_size,
     parse_response_head,
+    raise_exchange_error,
     request_head,
 )
 from tfsfast.client._rest_messages import MSGPACK, Body, RestCall, RestMessages, answer
-from tfsfast.client.errors import Code, RequestError
 from tfsfast.client.rest_client import split_target
 from tfsfast.client.results import ModelMetadata, ModelVersionStatus
 
@@ -249,16 +249,7 @@ class AsyncRestClient:
         try:
             async with asyncio.timeout(timeout):
                 answer_head, body = await self._exchange_on_a_connection(head, call.body)
-        except TimeoutError:
-            raise RequestError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-        except EOFError:
-            raise RequestError(Code.UNAVAILABLE, f"the server at {self._target} closed the "
-                               "connection before answering") from None
-        except ProtocolError as e:
-            raise RequestError(Code.INTERNAL, f"malformed HTTP answer from {self._target}: "
-                               f"{e}") from None
-        except OSError as e:
-            raise RequestError(Code.UNAVAILABLE, f"connection to {self._target} failed: "
-                               f"{e}") from e
+        except (EOFError, OSError, ProtocolError) as e:
+            raise_exchange_error(e, self._target)
         return answer(call, answer_head.status, answer_head.reason,
                       answer_head.content_type, body)

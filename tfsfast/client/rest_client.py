@@ -40,10 +40,10 @@ from tfsfast.client._http11 import (
     ResponseHead,
     chunk_size,
     parse_response_head,
+    raise_exchange_error,
     request_head,
 )
 from tfsfast.client._rest_messages import MSGPACK, Body, RestCall, RestMessages, answer
-from tfsfast.client.errors import Code, RequestError
 from tfsfast.client.results import ModelMetadata, ModelVersionStatus
 
 __all__ = ["RestClient", "split_target"]
@@ -412,17 +412,8 @@ class RestClient:
                 if conn is not None:
                     conn.close()
                 raise
-        except TimeoutError:
-            raise RequestError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-        except EOFError:
-            raise RequestError(Code.UNAVAILABLE, f"the server at {self._target} closed the "
-                               "connection before answering") from None
-        except ProtocolError as e:
-            raise RequestError(Code.INTERNAL, f"malformed HTTP answer from {self._target}: "
-                               f"{e}") from None
-        except OSError as e:
-            raise RequestError(Code.UNAVAILABLE, f"connection to {self._target} failed: "
-                               f"{e}") from e
+        except (EOFError, OSError, ProtocolError) as e:
+            raise_exchange_error(e, self._target)
         if answer_head.keep_alive:
             self._release(conn)
         else:

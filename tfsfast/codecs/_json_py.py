@@ -79,6 +79,7 @@ from tfsfast.codecs._tensor_to_json import format_error, format_predict_response
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.codecs.predict_format import (
     DEFAULT_SIGNATURE,
+    PredictCodec,
     PredictRequest,
     columnar_inputs,
     predict_request,
@@ -135,7 +136,7 @@ def _parse_predict_request(body: bytes, input_dtypes: Callable[[str], Mapping[st
     return predict_request(top, raw_name, input_dtypes, read_instances, read_inputs, both_keys)
 
 
-class JsonCodec:
+class JsonCodec(PredictCodec):
     """The REST predict JSON codec under ``limits`` (a ``CodecLimits``, kept for its life).
 
     ``parse_predict_request(body, input_dtypes)`` parses a REST predict body (row ``instances``
@@ -148,21 +149,11 @@ class JsonCodec:
     them). Thread-safe: it holds nothing but its limits.
     """
 
-    __slots__ = ("limits",)
+    __slots__ = ()
 
+    parse = staticmethod(_parse_predict_request)
     format_predict_response = staticmethod(format_predict_response)
     format_error = staticmethod(format_error)
-
-    def __init__(self, limits: CodecLimits) -> None:
-        self.limits = limits
-
-    def parse_predict_request(self, body: bytes,
-                              input_dtypes: Callable[[str], Mapping[str, DataType]]
-                              ) -> PredictRequest:
-        return _parse_predict_request(body, input_dtypes, self.limits)
-
-    def __repr__(self) -> str:
-        return f"JsonCodec({self.limits!r})"
 
 
 # ``JsonCodec(DEFAULT_CODEC_LIMITS).parse_predict_request``, for callers without a codec of their

@@ -62,6 +62,7 @@ import numpy as np
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.codecs.predict_format import (
     DEFAULT_SIGNATURE,
+    PredictCodec,
     PredictRequest,
     columnar_inputs,
     dense_shape,
@@ -640,7 +641,7 @@ def format_error(message: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # The codec
 
-class MsgpackCodec:
+class MsgpackCodec(PredictCodec):
     """The REST predict msgpack codec under ``limits`` (a ``CodecLimits``, kept for its life).
 
     ``parse_predict_request(body, input_dtypes)`` parses a msgpack predict body into tensors
@@ -653,24 +654,14 @@ class MsgpackCodec:
     Thread-safe: it holds nothing but its limits.
     """
 
-    __slots__ = ("limits",)
+    __slots__ = ()
 
+    parse = staticmethod(_parse_predict_request)
     format_predict_response = staticmethod(format_predict_response)
     format_error = staticmethod(format_error)
 
-    def __init__(self, limits: CodecLimits) -> None:
-        self.limits = limits
-
-    def parse_predict_request(self, body: bytes,
-                              input_dtypes: Callable[[str], Mapping[str, DataType]]
-                              ) -> PredictRequest:
-        return _parse_predict_request(body, input_dtypes, self.limits)
-
     def read_value(self, body: bytes) -> Any:
         return read_value(body, self.limits)
-
-    def __repr__(self) -> str:
-        return f"MsgpackCodec({self.limits!r})"
 
 
 # ``MsgpackCodec(DEFAULT_CODEC_LIMITS).parse_predict_request``, for callers without a codec of

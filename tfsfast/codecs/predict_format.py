@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.runtime.dtypes import DataType
 from tfsfast.util.status import invalid_argument
 
@@ -45,6 +46,32 @@ class PredictRequest:
     signature_name: str
     inputs: dict[str, np.ndarray]
     columnar: bool
+
+
+class PredictCodec:
+    """The Python codecs' shape: a REST predict codec under ``limits`` (a ``CodecLimits``, kept
+    for its life). ``parse_predict_request(body, input_dtypes)`` is the subclass's ``parse``
+    function under those limits; ``format_predict_response`` and ``format_error`` are its
+    module's (no limit applies to them). Thread-safe: it holds nothing but its limits."""
+
+    __slots__ = ("limits",)
+
+    # (body, input_dtypes, limits) -> PredictRequest: the subclass's parser, a staticmethod.
+    parse: Callable[[bytes, Callable[[str], Mapping[str, DataType]], CodecLimits],
+                    PredictRequest]
+    format_predict_response: Callable[..., bytes]
+    format_error: Callable[[str], bytes]
+
+    def __init__(self, limits: CodecLimits) -> None:
+        self.limits = limits
+
+    def parse_predict_request(self, body: bytes,
+                              input_dtypes: Callable[[str], Mapping[str, DataType]]
+                              ) -> PredictRequest:
+        return self.parse(body, input_dtypes, self.limits)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.limits!r})"
 
 
 def predict_request(document: Mapping[str, Any], raw_name: str,

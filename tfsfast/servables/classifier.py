@@ -22,18 +22,14 @@ import numpy as np
 
 from tfsfast.runtime.dtypes import from_numpy
 from tfsfast.runtime.signature import CLASSIFY_METHOD_NAME, Signature
-from tfsfast.servables.predict_util import resolve_signature_name
+from tfsfast.servables.predict_util import get_method_signature
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.serialized_input import InputLike, input_to_serialized_example_tensor
-from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import invalid_argument as _invalid
 
 CLASSIFY_INPUTS = "inputs"
 CLASSIFY_OUTPUT_CLASSES = "classes"
 CLASSIFY_OUTPUT_SCORES = "scores"
-
-
-def _invalid(message: str) -> ServingError:
-    return ServingError(Code.INVALID_ARGUMENT, message)
 
 
 def signature_debug_string(signature: Signature) -> str:
@@ -59,17 +55,8 @@ def dtype_name(array: np.ndarray) -> str:
 def get_classification_signature(bundle: SavedModelBundle, signature_name: str,
                                  enforce_method_name: bool = False) -> Signature:
     """The signature to classify with (``GetClassificationSignatureDef``)."""
-    name = resolve_signature_name(signature_name)
-    signature = bundle.signatures.get(name)
-    if signature is None:
-        raise _invalid(f"No signature was found with the name: {name}")
-    if enforce_method_name:
-        if signature.method_name != CLASSIFY_METHOD_NAME:
-            raise _invalid(f"Expected classification signature method_name to be "
-                           f"{CLASSIFY_METHOD_NAME}. Was: {signature.method_name}")
-    else:
-        pre_process_classification(signature)
-    return signature
+    return get_method_signature(bundle, signature_name, enforce_method_name, CLASSIFY_METHOD_NAME,
+                                "classification", pre_process_classification)
 
 
 def pre_process_classification(signature: Signature, enforce_method_name: bool = False

@@ -6,7 +6,7 @@ Shared by the REST and gRPC APIs so both resolve signatures and report errors id
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from tfsfast.runtime.signature import (
     Signature,
 )
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
-from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import Code, ServingError, invalid_argument
 
 VALID_PREDICT_METHODS = (PREDICT_METHOD_NAME, CLASSIFY_METHOD_NAME, REGRESS_METHOD_NAME)
 
@@ -35,6 +35,26 @@ def get_predict_signature(bundle: SavedModelBundle, signature_name: str,
     if signature is None:
         raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
     check_method_name(signature, enforce_method_name)
+    return signature
+
+
+def get_method_signature(bundle: SavedModelBundle, signature_name: str, enforce_method_name: bool,
+                         method_name: str, kind: str,
+                         pre_process: Callable[[Signature], object]) -> Signature:
+    """TF Serving's ``Get{Classification,Regression}SignatureDef``: the signature named (the
+    default when empty), INVALID_ARGUMENT when there is none; with ``enforce_method_name`` its
+    method must be ``method_name`` (named ``kind`` in the message), else it must pass
+    ``pre_process`` (which raises the error)."""
+    name = resolve_signature_name(signature_name)
+    signature = bundle.signatures.get(name)
+    if signature is None:
+        raise invalid_argument(f"No signature was found with the name: {name}")
+    if enforce_method_name:
+        if signature.method_name != method_name:
+            raise invalid_argument(f"Expected {kind} signature method_name to be "
+                                   f"{method_name}. Was: {signature.method_name}")
+    else:
+        pre_process(signature)
     return signature
 
 

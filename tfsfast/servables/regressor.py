@@ -18,33 +18,21 @@ import numpy as np
 
 from tfsfast.runtime.signature import REGRESS_METHOD_NAME, Signature
 from tfsfast.servables.classifier import dtype_name, shape_debug_string, signature_debug_string
-from tfsfast.servables.predict_util import resolve_signature_name
+from tfsfast.servables.predict_util import get_method_signature
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.servables.serialized_input import InputLike, input_to_serialized_example_tensor
 from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import invalid_argument as _invalid
 
 REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 
 
-def _invalid(message: str) -> ServingError:
-    return ServingError(Code.INVALID_ARGUMENT, message)
-
-
 def get_regression_signature(bundle: SavedModelBundle, signature_name: str,
                              enforce_method_name: bool = False) -> Signature:
     """The signature to regress with (``GetRegressionSignatureDef``)."""
-    name = resolve_signature_name(signature_name)
-    signature = bundle.signatures.get(name)
-    if signature is None:
-        raise _invalid(f"No signature was found with the name: {name}")
-    if enforce_method_name:
-        if signature.method_name != REGRESS_METHOD_NAME:
-            raise _invalid(f"Expected regression signature method_name to be "
-                           f"{REGRESS_METHOD_NAME}. Was: {signature.method_name}")
-    else:
-        pre_process_regression(signature)
-    return signature
+    return get_method_signature(bundle, signature_name, enforce_method_name, REGRESS_METHOD_NAME,
+                                "regression", pre_process_regression)
 
 
 def pre_process_regression(signature: Signature, enforce_method_name: bool = False
