@@ -6,6 +6,7 @@ cdef enum:
 
 
 cdef long long monotonic_ns() noexcept nogil
+cpdef long long now_ns() noexcept
 
 
 cdef class OkCounts:
@@ -13,8 +14,8 @@ cdef class OkCounts:
     cdef long long buckets[MAX_BUCKETS]
     cdef readonly double total
 
-    cdef void add(self, long long start) noexcept
-    cdef void add_elapsed(self, long long nanoseconds) noexcept
+    cpdef void record(self, long long start) noexcept
+    cpdef void record_elapsed(self, long long nanoseconds) noexcept
 
 
 cdef class RequestCounts:

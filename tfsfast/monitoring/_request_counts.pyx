@@ -2,7 +2,7 @@
 """Compiled request counts; the same contract as ``_request_counts_py`` (its twin).
 
 What differs is how (see the twin for why): an ``OkCounts`` is a C count, a C histogram over a
-C copy of the latency samplers' limits and a C sum, and the compiled fast paths call ``add`` as
+C copy of the latency samplers' limits and a C sum, and the compiled fast paths call ``record`` as
 a C method with a start taken from the C clock, so a request costs no Python call and no
 object. Every ``RequestCounts`` made is kept (its counts must not vanish from a counter) and
 summed into the DEFAULT registry's ``request_count``, ``request_latency`` and
@@ -39,7 +39,7 @@ cdef long long monotonic_ns() noexcept nogil:
     return ts.tv_sec * 1000000000LL + ts.tv_nsec
 
 
-def now_ns():
+cpdef long long now_ns() noexcept:
     """A request's start, for ``OkCounts.record``."""
     return monotonic_ns()
 
@@ -52,10 +52,12 @@ cdef class OkCounts:
         for i in range(MAX_BUCKETS):
             self.buckets[i] = 0
 
-    cdef void add(self, long long start) noexcept:
-        self.add_elapsed(monotonic_ns() - start)
+    cpdef void record(self, long long start) noexcept:
+        """One request answered OK, begun at ``start`` (``now_ns()``)."""
+        self.record_elapsed(monotonic_ns() - start)
 
-    cdef void add_elapsed(self, long long nanoseconds) noexcept:
+    cpdef void record_elapsed(self, long long nanoseconds) noexcept:
+        """One that took ``nanoseconds``."""
         cdef long long usec = nanoseconds // 1000
         cdef double value = <double>usec
         # bisect_right: the first limit above the value; the last bucket takes the rest.
@@ -71,14 +73,6 @@ cdef class OkCounts:
         self.buckets[lo] += 1
         self.count += 1
         self.total += value
-
-    def record(self, start):
-        """One request answered OK, begun at ``start`` (``now_ns()``)."""
-        self.add(start)
-
-    def record_elapsed(self, nanoseconds):
-        """One that took ``nanoseconds``."""
-        self.add_elapsed(nanoseconds)
 
     def bucket_counts(self):
         return tuple(self.buckets[i] for i in range(_nlimits))

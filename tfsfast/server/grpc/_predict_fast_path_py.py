@@ -1,4 +1,9 @@
-"""Pure-Python gRPC Predict fast path: the reference twin of ``_predict_fast_path``.
+"""The gRPC Predict fast path: one source, compiled twice.
+
+``_predict_fast_path.pxd`` declares the C types with which Cython compiles this file into
+``tfsfast.server.grpc._predict_fast_path``: there the signature step, the ``RunCost``, the request
+counts and the clock are the compiled modules' (``_predict_signatures``, ``_run_cost``,
+``_request_counts``), called in C; this file as it is uses their Python twins.
 
 ``PredictFastPath.answer`` serves the request shape that dominates gRPC Predict traffic, a
 PredictRequest naming a model (optionally a version or a label, a signature, an output filter)
@@ -56,8 +61,10 @@ from typing import Any
 from tfsfast.codecs import tensor_proto
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS
 from tfsfast.core.handle_table import LATEST
-from tfsfast.monitoring import request_counts
-from tfsfast.server.predict.predict_signatures import SignatureCache
+
+# The twins under the compiled modules' names: compiled, the .pxd cimports the compiled modules.
+from tfsfast.monitoring import _request_counts_py as _request_counts
+from tfsfast.server.predict import _predict_signatures_py as _predict_signatures
 from tfsfast.util.status import Code, ServingError
 
 # find(name, version, policy) of the manager's handle table.
@@ -87,8 +94,8 @@ class PredictFastPath:
         if tensors is None:
             tensors = tensor_proto.TensorProtoCodec(DEFAULT_CODEC_LIMITS)
         self._decode_tensor = tensors.decode_tensor
-        self._signatures = SignatureCache(enforce_method_name)
-        self._counts = request_counts.RequestCounts("GRPC")
+        self._signatures = _predict_signatures.SignatureCache(enforce_method_name)
+        self._counts = _request_counts.RequestCounts("GRPC")
         # The model of the last OK answer, and its counts.
         self._last_name: str | None = None
         self._last_ok: Any = None
@@ -96,12 +103,12 @@ class PredictFastPath:
 
     def __call__(self, data: bytes, context: Any) -> Any:
         """The answer ``predict_answer`` gives: the response bytes, or its continuation."""
-        answer = self._answer(data, context, request_counts.now_ns())
+        answer = self._answer(data, context, _request_counts.now_ns())
         return answer if answer is not None else self._fallback(data, context)
 
     def answer(self, data: bytes, context: Any) -> bytes | None:
         """The response, or None: hand the request to ``predict_answer``."""
-        return self._answer(data, context, request_counts.now_ns())
+        return self._answer(data, context, _request_counts.now_ns())
 
     def _answer(self, data: bytes, context: Any, begun: int) -> bytes | None:
         if type(data) is not bytes or len(data) > self._max_inline_bytes:
@@ -147,9 +154,11 @@ class PredictFastPath:
         if not cost.allows():
             return None
         try:
-            run_start = request_counts.now_ns()
-            outputs = cost.timed(servable.run, signature.key, tensors, aliases, timeout)
-            run_ns = request_counts.now_ns() - run_start
+            # RunCost.timed, on the requests' clock: the run's time is added when it returns.
+            run_start = _request_counts.now_ns()
+            outputs = servable.run(signature.key, tensors, aliases, timeout)
+            run_ns = _request_counts.now_ns() - run_start
+            cost.add(run_ns * 1e-9)
             order = signature.order if aliases is None else aliases
             response = tensor_proto.encode_predict_response(
                 name, signature.key, servable.servable_id.version,

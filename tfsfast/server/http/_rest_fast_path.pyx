@@ -16,7 +16,7 @@ the one-allocation response are C code with no Python counterpart worth having; 
 shared code, written once in ``tfsfast.server.predict``.
 
 The counts (see the twin) go to a compiled ``RequestCounts``: an OK answer adds to a C counter
-and a C histogram (``OkCounts.add``, the start from the C clock), with no Python call.
+and a C histogram (``OkCounts.record``, the start from the C clock), with no Python call.
 """
 
 import asyncio
@@ -212,7 +212,7 @@ cdef class RestFastPath:
             return self._encode_error(e, keep_alive, model_name)
         if outputs is None:
             return None  # not run: it goes to a thread, so the handler awaits it
-        runtime.add(run_start)
+        runtime.record(run_start)
         return self._encode_outputs(outputs, parsed.columnar, signature.output_dtypes,
                                     keep_alive, model_name, ok, start)
 
@@ -262,7 +262,7 @@ cdef class RestFastPath:
             return self._encode_error(e, keep_alive, model_name)
         if type(response) is not bytes:
             response = bytes(response)
-        ok.add(start)
+        ok.record(start)
         return _encode_ok(self._ok_head, <bytes>response, keep_alive)
 
     cdef bytes _encode_error(self, object error, bint keep_alive, str model_name):
@@ -348,7 +348,7 @@ cdef class BatchedReply(BatchWaiter):
         error = self._error
         if error is None:
             # The batching session's run, as TF Serving times it: from the enqueue.
-            self._runtime.add(self._run_start)
+            self._runtime.record(self._run_start)
             return self._fast_path._encode_outputs(self._outputs, self.columnar,
                                                    self.output_dtypes, keep_alive,
                                                    self._model_name, self._ok, self._start)
