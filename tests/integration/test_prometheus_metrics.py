@@ -166,6 +166,16 @@ def test_batching_metrics_under_a_batching_server(
     assert sum(padding.values()) == runs
     requests = page[":tensorflow:serving:request_count"]
     assert requests[(("model_name", "m"), ("status", "OK"))] == sent + 2
+    # The load in flight, read when the page is made: the scrape's own connection (its request
+    # is being answered, not waiting), an empty queue, no gRPC call.
+    assert page[":tfsfast:http:connections"][()] >= 1
+    assert page[":tfsfast:http:requests_in_progress"][()] == 0
+    assert page[":tfsfast:grpc:calls_in_progress"][()] == 0
+    assert page[":tfsfast:batching:queue_depth"] == {
+        (("model_name", "m"), ("signature_name", "serving_default"), ("version", "1")): 0}
+    # TensorFlow's own counters of the SavedModel the server loaded (a TF1 export).
+    assert page[":tensorflow:core:saved_model:read:count"][(("write_version", "1"),)] >= 1
+    assert sum(page[":tensorflow:core:saved_model:read:api"].values()) >= 1
 
 
 def test_no_page_without_the_flag(tmp_path: Path, exported_models: dict[str, Path]) -> None:

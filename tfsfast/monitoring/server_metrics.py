@@ -12,6 +12,14 @@ of TF Serving and it does not export.
   histogram (µs, TF Serving's latency buckets): the interpreter's collections, which stop every
   thread that needs the GIL, the event loop included.
 - ``/tfsfast/build_info`` gauge {version, tensorflow, python, implementations} = 1.
+- ``/tfsfast/http/connections`` and ``/tfsfast/http/requests_in_progress`` gauges: the REST
+  port's open connections, and those with a request received and not answered yet (queued,
+  running, or batched).
+- ``/tfsfast/grpc/calls_in_progress`` gauge: PredictionService calls received and not answered
+  yet on the gRPC completion-queue loop (``fast_unary``; the other services run on grpcio's own
+  threads and are not counted).
+- ``/tfsfast/batching/queue_depth`` gauge {model_name, version, signature_name}: requests (or
+  parts of split ones) waiting in a batching queue, not yet taken by a batch thread.
 
 All but the GC figures and the load failures are computed when collected (collectors), so
 nothing here runs on a request. A REST worker process (``--rest_api_num_workers``) has its own
@@ -32,8 +40,9 @@ from tfsfast.core.servable_state import ManagerState, ServableState
 from tfsfast.monitoring import buckets
 from tfsfast.monitoring.collection_registry import DEFAULT, CollectionRegistry, Point
 from tfsfast.monitoring.metrics import Counter, MetricDescriptor, Sampler
+from tfsfast.util.status import ServingError
 
-__all__ = ["install_process_metrics", "install_server_metrics"]
+__all__ = ["install_process_metrics", "install_server_metrics", "install_serving_gauges"]
 
 _STATES = tuple(state.name for state in ManagerState)
 
@@ -69,6 +78,55 @@ def install_server_metrics(core: Any, registry: CollectionRegistry = DEFAULT) ->
             failures.get_cell(state.id.name, state.health.code.name).increment_by(1)
 
     core.event_bus.subscribe(on_state)
+
+
+def install_serving_gauges(core: Any, http_server: Callable[[], Any],
+                           grpc_server: Callable[[], Any],
+                           registry: CollectionRegistry = DEFAULT) -> None:
+    """The load in flight: REST connections and requests, gRPC calls, batching queues.
+    ``http_server()`` and ``grpc_server()`` return the server's listeners when collected (None
+    while one is not serving); read then, so nothing counts on a request."""
+
+    def connections() -> Sequence[Point]:
+        server = http_server()
+        return [Point((), len(server.connections))] if server is not None else []
+
+    def requests() -> Sequence[Point]:
+        server = http_server()
+        return [Point((), server.requests_in_progress)] if server is not None else []
+
+    def calls() -> Sequence[Point]:
+        server = grpc_server()
+        return [Point((), server.calls_in_progress)] if server is not None else []
+
+    def queue_depths() -> Sequence[Point]:
+        points = []
+        for servable_id in core.manager.list_available_servable_ids():
+            try:
+                handle = core.get_servable_handle(servable_id.name, servable_id.version)
+            except ServingError:
+                continue  # unloaded since it was listed
+            with handle:
+                batching = getattr(handle.servable, "batching_session", None)
+                if batching is None:
+                    continue
+                for key in batching.batched_signatures:
+                    points.append(Point((servable_id.name, str(servable_id.version), key),
+                                        batching.queue(key).num_enqueued_tasks))
+        return points
+
+    registry.register_collector(_gauge(
+        "/tfsfast/http/connections", "Open connections on the REST port."), connections)
+    registry.register_collector(_gauge(
+        "/tfsfast/http/requests_in_progress",
+        "REST connections with a request received and not answered yet."), requests)
+    registry.register_collector(_gauge(
+        "/tfsfast/grpc/calls_in_progress",
+        "PredictionService calls received and not answered yet."), calls)
+    registry.register_collector(_gauge(
+        "/tfsfast/batching/queue_depth",
+        "Requests waiting in a batching queue, not yet taken by a batch thread.",
+        "model_name", "version", "signature_name"), queue_depths)
 
 
 def install_process_metrics(implementations: str,

@@ -37,7 +37,12 @@ from typing import Any
 from tfsfast import _extensions, runtime
 from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.monitoring.monitoring_config import PrometheusConfig, read_monitoring_config
-from tfsfast.monitoring.server_metrics import install_process_metrics, install_server_metrics
+from tfsfast.monitoring.server_metrics import (
+    install_process_metrics,
+    install_server_metrics,
+    install_serving_gauges,
+)
+from tfsfast.monitoring.tensorflow_metrics import install_tensorflow_metrics
 from tfsfast.runtime import devices
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import drain, rest_workers
@@ -336,7 +341,7 @@ class Server:
             _ = runtime.IMPLEMENTATION
             _log.info("Implementations: %s", _extensions.implementations())
         if self._prometheus.enable:
-            _install_metrics(self.core)
+            _install_metrics(self)
         if options.rest_api_port == 0:
             return
         if options.rest_api_port == options.port:
@@ -558,15 +563,18 @@ class Server:
 _metrics_installed = False
 
 
-def _install_metrics(core: ServerCore) -> None:
-    """tfsfast's model and process metrics, for the Prometheus page: once per process (the
+def _install_metrics(server: Server) -> None:
+    """tfsfast's model, load and process metrics, for the Prometheus page: once per process (the
     registry is the process's; a REST worker has its own). Only with the page on, since only the
     page shows them and the GC figures cost a callback per collection."""
     global _metrics_installed
     if _metrics_installed:
         return
     _metrics_installed = True
-    install_server_metrics(core)
+    assert server.core is not None
+    install_server_metrics(server.core)
+    install_serving_gauges(server.core, lambda: server.http_server, lambda: server.grpc_server)
+    install_tensorflow_metrics()
     install_process_metrics(_extensions.implementations())
 
 
