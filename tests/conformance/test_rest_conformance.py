@@ -114,7 +114,7 @@ def test_routes_are_case_insensitive_and_names_percent_decoded(
 
 
 def test_unrouted_path_is_not_json(handler: HttpRestApiHandler) -> None:
-    response = call(handler, "GET", "/v2/models/hp2")
+    response = call(handler, "GET", "/v3/models/hp2")
     assert response.status == 404 and response.content_type == b"text/html"
 
 

@@ -71,7 +71,7 @@ def test_health_endpoints_after_start(server: ServerProcess) -> None:
     status, _, body = server.request("POST", "/v2/health/ready", b"")
     assert (status, json.loads(body)) == (400,
                                           {"error": "Malformed request: POST /v2/health/ready"})
-    status, headers, _ = server.request("GET", "/v2/models/m")
+    status, headers, _ = server.request("GET", "/v2/models/m/health")
     assert (status, headers["Content-Type"]) == (404, "text/html")
     # Without --shutdown_delay_seconds a SIGTERM drains at once, as before.
     assert server.stop(signal.SIGTERM) == 0

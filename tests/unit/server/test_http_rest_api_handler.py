@@ -280,11 +280,13 @@ def test_v2_health_other_methods_are_malformed_requests(core: ServerCore, method
 
 
 @pytest.mark.parametrize("path", [
-    "/v2", "/v2/", "/v2/health", "/v2/health/LIVE", "/V2/health/live", "/v2/health/live/",
-    "/v2/models/m", "/v2/models//ready", "/v2/models/m/versions/x/ready",
-    "/v2/models/m/versions//ready", "/v2/models/m/infer", "/v2/models/a/b/ready",
+    "/v2/", "/v2/health", "/v2/health/LIVE", "/V2/health/live", "/v2/health/live/",
+    "/v2/models//ready", "/v2/models/m/versions/x/ready", "/v2/models/m/versions//ready",
+    "/v2/models/a/b/ready",
 ])
 def test_other_v2_paths_stay_a_plain_404(core: ServerCore, path: str) -> None:
+    # /v2, /v2/models/<m> and /v2/models/<m>/infer are the protocol's other routes
+    # (tests/unit/v2/test_rest.py).
     for method in ("GET", "POST"):
         response = call(HttpRestApiHandler(core), method, path)
         assert (response.status, response.content_type) == (404, b"text/html")

@@ -18,8 +18,11 @@ metadata). Successful runs record ``runtime_latency`` and classify/regress their
 that path answers any method with the Prometheus page (``text/plain``), before the API and
 uncounted, as TF Serving's separate monitoring handler; without it, the path is unrouted (404).
 
-Beside TF Serving's API, the Open Inference Protocol (KServe V2) health endpoints that
-Kubernetes probes of KServe, Triton and MLServer use, answered from ``ServerHealth``:
+Beside TF Serving's API, the Open Inference Protocol (KServe V2): its metadata and inference
+routes (``GET /v2``, ``GET /v2/models/<name>[/versions/<v>]``, ``POST
+/v2/models/<name>[/versions/<v>]/infer``) are ``tfsfast.server.v2.rest``'s, and its health
+endpoints, which Kubernetes probes of KServe, Triton and MLServer use, are answered here from
+``ServerHealth``:
 
 - ``GET /v2/health/live``, ``GET /v2/health/ready``,
   ``GET /v2/models/<name>[/versions/<v>]/ready``: 200 for true and 503 for false, both with an
@@ -31,8 +34,8 @@ Kubernetes probes of KServe, Triton and MLServer use, answered from ``ServerHeal
   ``{"error": "<message>"}``, as KServe's and Triton's servers answer.
 - Routes are case-sensitive (the V2 spec: "All strings in all contexts are case-sensitive");
   the name is percent-decoded. Other methods get what ``/v1`` paths get: OPTIONS the CORS
-  preflight, anything else 400 ``Malformed request: <method> <path>``. Every other ``/v2`` path
-  is the plain 404 of an unrouted path.
+  preflight, anything else 400 ``Malformed request: <method> <path>``. Every ``/v2`` path that
+  is none of the protocol's routes is the plain 404 of an unrouted path.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from tfsfast.server.predict.predict_route import (
 from tfsfast.server.predict.predict_signatures import PredictSignature, SignatureCache
 from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2.rest import V2RestApi
 from tfsfast.util.status import Code, ServingError, to_http_status
 
 _log = logging.getLogger(__name__)
@@ -80,7 +84,9 @@ _STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
 _V1_RE = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
-# The V2 health routes (case-sensitive, as the V2 spec wants every string).
+# The V2 routes (case-sensitive, as the V2 spec wants every string): the health routes here,
+# the others V2RestApi's.
+_V2_ROOT = "/v2"
 _V2_PREFIX = "/v2/"
 _V2_SERVER_HEALTH_RE = re.compile(r"/v2/health/(live|ready)")
 _V2_MODEL_READY_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?/ready")
@@ -139,6 +145,8 @@ class HttpRestApiHandler:
         self._msgpack = msgpack_codec.MsgpackCodec(limits)
         # Predict's signatures, resolved once per servable (the fast path keeps its own).
         self._signatures = SignatureCache(self._options.enforce_signature_method_name)
+        self._v2 = V2RestApi(core, self._signatures, self._options.timeout_in_ms, limits,
+                             self._cors, self._decompressed_body, self._error, self._preflight)
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -149,8 +157,11 @@ class HttpRestApiHandler:
             return HttpResponse(200, generate_page(DEFAULT).encode(), content_type=b"text/plain")
         if not _V1_RE.fullmatch(path):
             # Routed after /v1 so that TF Serving's API pays nothing for it.
-            if path.startswith(_V2_PREFIX):
-                response = self._v2_health(request, path)
+            if path.startswith(_V2_PREFIX) or path == _V2_ROOT:
+                response: HttpResponse | Awaitable[HttpResponse] | None = self._v2_health(
+                    request, path)
+                if response is None:
+                    response = self._v2(request, path)
                 if response is not None:
                     return response
             return HttpResponse(404, _NOT_FOUND_HTML, content_type=b"text/html")
