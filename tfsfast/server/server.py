@@ -18,6 +18,11 @@ log the lines TF Serving logs. Unlike TF Serving, SIGTERM and SIGINT drain:
    unloaded off the event loop (batched REST requests need its timers to the end), and the
    process exits 0, at the latest ``EXIT_GRACE_SECONDS`` after the deadline even if something
    still runs (a model run that never ends).
+
+With ``--access_log_file`` the process opens one ``AccessLog`` before any model loads (a path it
+cannot open stops the start), hands it to the REST and gRPC servers, and closes it once both
+have stopped, so that every answer's line is written; each REST worker process has its own, on
+the same file (see ``access_log``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import drain, rest_workers
 from tfsfast.server import model_config as mc
 from tfsfast.server import server_options as so
+from tfsfast.server.access_log import AccessLog
 from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http._http_protocol_py import HttpServerLimits
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
@@ -63,6 +69,8 @@ _log = logging.getLogger(__name__)
 # should that not be over within this many seconds (a model run that does not end holds its
 # model), the process exits all the same.
 EXIT_GRACE_SECONDS = 5.0
+# How long an exit forced by that grace waits for the access log's last lines.
+ACCESS_LOG_CLOSE_SECONDS = 1.0
 
 
 def _model_server_config(options: so.ServerOptions) -> Any:
@@ -181,6 +189,8 @@ class Server:
         self._grpc_fast_unary = True
         # --monitoring_config_file's Prometheus page (read by build_and_start).
         self._prometheus = PrometheusConfig()
+        # --access_log_file's (opened by build_and_start; closed by shutdown).
+        self._access_log: AccessLog | None = None
 
     # --- startup -----------------------------------------------------------------------------
 
@@ -197,6 +207,8 @@ class Server:
             raise ServingError(Code.UNIMPLEMENTED, "; ".join(unserved))
         # Read before any model loads, as TF Serving does: a bad file fails the start at once.
         self._prometheus = read_monitoring_config(options.monitoring_config_file)
+        if options.access_log_file:
+            self._access_log = AccessLog(options.access_log_file)
         # The settings of the request path, built here once and handed to everything that
         # parses a request (the codecs' limits) or decides where a run goes (the run-cost
         # policy): the bundles through the ServerCore's options, the REST handler and fast path,
@@ -309,7 +321,7 @@ class Server:
             serialize_as_tensor_content=options.enable_serialization_as_tensor_content,
             fast_unary=self._grpc_fast_unary,
             codec_limits=self._codec_limits,
-            run_cost_policy=self._run_cost_policy))
+            run_cost_policy=self._run_cost_policy), self._access_log)
         self.grpc_server.start()
         # The core has loaded every model before the listeners open.
         self.grpc_server.set_serving(True)
@@ -364,7 +376,8 @@ class Server:
         # Common JSON predicts are answered before the handler (byte-identical; see
         # rest_fast_path); everything else reaches the handler unchanged.
         self.http_server = HttpServer(handler, limits, handler.error_response,
-                                      fast_path=rest_fast_path.for_core(self.core, rest_options))
+                                      fast_path=rest_fast_path.for_core(self.core, rest_options),
+                                      access_log=self._access_log)
         shared_port = worker or options.rest_api_num_workers > 1
         await self.http_server.start(options.rest_api_port, reuse_port=shared_port)
         if worker:
@@ -538,11 +551,13 @@ class Server:
             self._executor.shutdown(wait=True)
         stopped.set()
 
-    @staticmethod
-    def _exit_now(drain_timeout: int) -> None:
+    def _exit_now(self, drain_timeout: int) -> None:
         """Exits 0 although work still runs (it could keep the interpreter's exit waiting)."""
         _log.warning("Exiting %g s after the drain timeout (%d s) with work still running: a "
                      "model run or unload did not end", EXIT_GRACE_SECONDS, drain_timeout)
+        if self._access_log is not None:
+            # The answers given so far are in the log; a disk that hangs does not hold the exit.
+            self._access_log.close(timeout=ACCESS_LOG_CLOSE_SECONDS)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -550,13 +565,16 @@ class Server:
 
     def shutdown(self, timeout: float | None = 30.0) -> None:
         """Stops polling and unloads models; in-flight runs get ``timeout`` seconds. Work queued
-        for the REST executor and not started is dropped."""
+        for the REST executor and not started is dropped. Then the access log writes its last
+        lines and closes (the listeners have stopped by then: nothing answers any more)."""
         self._stop_polling.set()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self.core is not None:
             self.core.stop(timeout)
             self.core.bundle_factory.close()  # the batch threads, once every model is unloaded
+        if self._access_log is not None:
+            self._access_log.close()
         _log.info("Server stopped")
 
 

@@ -1,9 +1,10 @@
 """Command-line flags of ``python -m tfsfast``, compatible with ``tensorflow_model_server``.
 
 One :class:`ServerOptions` field per TF Serving flag (``model_servers/main.cc``, defaults from
-``Server::Options`` in ``server.h``), plus six tfsfast extensions
+``Server::Options`` in ``server.h``), plus seven tfsfast extensions
 (``--rest_api_max_body_bytes``, ``--drain_timeout_seconds``, ``--rest_api_num_workers``,
-``--grpc_max_message_bytes``, ``--shutdown_delay_seconds``, ``--reload_config_timeout_seconds``).
+``--grpc_max_message_bytes``, ``--shutdown_delay_seconds``, ``--reload_config_timeout_seconds``,
+``--access_log_file``).
 The flag table lives in the dataclass fields themselves (type name and help text in each field's
 metadata), so adding a flag is adding one field.
 
@@ -367,6 +368,15 @@ class ServerOptions:
         "it the reload fails and the previous config stays in force. A gRPC caller's deadline, "
         "if shorter, bounds it too.",
         600,
+        extension=True,
+    )
+    access_log_file: str = _flag(
+        "string",
+        "If non-empty, append one logfmt line per REST request and gRPC call (time, peer, "
+        "protocol, method, route, model, version, status, bytes in and out, latency in "
+        "microseconds) to this file; '-' writes to standard output. The file is reopened when "
+        "it is moved (log rotation); REST workers append to the same file.",
+        "",
         extension=True,
     )
 

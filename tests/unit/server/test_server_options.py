@@ -88,9 +88,11 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "grpc_max_message_bytes": ("int64", 67108864),
     "shutdown_delay_seconds": ("int32", 0),
     "reload_config_timeout_seconds": ("int32", 600),
+    "access_log_file": ("string", ""),
 }
 EXTENSIONS = {"rest_api_max_body_bytes", "drain_timeout_seconds", "rest_api_num_workers",
-              "grpc_max_message_bytes", "shutdown_delay_seconds", "reload_config_timeout_seconds"}
+              "grpc_max_message_bytes", "shutdown_delay_seconds", "reload_config_timeout_seconds",
+              "access_log_file"}
 
 NO_ENV: dict[str, str] = {}
 

@@ -12,10 +12,14 @@ makes.
 Two implementations rather than one source compiled twice: the compiled loop holds cygrpc's
 completion tags and operations as C-typed objects and dispatches on their C type, which a Python
 source compiled with a ``.pxd`` could not say without becoming this file.
+
+The access log as in the twin: the times from the C clock ``time.monotonic`` reads, the call's
+size and prefix in C fields.
 """
 
-from tfsfast._cdefs.clock cimport wall_time
+from tfsfast._cdefs.clock cimport monotonic, wall_time
 
+from tfsfast.server.access_log import REQUEST_PREFIX_BYTES
 from tfsfast.server.grpc._fast_unary_py import (
     NO_DEADLINE,
     UNIMPLEMENTED,
@@ -31,6 +35,7 @@ import threading
 
 _log = logging.getLogger("tfsfast.server.grpc.fast_unary")
 
+cdef Py_ssize_t _REQUEST_PREFIX_BYTES = REQUEST_PREFIX_BYTES
 cdef double _NO_DEADLINE = NO_DEADLINE
 cdef int _UNIMPLEMENTED = UNIMPLEMENTED
 cdef object _ServingError = ServingError
@@ -63,6 +68,12 @@ cdef enum:
     RECEIVING = 0
     ANSWERED = 1
 
+# What Gate.answer did (the twin's STARTED, ANSWERED_BEFORE, NOT_STARTED).
+cdef enum:
+    _STARTED = 0
+    _ANSWERED_BEFORE = 1
+    _NOT_STARTED = 2
+
 
 cdef class Gate:
     """Lets a call start its batches until the loop stops, and answer once (see the twin)."""
@@ -84,23 +95,23 @@ cdef class Gate:
             self._lock.release()
         return started
 
-    cdef bint answer(self, UnaryCall unary_call, tuple operations) except -1:
-        """Starts ``unary_call``'s last batch unless it was answered already; False when no
-        last batch is on its way (the gate is closed, or core refused the batch)."""
-        cdef bint on_its_way = True
+    cdef int answer(self, UnaryCall unary_call, tuple operations) except -1:
+        """Starts ``unary_call``'s last batch unless it was answered already: _STARTED,
+        _ANSWERED_BEFORE or _NOT_STARTED (the gate is closed, or core refused the batch)."""
+        cdef int outcome = _ANSWERED_BEFORE
         self._lock.acquire()
         try:
             if not unary_call.answered:
                 if self.closed:
-                    on_its_way = False
+                    outcome = _NOT_STARTED
                 else:
                     unary_call.answered = True
                     unary_call._stage = ANSWERED
-                    on_its_way = (unary_call.call.start_server_batch(operations, unary_call)
-                                  == _CALL_OK)
+                    outcome = (_STARTED if unary_call.call.start_server_batch(
+                        operations, unary_call) == _CALL_OK else _NOT_STARTED)
         finally:
             self._lock.release()
-        return on_its_way
+        return outcome
 
     def close(self):
         """No batch starts after this returns."""
@@ -119,6 +130,11 @@ cdef class UnaryCall:
     cdef readonly _Method method
     cdef readonly bint answered
     cdef int _stage
+    # With an access log: when the message was received (the arrival until then), its size and
+    # first bytes.
+    cdef double _received_at
+    cdef Py_ssize_t _bytes_in
+    cdef bytes _request_head
 
     def __cinit__(self, owner, _Method method, call, double deadline):
         self._owner = owner
@@ -127,6 +143,9 @@ cdef class UnaryCall:
         self.deadline = deadline
         self.answered = False
         self._stage = RECEIVING
+        self._received_at = 0.0
+        self._bytes_in = 0
+        self._request_head = b""
 
     # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
 
@@ -158,6 +177,10 @@ cdef class UnaryCall:
                 self.method.calls.discard(self)
             return
         cdef _Method method = self.method
+        if method.access_log is not None:
+            self._received_at = monotonic()
+            self._request_head = (<bytes>data)[:_REQUEST_PREFIX_BYTES]
+            self._bytes_in = len(data)
         if method.inline:
             try:
                 if len(data) > method.max_message_bytes:
@@ -198,7 +221,7 @@ cdef class UnaryCall:
                 _SendMessage(response, 0),
                 _SendStatus(None, _OK, b"", 0),
                 _ReceiveClose(0),
-            ))
+            ), _OK, len(response))
 
     cpdef fail(self, int code, bytes details):
         """Step 3 with an error status and no response message; nothing if the call was
@@ -208,23 +231,28 @@ cdef class UnaryCall:
                 _SendInitialMetadata(None, 0),
                 _SendStatus(None, code, details, 0),
                 _ReceiveClose(0),
-            ))
+            ), code, 0)
 
-    cdef _answer(self, tuple operations):
+    cdef _answer(self, tuple operations, int code, Py_ssize_t bytes_out):
         cdef _Method method = self.method
-        if not method.gate.answer(self, operations):
+        cdef int outcome = method.gate.answer(self, operations)
+        if outcome == _NOT_STARTED:
             method.calls.discard(self)  # no completion will come
+        elif outcome == _STARTED and method.access_log is not None:
+            method.access_log.record_grpc(self._received_at, self.call.peer(), method.name,
+                                          self._request_head, code, self._bytes_in, bytes_out)
 
 
 cdef class _Method:
     """A registered method and the loop's standing request for its next call (see the twin).
-    Its arrivals come back with the method itself as their tag. The owner's ``gate`` and
-    ``calls`` are read once, here."""
+    Its arrivals come back with the method itself as their tag. The owner's ``gate``, ``calls``
+    and ``access_log`` are read once, here."""
     cdef object _owner
     cdef readonly str name
     cdef readonly object handler
     cdef readonly bint inline
     cdef readonly Py_ssize_t max_message_bytes
+    cdef readonly object access_log
     cdef Gate gate
     cdef set calls
 
@@ -234,6 +262,7 @@ cdef class _Method:
         self.handler = handler
         self.inline = inline
         self.max_message_bytes = max_message_bytes
+        self.access_log = owner.access_log
         self.gate = owner.gate
         self.calls = owner.calls
 
@@ -254,7 +283,9 @@ cdef class _Method:
         if not owner.stopping:
             self.request()
         core_call = event.call
-        call = UnaryCall(owner, self, core_call, event.call_details.deadline)
+        cdef UnaryCall call = UnaryCall(owner, self, core_call, event.call_details.deadline)
+        if self.access_log is not None:
+            call._received_at = monotonic()  # until its message comes (refused calls' time)
         self.calls.add(call)
         if owner.draining:
             owner.refuse(call)

@@ -7,6 +7,12 @@ standing request for a method's next call, step 1 of the module doc of ``fast_un
 owns them and picks this module or the compiled one; both behave the same to the handlers and
 the clients. The helpers (``check_message_size``, ``error_status``) are shared by both.
 A separate implementation from the compiled module, not the same source compiled: see there why.
+
+With an access log (the owner's ``access_log``), every call answered gets its line, from the
+thread whose answer the gate let through (``tfsfast.server.access_log``): the call keeps, from
+its arrival, the time its message was received (the arrival until then), the message's size and
+its first ``REQUEST_PREFIX_BYTES`` bytes. Without one, the cost is a test of ``access_log`` when
+the call arrives, when its message does and when its answer goes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from tfsfast.server.access_log import REQUEST_PREFIX_BYTES
 from tfsfast.server.grpc import grpc_status_util
 from tfsfast.util.status import Code, ServingError
 
@@ -75,6 +82,12 @@ def missing_message(name: str) -> bytes:
     return f'"{name}" requires exactly one request message.'.encode()
 
 
+# What Gate.answer did.
+STARTED = 0           # this answer's batch started: it is on its way
+ANSWERED_BEFORE = 1   # another answer started first: this one is dropped
+NOT_STARTED = 2       # no last batch will come (the gate is closed, or core refused the batch)
+
+
 class Gate:
     """Lets a call start its batches until the loop stops, and answer once.
 
@@ -97,16 +110,17 @@ class Gate:
                 return False
             return call.start_server_batch(operations, tag) == _CALL_OK
 
-    def answer(self, unary_call: UnaryCall, operations: tuple[Any, ...]) -> bool:
-        """Starts ``unary_call``'s last batch unless it was answered already; False when no
-        last batch is on its way (the gate is closed, or core refused the batch)."""
+    def answer(self, unary_call: UnaryCall, operations: tuple[Any, ...]) -> int:
+        """Starts ``unary_call``'s last batch unless it was answered already: STARTED,
+        ANSWERED_BEFORE or NOT_STARTED."""
         with self._lock:
             if unary_call.answered:
-                return True
+                return ANSWERED_BEFORE
             if self.closed:
-                return False
+                return NOT_STARTED
             unary_call.answered = True
-            return unary_call.call.start_server_batch(operations, unary_call.finished) == _CALL_OK
+            started = unary_call.call.start_server_batch(operations, unary_call.finished)
+            return STARTED if started == _CALL_OK else NOT_STARTED
 
     def close(self) -> None:
         """No batch starts after this returns."""
@@ -119,9 +133,11 @@ class UnaryCall:
 
     It is in its owner's ``calls`` from its arrival until its last batch completes; ``answered``
     once that batch started (its answer is then on its way, and any later one is dropped).
+    With an access log: ``received_at``, ``request_head`` and ``bytes_in`` (module docstring).
     """
 
-    __slots__ = ("_owner", "answered", "call", "deadline", "method")
+    __slots__ = ("_owner", "answered", "bytes_in", "call", "deadline", "method", "received_at",
+                 "request_head")
 
     def __init__(self, owner: Any, method: _Method, call: Any, deadline: float) -> None:
         self._owner = owner
@@ -129,6 +145,9 @@ class UnaryCall:
         self.call = call
         self.deadline = deadline
         self.answered = False
+        self.received_at = 0.0
+        self.request_head = b""
+        self.bytes_in = 0
 
     # --- the handler's context (the part of grpc.ServicerContext tfsfast's handlers use) ------
 
@@ -150,6 +169,10 @@ class UnaryCall:
                 self._owner.calls.discard(self)
             return
         method = self.method
+        if method.access_log is not None:
+            self.received_at = time.monotonic()
+            self.request_head = data[:REQUEST_PREFIX_BYTES]
+            self.bytes_in = len(data)
         if method.inline:
             try:
                 check_message_size(len(data), method.max_message_bytes, "Request")
@@ -186,7 +209,7 @@ class UnaryCall:
             _SendMessage(response, 0),
             _SendStatus(None, _OK, b"", 0),
             _ReceiveClose(0),
-        ))
+        ), _OK, len(response))
 
     def fail(self, code: int, details: bytes) -> None:
         """Step 3 with an error status and no response message; nothing if the call was
@@ -195,11 +218,18 @@ class UnaryCall:
             _SendInitialMetadata(None, 0),
             _SendStatus(None, code, details, 0),
             _ReceiveClose(0),
-        ))
+        ), code, 0)
 
-    def _answer(self, operations: tuple[Any, ...]) -> None:
-        if not self.answered and not self._owner.gate.answer(self, operations):
+    def _answer(self, operations: tuple[Any, ...], code: int, bytes_out: int) -> None:
+        if self.answered:
+            return
+        outcome = self._owner.gate.answer(self, operations)
+        if outcome == NOT_STARTED:
             self._owner.calls.discard(self)  # no completion will come
+        elif outcome == STARTED and self.method.access_log is not None:
+            self.method.access_log.record_grpc(
+                self.received_at, self.call.peer(), self.method.name, self.request_head, int(code),
+                self.bytes_in, bytes_out)
 
     def finished(self, event: Any) -> None:
         """The last batch completed (or failed: the client went); nothing is left to do."""
@@ -210,10 +240,11 @@ class _Method:
     """A registered method and the loop's standing request for its next call.
 
     ``owner`` is the ``FastUnaryMethods``: its ``server`` and ``cq`` (set once attached), its
-    ``gate``, ``calls``, ``stopping`` and ``draining`` flags, ``refuse`` and ``submit``.
+    ``gate``, ``calls``, ``stopping`` and ``draining`` flags, ``refuse`` and ``submit``, its
+    ``access_log`` (None: off; read once, here).
     """
 
-    __slots__ = ("_owner", "handler", "inline", "max_message_bytes", "name")
+    __slots__ = ("_owner", "access_log", "handler", "inline", "max_message_bytes", "name")
 
     def __init__(self, owner: Any, name: str, handler: Handler, inline: bool,
                  max_message_bytes: int) -> None:
@@ -222,6 +253,7 @@ class _Method:
         self.handler = handler
         self.inline = inline
         self.max_message_bytes = max_message_bytes
+        self.access_log = owner.access_log
 
     def request(self) -> None:
         owner = self._owner
@@ -236,6 +268,8 @@ class _Method:
         if not owner.stopping:
             self.request()
         call = UnaryCall(owner, self, event.call, event.call_details.deadline)
+        if self.access_log is not None:
+            call.received_at = time.monotonic()  # until its message comes (refused calls' time)
         owner.calls.add(call)
         if owner.draining:
             owner.refuse(call)

@@ -47,6 +47,9 @@ False and the caller serves the methods through grpcio's generic handlers instea
 The per-call part (the loop, steps 1-3, the context) is compiled (``_fast_unary``) with
 ``_fast_unary_py`` as its pure-Python twin; ``IMPLEMENTATION`` says which runs (``"compiled"`` or
 ``"python"``) and ``TFSFAST_NO_EXTENSIONS=1`` selects the twin.
+
+With an access log, every call the loop answers gets its line (the status code's name, the
+model the request's ``model_spec`` names); see ``_fast_unary_py``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from tfsfast import _extensions
+from tfsfast.server.access_log import AccessLog
 from tfsfast.server.grpc._fast_unary_py import (
     MAX_MESSAGE_FLAG,
     Answer,
@@ -89,12 +93,15 @@ class FastUnaryMethods:
     continuation; with ``inline`` False the whole handler runs on ``executor`` instead of the
     loop thread. Use: :meth:`attach` before the server starts, :meth:`start` after it started,
     :meth:`stop` once it has terminated. Thread-safe. ``impl`` picks the module of the per-call
-    machinery (tests run both); the default is the one this module loaded.
+    machinery (tests run both); the default is the one this module loaded. ``access_log``
+    (optional) gets a line per call answered.
     """
 
     def __init__(self, methods: Mapping[str, tuple[Handler, bool]], executor: Executor,
-                 max_message_bytes: int, impl: ModuleType | None = None) -> None:
+                 max_message_bytes: int, impl: ModuleType | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self._impl = impl or _impl
+        self.access_log = access_log  # read by each method when it is made, below
         # Every call from its arrival until its last batch completed (UnaryCall's contract).
         self.calls: set[Any] = set()
         self.gate = self._impl.Gate()

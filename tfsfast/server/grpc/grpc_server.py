@@ -41,6 +41,9 @@ at once (calls that reach it in the next moments are cancelled), and calls still
 the grace ends fail UNAVAILABLE ("Cancelling all calls"). ModelService, health and reflection
 are served during the drain; calls of theirs still running when the connections close fail
 UNAVAILABLE.
+
+With an access log (``--access_log_file``) every call gets a line: the loop records those it
+answers, a server interceptor (``access_log_interceptor``) those of grpcio's server.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import grpc
 
 from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.server import drain
+from tfsfast.server.access_log import AccessLog
 from tfsfast.server.grpc import (
     fast_unary,
     health,
@@ -62,6 +66,7 @@ from tfsfast.server.grpc import (
     profiler_service,
     reflection,
 )
+from tfsfast.server.grpc.access_log_interceptor import AccessLogInterceptor
 from tfsfast.server.grpc.ssl_config import credentials_from_file
 from tfsfast.server.server_core import ServerCore
 from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
@@ -112,10 +117,13 @@ def channel_options(options: GrpcServerOptions) -> list[tuple[str, int | str]]:
 
 
 class GrpcServer:
-    """The gRPC listeners over a ServerCore. ``start`` once, ``stop`` once; thread-safe."""
+    """The gRPC listeners over a ServerCore. ``start`` once, ``stop`` once; thread-safe.
+    ``access_log`` (optional) gets a line per call."""
 
-    def __init__(self, core: ServerCore, options: GrpcServerOptions) -> None:
+    def __init__(self, core: ServerCore, options: GrpcServerOptions,
+                 access_log: AccessLog | None = None) -> None:
         self.options = options
+        self._access_log = access_log
         self.health = health.HealthServicer(max_watchers=max(1, options.max_threads // 4))
         self.port: int | None = None
         self._core = core
@@ -135,7 +143,8 @@ class GrpcServer:
         elif o.use_alts_credentials:
             credentials = grpc.alts_server_credentials()
         self._executor = ThreadPoolExecutor(o.max_threads, thread_name_prefix="tfsfast_grpc")
-        server = grpc.server(self._executor, options=channel_options(o))
+        server = grpc.server(self._executor, options=channel_options(o), interceptors=(
+            [AccessLogInterceptor(self._access_log)] if self._access_log is not None else None))
         prediction = prediction_service_impl.PredictionServiceImpl(
             self._core, prediction_service_impl.PredictionServiceOptions(
             enforce_signature_method_name=o.enforce_signature_method_name,
@@ -147,7 +156,7 @@ class GrpcServer:
         # grpcio allows it (fast_unary); its generic handler stays registered either way, as
         # the fallback, and core never routes a registered method to it.
         fast = fast_unary.FastUnaryMethods(prediction.fast_methods(), self._executor,
-                                           o.max_message_bytes)
+                                           o.max_message_bytes, access_log=self._access_log)
         self._fast = fast if o.fast_unary and fast.attach(server) else None
         handlers = [prediction.handler(),
                     model_service_impl.ModelServiceImpl(self._core).handler()]

@@ -54,14 +54,20 @@ cdef class HttpProtocol(DeferredConnection):
     cdef bint _at_boundary
     # Requests the scanner took (a diagnostic; the twin has no scanner).
     cdef readonly Py_ssize_t scanned_requests
+    # The access log (None: off); the peer's address, read when the connection is made (with a
+    # log only); while a batched answer is out with a log, its request's
+    # (method, target, bytes in, received).
+    cdef object _access_log
+    cdef object _peer
+    cdef tuple _deferred_entry
 
     cdef bytes _take_body(self)
     cdef Py_ssize_t _serve_scanned(self, bytes data) except -1
     cdef int _answer_fast(self, str method, bytes path, dict headers, bytes body,
-                          bint keep_alive) except -1
+                          bint keep_alive, double received) except -1
     cdef _next(self)
     cdef bint _handle(self, object request, bint offer_fast) except -1
-    cdef _done(self, object task, bint keep_alive, object headers)
+    cdef _done(self, object task, bint keep_alive, object request)
     cpdef deferred_done(self, object reply)
     cdef _deferred_done(self, object reply)
     cdef object _internal_error(self, object headers)
@@ -70,4 +76,9 @@ cdef class HttpProtocol(DeferredConnection):
     cdef _write(self, object response, bint keep_alive)
     cdef _write_encoded(self, bytes data, bint keep_alive)
     cdef _half_close(self)
-    cdef _reject(self, int status, str message)
+    cdef _reject(self, int status, str message, str method=*)
+    cdef tuple _request_so_far(self, str method)
+    cdef _log(self, str method, bytes target, Py_ssize_t bytes_in, double received, int status,
+              Py_ssize_t bytes_out)
+    cdef _log_request(self, object request, int status, Py_ssize_t bytes_out)
+    cdef _log_entry(self, tuple entry, int status, Py_ssize_t bytes_out)

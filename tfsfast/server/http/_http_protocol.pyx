@@ -23,6 +23,11 @@ the per-request Python around them:
 
 ``scanned_requests`` counts the requests the scanner served (a diagnostic; the twin has none).
 
+The access log, as in the twin: a line where each answer is written (a test of ``_access_log``
+when there is none), the request's time ``_last_activity`` when its message completed (passed
+down as a C double, kept in ``HttpRequest.received`` while it waits); the status and body size of
+an encoded answer are read from its bytes in C.
+
 Two implementations rather than one source compiled twice: the C-level callbacks, the head
 scanner and the C calls into the compiled fast path have no Python form; the twin is the
 readable reference the tests hold this module to.
@@ -67,6 +72,26 @@ cdef enum:
     _DEFERRED = 2   # batched: the connection is busy until deferred_done
 
 
+cdef int _encoded_status(bytes data, Py_ssize_t *body_size) noexcept:
+    """The status of an encoded response (``HTTP/1.1 200 OK`` ...; 0 when its status line
+    holds none), its body's size in ``body_size``: ``encoded_status`` of the twin."""
+    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i
+    cdef int status = 0
+    body_size[0] = 0
+    for i in range(n - 3):
+        if s[i] == c'\r' and s[i + 1] == c'\n' and s[i + 2] == c'\r' and s[i + 3] == c'\n':
+            body_size[0] = n - i - 4
+            break
+    if n < 12:
+        return 0
+    for i in range(9, 12):
+        if s[i] < c'0' or s[i] > c'9':
+            return 0
+        status = status * 10 + (s[i] - c'0')
+    return status
+
+
 cdef long long _digits(bytes value) noexcept:
     """The value of 1 to 18 ASCII digits (what int() gives for them); -1 for anything else."""
     cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(value)
@@ -81,16 +106,21 @@ cdef long long _digits(bytes value) noexcept:
     return v
 
 
+cdef tuple _described(object request):
+    """(method, target, bytes in, received) of a request for the access log."""
+    return (request.method, request.path, len(request.body), request.received)
+
+
 cdef class _Done:
-    """The done callback of an awaited handler result (carries the request's keep-alive, and
-    its headers for the format of a 500)."""
+    """The done callback of an awaited handler result (carries the request: its keep-alive, its
+    headers for the format of a 500, what the access log says of it)."""
 
     cdef HttpProtocol protocol
     cdef bint keep_alive
-    cdef object headers
+    cdef object request
 
     def __call__(self, task):
-        self.protocol._done(task, self.keep_alive, self.headers)
+        self.protocol._done(task, self.keep_alive, self.request)
 
 
 cdef class HttpProtocol(DeferredConnection):
@@ -100,11 +130,16 @@ cdef class HttpProtocol(DeferredConnection):
     turns every failure into an error response), but if it does, the client gets a 500 and the
     connection stays usable. ``fast_path`` (optional) is a ``RestFastPath`` tried first for each
     request; see the module docstring. What the connection answers itself comes from
-    ``error_response``, in the request's format (see the twin).
+    ``error_response``, in the request's format (see the twin). ``access_log`` (optional) gets
+    a line per answer.
     """
 
-    def __init__(self, handler, limits, error_response, connections=None, fast_path=None):
+    def __init__(self, handler, limits, error_response, connections=None, fast_path=None,
+                 access_log=None):
         self._handler = handler
+        self._access_log = access_log
+        self._peer = None
+        self._deferred_entry = None
         self._limits = limits
         self._error_response = error_response
         self._connections = connections
@@ -149,6 +184,8 @@ cdef class HttpProtocol(DeferredConnection):
     def connection_made(self, transport):
         self._transport = transport
         self.loop = _running_loop_or_none()
+        if self._access_log is not None:
+            self._peer = transport.get_extra_info("peername")
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
                 self._reject(503, f"Too many connections (more than "
@@ -162,6 +199,9 @@ cdef class HttpProtocol(DeferredConnection):
         if self._deferred is not None:
             self._deferred.cancel()  # its task is dropped if it has not run yet
             self._deferred = None
+            if self._deferred_entry is not None:
+                self._log_entry(self._deferred_entry, 499, 0)
+                self._deferred_entry = None
         if self._connections is not None:
             self._connections.discard(self)
 
@@ -271,14 +311,17 @@ cdef class HttpProtocol(DeferredConnection):
         if (not self._busy and not self._queue and not self._closing and not self._draining
                 and self._max_pipelined_requests > 0):
             if self._fast_path is not None and method == b"POST":
-                if self._answer_fast("POST", url, self._headers, body, keep_alive) != _NOT_TAKEN:
+                if self._answer_fast("POST", url, self._headers, body, keep_alive,
+                                     self._last_activity) != _NOT_TAKEN:
                     return
-                self._handle(_HttpRequest("POST", url, self._headers, body, keep_alive), False)
+                self._handle(_HttpRequest("POST", url, self._headers, body, keep_alive,
+                                          self._last_activity), False)
             else:
                 self._handle(_HttpRequest(method.decode("latin-1"), url, self._headers, body,
-                                          keep_alive), False)
+                                          keep_alive, self._last_activity), False)
             return
-        request = _HttpRequest(method.decode("latin-1"), url, self._headers, body, keep_alive)
+        request = _HttpRequest(method.decode("latin-1"), url, self._headers, body, keep_alive,
+                               self._last_activity)
         self._queue.append(request)
         if (len(self._queue) > self._max_pipelined_requests
                 and not self._reading_paused):
@@ -315,15 +358,17 @@ cdef class HttpProtocol(DeferredConnection):
             self._header_bytes = scan.header_bytes
             self._body_size = scan.body.end - scan.body.start
             try:
-                if self._answer_fast("POST", url, None, body, scan.keep_alive) == _NOT_TAKEN:
+                if self._answer_fast("POST", url, None, body, scan.keep_alive,
+                                     self._last_activity) == _NOT_TAKEN:
                     self._headers = scanned_headers(s + pos - used, &scan)
                     self._handle(_HttpRequest("POST", url, self._headers, body,
-                                              scan.keep_alive), False)
+                                              scan.keep_alive, self._last_activity), False)
             except Exception:
                 # What httptools turns an exception out of on_message_complete into (answered
                 # as JSON: the scanner takes plain JSON requests only).
                 self._headers = {}
-                self._reject(400, "Malformed HTTP request: `on_message_complete` callback error")
+                self._reject(400, "Malformed HTTP request: `on_message_complete` callback error",
+                             "POST")
                 return n
         return pos
 
@@ -343,10 +388,12 @@ cdef class HttpProtocol(DeferredConnection):
     # --- handling ----------------------------------------------------------------------------
 
     cdef int _answer_fast(self, str method, bytes path, dict headers, bytes body,
-                          bint keep_alive) except -1:
-        """Offers the request to the fast path: writes its answer (_ANSWERED), leaves the
-        connection busy until ``deferred_done`` (_DEFERRED), or leaves the request to the handler
-        (_NOT_TAKEN)."""
+                          bint keep_alive, double received) except -1:
+        """Offers the request (complete at ``received``) to the fast path: writes its answer
+        (_ANSWERED), leaves the connection busy until ``deferred_done`` (_DEFERRED), or leaves
+        the request to the handler (_NOT_TAKEN)."""
+        cdef int status
+        cdef Py_ssize_t body_size
         keep_alive = self._keep_alive(keep_alive)
         try:
             if headers is None:  # scanned: a POST with plain JSON headers
@@ -354,16 +401,25 @@ cdef class HttpProtocol(DeferredConnection):
             else:
                 data = self._fast_path.answer(method, path, headers, body, keep_alive, self)
         except Exception:
-            self._write(self._internal_error(headers), keep_alive)
+            response = self._internal_error(headers)
+            self._write(response, keep_alive)
+            if self._access_log is not None:
+                self._log(method, path, PyBytes_GET_SIZE(body), received, response.status,
+                          len(response.body))
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
         if type(data) is bytes:
             self._write_encoded(<bytes>data, keep_alive)
+            if self._access_log is not None:
+                status = _encoded_status(<bytes>data, &body_size)
+                self._log(method, path, PyBytes_GET_SIZE(body), received, status, body_size)
             return _ANSWERED
         self._busy = True
         self._deferred = data
         self._deferred_keep_alive = keep_alive  # the reply's keep_alive, kept in C
+        if self._access_log is not None:
+            self._deferred_entry = (method, path, PyBytes_GET_SIZE(body), received)
         return _DEFERRED
 
     cpdef deferred_done(self, object reply):
@@ -374,18 +430,30 @@ cdef class HttpProtocol(DeferredConnection):
         if reply is not self._deferred:
             return  # cancelled: the connection went away
         self._deferred = None
+        cdef tuple entry = self._deferred_entry  # None without an access log
+        self._deferred_entry = None
         self._busy = False
         self._last_activity = monotonic()
         if self._closing:
+            if entry is not None:
+                self._log_entry(entry, 499, 0)
             return
         cdef bint keep_alive = self._keep_alive(self._deferred_keep_alive)
+        cdef Py_ssize_t body_size
+        cdef int status
         try:
             data = reply.encode(keep_alive)
         except Exception:
             # The fast path answers plain JSON requests only.
-            self._write(self._internal_error(None), keep_alive)
+            response = self._internal_error(None)
+            self._write(response, keep_alive)
+            if entry is not None:
+                self._log_entry(entry, response.status, len(response.body))
         else:
             self._write_encoded(data, keep_alive)
+            if entry is not None:
+                status = _encoded_status(data, &body_size)
+                self._log_entry(entry, status, body_size)
         self._next()
 
     cdef _next(self):
@@ -404,7 +472,7 @@ cdef class HttpProtocol(DeferredConnection):
         cdef int fast
         if offer_fast and self._fast_path is not None and request.method == "POST":
             fast = self._answer_fast(request.method, request.path, request.headers,
-                                     request.body, request.keep_alive)
+                                     request.body, request.keep_alive, request.received)
             if fast != _NOT_TAKEN:
                 return fast == _ANSWERED
         try:
@@ -413,19 +481,21 @@ cdef class HttpProtocol(DeferredConnection):
             result = self._internal_error(request.headers)
         if isinstance(result, _HttpResponse):
             self._write(result, request.keep_alive)
+            if self._access_log is not None:
+                self._log_request(request, result.status, len(result.body))
             return True
         self._busy = True
         task = _ensure_future(result)
         done = _Done.__new__(_Done)
         done.protocol = self
         done.keep_alive = request.keep_alive
-        done.headers = request.headers
+        done.request = request
         task.add_done_callback(done)
         self._task = task
         self._task_done = done
         return False
 
-    cdef _done(self, object task, bint keep_alive, object headers):
+    cdef _done(self, object task, bint keep_alive, object request):
         self._busy = False
         self._task = None
         self._task_done = None
@@ -433,10 +503,14 @@ cdef class HttpProtocol(DeferredConnection):
         try:
             response = task.result()
         except Exception:
-            response = self._internal_error(headers)
+            response = self._internal_error(request.headers)
         if not self._closing:
             self._write(response, keep_alive)
+            if self._access_log is not None:
+                self._log_request(request, response.status, len(response.body))
             self._next()
+        elif self._access_log is not None:
+            self._log_request(request, 499, 0)
 
     cdef object _internal_error(self, object headers):
         """Logs the exception being handled; returns the 500 the client gets for it (for a
@@ -486,13 +560,16 @@ cdef class HttpProtocol(DeferredConnection):
         else:
             transport.close()
 
-    cdef _reject(self, int status, str message):
+    cdef _reject(self, int status, str message, str method=None):
         """Answers a request that cannot be parsed or is over a limit, then closes; in the
-        format of the headers read so far."""
+        format of the headers read so far. ``method``: the request's, when the parser does not
+        know it (a scanned request)."""
         self._queue.clear()
         response = self._error_response(status, message, self._headers)
         response.close = True
         self._write(response, False)
+        if self._access_log is not None:
+            self._log_entry(self._request_so_far(method), status, len(response.body))
 
     def check_idle(self, double now):
         """Closes the connection if it stalled past a timeout (called by the server's sweep)."""
@@ -532,30 +609,66 @@ cdef class HttpProtocol(DeferredConnection):
         if self._closing:
             return
         cdef list unanswered = []
+        # What the access log says of each: (method, target, bytes in, received).
+        cdef list requests = []
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
             unanswered.append(None)  # the fast path takes plain JSON requests only
+            requests.append(self._deferred_entry)  # None without an access log
+            self._deferred_entry = None
         elif self._task is not None:
             self._task.remove_done_callback(self._task_done)
             self._task.cancel()
-            unanswered.append((<_Done>self._task_done).headers)
+            request = (<_Done>self._task_done).request
+            unanswered.append(request.headers)
+            requests.append(_described(request))
             self._task = None
             self._task_done = None
         for request in self._queue:
             unanswered.append(request.headers)
+            requests.append(_described(request))
         self._queue.clear()
         self._busy = False
-        if self._in_head or self._in_body or _unread_bytes(self._transport) > 0:
-            unanswered.append(self._headers if self._in_head or self._in_body else None)
+        if self._in_head or self._in_body:
+            unanswered.append(self._headers)
+            requests.append(self._request_so_far(None))
+        elif _unread_bytes(self._transport) > 0:
+            unanswered.append(None)
+            requests.append(("", b"", 0, self._last_activity))
         transport = self._transport
         cdef Py_ssize_t i
         for i in range(len(unanswered)):
             response = self._error_response(503, message, unanswered[i])
             if transport is not None and not transport.is_closing():
                 transport.write(_encode_response(response, i < len(unanswered) - 1))
+            if self._access_log is not None and requests[i] is not None:
+                self._log_entry(<tuple>requests[i], 503, len(response.body))
         self._draining = True
         self._half_close()
+
+    # --- the access log (called with one only) ---------------------------------------------
+
+    cdef _log(self, str method, bytes target, Py_ssize_t bytes_in, double received, int status,
+              Py_ssize_t bytes_out):
+        self._access_log.record_rest(received, self._peer, method, target, status, bytes_in,
+                                     bytes_out)
+
+    cdef _log_request(self, object request, int status, Py_ssize_t bytes_out):
+        self._log(request.method, request.path, len(request.body), request.received, status,
+                  bytes_out)
+
+    cdef _log_entry(self, tuple entry, int status, Py_ssize_t bytes_out):
+        """``entry``: (method, target, bytes in, received)."""
+        self._log(entry[0], entry[1], entry[2], entry[3], status, bytes_out)
+
+    cdef tuple _request_so_far(self, str method):
+        """(method, target, bytes in, received) of the request being parsed, as far as it was:
+        the method once the target has begun (the parser knows it by then), unless given."""
+        if method is None:
+            method = self._get_method().decode("latin-1") if self._url is not None else ""
+        return (method, self._url if self._url is not None else b"", self._body_size,
+                self._last_activity)
 
     def close(self, bint force=True):
         """Closes the connection after what it has written; unless ``force``, not while bytes

@@ -5,6 +5,13 @@ at a time, in order (pipelined requests wait in a queue, and reading pauses when
 is what HTTP/1.1 requires of responses. Limits from ``HttpServerLimits`` are enforced while
 parsing, before a body is buffered in full.
 
+With an access log (``--access_log_file``), the protocol records a line for every answer it
+writes, the fast path's, batched ones, the handler's and its own refusals alike, and a 499 for a
+request in progress when its connection closes (``tfsfast.server.access_log``). The request's
+time is ``_last_activity`` when its message completed (the packet that completed it had just
+arrived), kept in ``HttpRequest.received`` while it waits; the peer's address is read once per
+connection. Without one, the cost is a test of ``_access_log`` where a request is answered.
+
 The drain (SIGTERM, once the listener has closed): a connection answers every request it has
 received, pipelined ones included, however far it has read them, and the last answer says
 ``Connection: close``; a connection that has received nothing ends at once. Either way it then
@@ -24,9 +31,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
+
+if TYPE_CHECKING:
+    from tfsfast.server.access_log import AccessLog
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +76,8 @@ class HttpRequest:
     headers: dict[bytes, bytes]  # lower-cased names; repeated headers joined by ", "
     body: bytes
     keep_alive: bool
+    # time.monotonic() when the request was complete (its line in the access log starts there).
+    received: float = 0.0
 
 
 @dataclass
@@ -111,6 +123,15 @@ def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
     return b"".join(parts)
 
 
+def encoded_status(data: bytes) -> tuple[int, int]:
+    """(status, body bytes) of an encoded response (``HTTP/1.1 200 OK`` ...); the status is
+    0 when the status line does not hold one."""
+    status = data[9:12]
+    head_end = data.find(b"\r\n\r\n")
+    return (int(status) if status.isdigit() else 0,
+            len(data) - head_end - 4 if head_end >= 0 else 0)
+
+
 # What _answer_fast did with a request.
 _NOT_TAKEN = "not taken"  # the handler answers it
 _ANSWERED = "answered"    # written
@@ -151,6 +172,13 @@ class FastPath(Protocol):
         answer exactly as the handler would."""
 
 
+def _described(request: HttpRequest | None) -> tuple[str, bytes, int, float]:
+    """(method, target, bytes in, received) of a request for the access log."""
+    if request is None:
+        return "", b"", 0, 0.0
+    return request.method, request.path, len(request.body), request.received
+
+
 class HttpProtocol(asyncio.Protocol):
     """One connection. ``handler`` turns an ``HttpRequest`` into an ``HttpResponse``.
 
@@ -164,6 +192,8 @@ class HttpProtocol(asyncio.Protocol):
     from ``error_response``, given the request's headers as far as they were read, so that it is
     in the format the request asked for.
 
+    ``access_log`` (optional) gets a line per answer (see the module docstring).
+
     This is the pure-Python twin of the compiled ``_http_protocol.HttpProtocol``;
     ``http_server.HttpServer`` picks one (``TFSFAST_NO_EXTENSIONS=1``: this one).
     """
@@ -171,8 +201,13 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, handler: Handler, limits: HttpServerLimits,
                  error_response: ErrorResponse,
                  connections: set[HttpProtocol] | None = None,
-                 fast_path: FastPath | None = None) -> None:
+                 fast_path: FastPath | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self._handler = handler
+        self._access_log = access_log
+        # The client's address, asyncio's peername (read when the connection is made, with a
+        # log only).
+        self._peer: object = None
         self._fast_path = fast_path
         self._limits = limits
         self._error_response = error_response
@@ -196,8 +231,10 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = False
         # Set by ``drain``: the listener has closed (see the module docstring).
         self._draining = False
-        # The fast path's answer still to come, while the connection is busy with it.
+        # The fast path's answer still to come, while the connection is busy with it, and its
+        # request.
         self._deferred: DeferredAnswer | None = None
+        self._deferred_request: HttpRequest | None = None
         # The handler's answer still to come: its task, done callback and request.
         self._task: asyncio.Future | None = None
         self._task_done: Callable[[asyncio.Future], None] | None = None
@@ -212,6 +249,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.loop = asyncio._get_running_loop()
+        if self._access_log is not None:
+            self._peer = transport.get_extra_info("peername")
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
                 self._reject(503, f"Too many connections (more than "
@@ -225,6 +264,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._deferred is not None:
             self._deferred.cancel()  # its request is dropped if it has not run yet
             self._deferred = None
+            if self._access_log is not None and self._deferred_request is not None:
+                self._log_request(self._deferred_request, 499, 0)
+            self._deferred_request = None
         if self._connections is not None:
             self._connections.discard(self)
 
@@ -301,7 +343,8 @@ class HttpProtocol(asyncio.Protocol):
             path=bytes(self._url),
             headers=self._headers,
             body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
-            keep_alive=self._parser.should_keep_alive())
+            keep_alive=self._parser.should_keep_alive(),
+            received=self._last_activity)
         self._body = []
         self._queue.append(request)
         if len(self._queue) > self._limits.max_pipelined_requests and not self._reading_paused:
@@ -336,6 +379,8 @@ class HttpProtocol(asyncio.Protocol):
                 result = self._internal_error(request.headers)
             if isinstance(result, HttpResponse):
                 self._write(result, request.keep_alive)
+                if self._access_log is not None:
+                    self._log_request(request, result.status, len(result.body))
                 continue
             self._busy = True
             task = asyncio.ensure_future(result)
@@ -354,34 +399,48 @@ class HttpProtocol(asyncio.Protocol):
             data = self._fast_path.answer(request.method, request.path, request.headers,
                                           request.body, keep_alive, self)
         except Exception:
-            self._write(self._internal_error(request.headers), keep_alive)
+            response = self._internal_error(request.headers)
+            self._write(response, keep_alive)
+            if self._access_log is not None:
+                self._log_request(request, response.status, len(response.body))
             return _ANSWERED
         if data is None:
             return _NOT_TAKEN
         if isinstance(data, bytes):
             self._write_encoded(data, keep_alive)
+            if self._access_log is not None:
+                self._log_request(request, *encoded_status(data))
             return _ANSWERED
         self._busy = True
         self._deferred = data
+        self._deferred_request = request
         return _DEFERRED
 
     def deferred_done(self, reply: DeferredAnswer) -> None:
         """The fast path's deferred answer is ready (called on this connection's loop)."""
         if reply is not self._deferred:
             return  # cancelled: the connection went away
-        self._deferred = None
+        request = self._deferred_request
+        self._deferred = self._deferred_request = None
         self._busy = False
         self._last_activity = time.monotonic()
         if self._closing:
+            if self._access_log is not None and request is not None:
+                self._log_request(request, 499, 0)
             return
         keep_alive = self._keep_alive(reply.keep_alive)
         try:
             data = reply.encode(keep_alive)
         except Exception:
             # The fast path answers plain JSON requests only.
-            self._write(self._internal_error(None), keep_alive)
+            response = self._internal_error(None)
+            self._write(response, keep_alive)
+            status, size = response.status, len(response.body)
         else:
             self._write_encoded(data, keep_alive)
+            status, size = encoded_status(data)
+        if self._access_log is not None and request is not None:
+            self._log_request(request, status, size)
         self._next()
 
     def _done(self, task: asyncio.Future, request: HttpRequest) -> None:
@@ -394,7 +453,11 @@ class HttpProtocol(asyncio.Protocol):
             response = self._internal_error(request.headers)
         if not self._closing:
             self._write(response, request.keep_alive)
+            if self._access_log is not None:
+                self._log_request(request, response.status, len(response.body))
             self._next()
+        elif self._access_log is not None:
+            self._log_request(request, 499, 0)
 
     def _internal_error(self, headers: Mapping[bytes, bytes] | None) -> HttpResponse:
         """Logs the exception being handled; returns the 500 the client gets for it (for a
@@ -451,6 +514,8 @@ class HttpProtocol(asyncio.Protocol):
         response = self._error_response(status, message, self._headers)
         response.close = True
         self._write(response, keep_alive=False)
+        if self._access_log is not None:
+            self._log(*self._request_so_far(), status, len(response.body))
 
     def check_idle(self, now: float) -> None:
         """Closes the connection if it stalled past a timeout (called by the server's sweep)."""
@@ -492,27 +557,57 @@ class HttpProtocol(asyncio.Protocol):
         if self._closing:
             return
         unanswered: list[Mapping[bytes, bytes] | None] = []
+        # What the access log says of each: (method, target, bytes in, received).
+        requests: list[tuple[str, bytes, int, float]] = []
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
             unanswered.append(None)  # the fast path takes plain JSON requests only
+            requests.append(_described(self._deferred_request))
+            self._deferred_request = None
         elif self._task is not None and self._task_done is not None:
             self._task.remove_done_callback(self._task_done)
             self._task.cancel()
             unanswered.append(self._task_request.headers if self._task_request else None)
+            requests.append(_described(self._task_request))
             self._task = self._task_done = self._task_request = None
         unanswered.extend(request.headers for request in self._queue)
+        requests.extend(_described(request) for request in self._queue)
         self._queue.clear()
         self._busy = False
-        if self._in_head or self._in_body or unread_bytes(self._transport) > 0:
-            unanswered.append(self._headers if self._in_head or self._in_body else None)
+        if self._in_head or self._in_body:
+            unanswered.append(self._headers)
+            requests.append(self._request_so_far())
+        elif unread_bytes(self._transport) > 0:
+            unanswered.append(None)
+            requests.append(("", b"", 0, self._last_activity))
         transport = self._transport
         for i, headers in enumerate(unanswered):
             response = self._error_response(503, message, headers)
             if transport is not None and not transport.is_closing():
                 transport.write(encode_response(response, i < len(unanswered) - 1))
+            if self._access_log is not None:
+                self._log(*requests[i], 503, len(response.body))
         self._draining = True
         self._half_close()
+
+    # --- the access log (called with one only) ------------------------------------------------
+
+    def _log(self, method: str, target: bytes, bytes_in: int, received: float, status: int,
+             bytes_out: int) -> None:
+        assert self._access_log is not None
+        self._access_log.record_rest(received, self._peer, method, target, status, bytes_in,
+                                     bytes_out)
+
+    def _log_request(self, request: HttpRequest, status: int, bytes_out: int) -> None:
+        self._log(request.method, request.path, len(request.body), request.received, status,
+                  bytes_out)
+
+    def _request_so_far(self) -> tuple[str, bytes, int, float]:
+        """(method, target, bytes in, received) of the request being parsed, as far as it
+        was: the method once the target has begun (the parser knows it by then)."""
+        method = self._parser.get_method().decode("latin-1") if self._url else ""
+        return method, bytes(self._url), self._body_size, self._last_activity
 
     def close(self, force: bool = True) -> bool:
         """Closes the connection after what it has written; unless ``force``, not while bytes

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tfsfast import _extensions
+from tfsfast.server.access_log import AccessLog
 from tfsfast.server.http._http_protocol_py import ErrorResponse, FastPath, Handler, HttpServerLimits
 
 _impl = _extensions.load("tfsfast.server.http._http_protocol",
@@ -114,14 +115,16 @@ class HttpServer:
 
     ``error_response`` answers what the connections refuse themselves (see ``HttpProtocol``);
     ``fast_path`` (optional) answers the requests it can before ``handler`` sees them (see
-    ``rest_fast_path``); ``protocol`` overrides the protocol class (tests).
+    ``rest_fast_path``); ``protocol`` overrides the protocol class (tests); ``access_log``
+    (optional) gets a line per answer (``tfsfast.server.access_log``).
     """
 
     def __init__(self, handler: Handler, limits: HttpServerLimits,
                  error_response: ErrorResponse, fast_path: FastPath | None = None,
-                 protocol: Any = None) -> None:
+                 protocol: Any = None, access_log: AccessLog | None = None) -> None:
         self._handler = handler
         self._fast_path = fast_path
+        self._access_log = access_log
         self._protocol = protocol or HttpProtocol
         self._limits = limits
         self._error_response = error_response
@@ -138,7 +141,8 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: self._protocol(self._handler, self._limits, self._error_response,
-                                   self.connections, self._fast_path), sock=sock)
+                                   self.connections, self._fast_path, self._access_log),
+            sock=sock)
         self._sweeper = loop.call_later(1.0, self._sweep)
 
     def _sweep(self) -> None:
