@@ -160,8 +160,8 @@ def test_reflection(channel, version: str) -> None:
     listed, by_symbol, by_name, missing = list(info(iter(requests), timeout=30))
     assert [s.name for s in listed.list_services_response.service] == [
         "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection", "tensorflow.serving.ModelService",
-        "tensorflow.serving.PredictionService"]
+        "grpc.reflection.v1alpha.ServerReflection", "inference.GRPCInferenceService",
+        "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService"]
     assert not by_symbol.HasField("error_response"), by_symbol
     files = [descriptor_pb2.FileDescriptorProto.FromString(b)
              for b in by_symbol.file_descriptor_response.file_descriptor_proto]

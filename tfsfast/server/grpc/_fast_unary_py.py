@@ -69,6 +69,30 @@ def check_message_size(size: int, limit: int, what: str) -> None:
                            f"bytes (flag {MAX_MESSAGE_FLAG})")
 
 
+def grpcio_handler(method: Callable[[bytes, Any], Answer], limit: int
+                   ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+    """``method`` (request bytes and the context in, the response bytes or a continuation that
+    returns them out) as a handler of grpcio's server, for raw-bytes methods: the request and
+    the response are held to ``limit`` (``check_message_size``), a ServingError ends the call
+    with its status, and any other exception with INTERNAL (a bug must not take the server
+    down)."""
+
+    def handler(data: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            check_message_size(len(data), limit, "Request")
+            response = method(data, context)
+            if not isinstance(response, bytes):
+                response = response()
+            check_message_size(len(response), limit, "Response")
+            return response
+        except ServingError as e:
+            grpc_status_util.abort(context, e)
+        except Exception as e:
+            grpc_status_util.abort(context, grpc_status_util.internal_error(e))
+
+    return handler
+
+
 def error_status(error: BaseException) -> tuple[int, bytes]:
     """The (gRPC code, details) a client gets for an exception a handler raised."""
     if not isinstance(error, ServingError):

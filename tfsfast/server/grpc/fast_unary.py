@@ -72,6 +72,7 @@ from tfsfast.server.grpc._fast_unary_py import (
     check_message_size,
     cygrpc,
     error_status,
+    grpcio_handler,
 )
 from tfsfast.util.status import Code
 
@@ -206,4 +207,4 @@ class FastUnaryMethods:
 
 
 __all__ = ["IMPLEMENTATION", "MAX_MESSAGE_FLAG", "Answer", "Continuation", "FastUnaryMethods",
-           "Handler", "UnaryCall", "check_message_size", "error_status"]
+           "Handler", "UnaryCall", "check_message_size", "error_status", "grpcio_handler"]

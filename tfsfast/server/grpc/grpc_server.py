@@ -1,6 +1,8 @@
 """``GrpcServer``: TF Serving's gRPC listeners (``Server::BuildAndStart``'s gRPC half).
 
-Serves PredictionService and ModelService, plus server reflection (both versions), with
+Serves PredictionService, ModelService and the Open Inference Protocol's
+``inference.GRPCInferenceService`` (``server.v2.grpc_inference_service``), plus server
+reflection (both versions), with
 ``--enable_profiler`` TensorFlow's ``tensorflow.ProfilerService`` (``profiler_service``) and, with
 ``--enable_grpc_healthcheck_service``, ``grpc.health.v1.Health``; on ``0.0.0.0:<port>`` and/or
 ``unix:<socket_path>``, both with the ``--ssl_config_file`` credentials when one is given.
@@ -69,6 +71,8 @@ from tfsfast.server.grpc import (
 from tfsfast.server.grpc.access_log_interceptor import AccessLogInterceptor
 from tfsfast.server.grpc.ssl_config import credentials_from_file
 from tfsfast.server.server_core import ServerCore
+from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2 import grpc_inference_service
 from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
@@ -125,6 +129,8 @@ class GrpcServer:
         self.options = options
         self._access_log = access_log
         self.health = health.HealthServicer(max_watchers=max(1, options.max_threads // 4))
+        # The Open Inference Protocol's readiness (it turns off with the drain).
+        self.v2_health = ServerHealth(core)
         self.port: int | None = None
         self._core = core
         self._server: grpc.Server | None = None
@@ -159,7 +165,11 @@ class GrpcServer:
                                            o.max_message_bytes, access_log=self._access_log)
         self._fast = fast if o.fast_unary and fast.attach(server) else None
         handlers = [prediction.handler(),
-                    model_service_impl.ModelServiceImpl(self._core).handler()]
+                    model_service_impl.ModelServiceImpl(self._core).handler(),
+                    grpc_inference_service.GrpcInferenceServiceImpl(
+                        self._core, self.v2_health, o.max_message_bytes, o.codec_limits,
+                        o.enforce_signature_method_name).handler()]
+        services.append(grpc_inference_service.SERVICE_NAME)
         if o.enable_healthcheck_service:
             handlers.append(self.health.handler())
             services.append(health.SERVICE_NAME)
@@ -207,6 +217,7 @@ class GrpcServer:
         """Health turns NOT_SERVING; PredictionService calls that arrive from now on are refused
         with UNAVAILABLE ``refusal``; calls in progress go on."""
         self.health.set_serving(False)
+        self.v2_health.start_draining()
         if self._fast is not None:
             self._fast.begin_drain(refusal)
 
@@ -228,6 +239,7 @@ class GrpcServer:
         ``details``, then closes the connections and stops; the returned event is set once the
         server has stopped and no handler thread runs any more (see the module docstring)."""
         self.health.set_serving(False)
+        self.v2_health.start_draining()
         self.health.stop()
         done = threading.Event()
         if self._server is None:

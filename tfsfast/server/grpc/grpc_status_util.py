@@ -6,7 +6,7 @@ than 1024 characters is cut there and ends with ``...TRUNCATED``, as TF Serving 
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -39,3 +39,13 @@ def abort(context: grpc.ServicerContext, error: ServingError) -> NoReturn:
 def internal_error(e: BaseException) -> ServingError:
     """An unexpected exception as the INTERNAL status a client sees."""
     return ServingError(Code.INTERNAL, f"{type(e).__name__}: {e}")
+
+
+def parse_request(message_class: Any, data: bytes) -> Any:
+    """A request of ``message_class`` from ``data``; INVALID_ARGUMENT when it does not parse."""
+    try:
+        return message_class.FromString(data)
+    except Exception:
+        raise ServingError(Code.INVALID_ARGUMENT,
+                           f"Could not parse the request as a "
+                           f"{message_class.DESCRIPTOR.full_name}") from None

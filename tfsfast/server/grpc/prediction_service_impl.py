@@ -57,7 +57,7 @@ from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
 from tfsfast.server.get_model_metadata_impl import get_model_metadata
 from tfsfast.server.grpc import grpc_status_util, predict_fast_path
-from tfsfast.server.grpc.fast_unary import Answer, check_message_size
+from tfsfast.server.grpc.fast_unary import Answer, grpcio_handler
 from tfsfast.server.grpc.model_spec_util import (
     get_servable_handle,
     get_servable_handle_for_spec,
@@ -126,15 +126,6 @@ def _recorded(run: Callable[[], bytes], name: str, api: str, start: int
         return response
 
     return recorded
-
-
-def _parse(cls: Any, data: bytes) -> Any:
-    try:
-        return cls.FromString(data)
-    except Exception:
-        raise ServingError(Code.INVALID_ARGUMENT,
-                           f"Could not parse the request as a {cls.DESCRIPTOR.full_name}"
-                           ) from None
 
 
 class RunCosts:
@@ -217,21 +208,7 @@ class PredictionServiceImpl:
     def _call(self, method: Callable[[bytes, grpc.ServicerContext], Answer], name: str
               ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         """``method`` as a grpcio handler (the path when the completion-queue loop is off)."""
-        limit = self._options.max_message_bytes
-
-        def handler(data: bytes, context: grpc.ServicerContext) -> bytes:
-            try:
-                check_message_size(len(data), limit, "Request")
-                response = method(data, context)
-                if not isinstance(response, bytes):
-                    response = response()
-                check_message_size(len(response), limit, "Response")
-                return response
-            except ServingError as e:
-                grpc_status_util.abort(context, e)
-            except Exception as e:  # a bug must not take the server down: INTERNAL
-                grpc_status_util.abort(context, grpc_status_util.internal_error(e))
-
+        handler = grpcio_handler(method, self._options.max_message_bytes)
         handler.__name__ = name
         return handler
 
@@ -340,7 +317,7 @@ class PredictionServiceImpl:
         timeout = timeout_in_ms(context)  # before the request is read (see predict_answer)
         name = ""
         try:
-            request = _parse(self._single_request, data)
+            request = grpc_status_util.parse_request(self._single_request, data)
             name = request.model_spec.name
             answer = self._run_single(request, timeout, response, run, api)
         except Exception as e:
@@ -382,7 +359,7 @@ class PredictionServiceImpl:
 
     def multi_inference(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         timeout = timeout_in_ms(context)
-        request = _parse(self._multi_request, data)
+        request = grpc_status_util.parse_request(self._multi_request, data)
         # TF Serving resolves the servable from the first task's spec (an empty one if none).
         spec = request.tasks[0].model_spec if len(request.tasks) else None
         version, label = version_choice(spec) if spec is not None else (None, None)
@@ -407,7 +384,7 @@ class PredictionServiceImpl:
     # --- GetModelMetadata ------------------------------------------------------------------------
 
     def get_model_metadata(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        request = _parse(self._metadata_request, data)
+        request = grpc_status_util.parse_request(self._metadata_request, data)
         if not request.HasField("model_spec"):
             raise missing_model_spec()
         version, label = version_choice(request.model_spec)

@@ -1,7 +1,8 @@
 """gRPC server reflection (``grpc.reflection.v1`` and ``v1alpha``), for grpcurl and friends.
 
 Lists the services the server registered and answers file and symbol queries with the
-FileDescriptorProtos of TF Serving's APIs (and of health/reflection themselves), each file
+FileDescriptorProtos of TF Serving's APIs, of the Open Inference Protocol (in
+``server.v2.grpc_protocol``'s private pool) and of health/reflection themselves, each file
 followed by its dependencies, as gRPC's reference implementation does. Extension queries answer
 NOT_FOUND: these APIs declare no extensions.
 """
@@ -15,6 +16,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from tfsfast.server.grpc import protos
+from tfsfast.server.v2 import grpc_protocol
 
 SERVICE_NAMES = ("grpc.reflection.v1.ServerReflection",
                  "grpc.reflection.v1alpha.ServerReflection")
@@ -36,7 +38,7 @@ class ReflectionServicer:
         from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
         del model_service_pb2, prediction_service_pb2
-        self._pools = [descriptor_pool.Default(), protos.POOL]
+        self._pools = [descriptor_pool.Default(), protos.POOL, grpc_protocol.POOL]
 
     def _file(self, finder: str, key: str) -> Any | None:
         for pool in self._pools:

@@ -13,6 +13,10 @@ What the protocol is, independently of its transport, and what REST adds:
   ``server.http.http_rest_api_handler``, which also answers the V2 health routes
   (``server.server_health``).
 
-The protocol's gRPC service (``inference.GRPCInferenceService``) is not served yet; it would
-reuse all but the two REST modules.
+And what gRPC adds (reusing all but the two REST modules):
+
+- ``grpc_protocol``: the gRPC service's messages (Triton's definition, in a private pool).
+- ``grpc_codec``: ``ModelInferRequest`` (typed and raw contents) in, ``ModelInferResponse`` out.
+- ``grpc_inference_service``: ``inference.GRPCInferenceService``, served on the gRPC port
+  beside PredictionService by ``server.grpc.grpc_server``.
 """

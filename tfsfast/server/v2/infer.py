@@ -20,6 +20,10 @@ is checked here is the protocol's model, whatever the wire:
 4. The outputs asked for (``outputs``; none or an empty list: every output of the signature),
    each an output of the signature, at most once, of a dtype the protocol can carry.
 
+Parameters of extensions this server does not serve (``classification``,
+``shared_memory_region``) are refused wherever they appear (``refuse_unserved``, which each
+codec calls on the parameters it reads); any other parameter is accepted and has no effect.
+
 The response outputs are in the order asked for, else in alias order. Every failure is
 INVALID_ARGUMENT with a message naming the tensor.
 """
@@ -47,10 +51,15 @@ __all__ = [
     "ResponseOutput",
     "bind_inputs",
     "element_count_mismatch",
+    "refuse_unserved",
     "requested_aliases",
     "response_outputs",
     "signature_name",
 ]
+
+# Parameters of extensions not served, with the extension's name: accepting them would answer
+# something other than what was asked, where any other parameter is accepted and has no effect.
+_UNSERVED = {"classification": "classification", "shared_memory_region": "shared memory"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,15 @@ def signature_name(request: InferRequest) -> str:
     if type(name) is not str:
         raise invalid_argument("Parameter 'signature_name' must be a string")
     return name
+
+
+def refuse_unserved(parameters: Mapping[str, Any], owner: str) -> None:
+    """INVALID_ARGUMENT when ``parameters`` (of ``owner``: "the request", "input 'x'", ...)
+    hold a parameter of an extension this server does not serve."""
+    for key, extension in _UNSERVED.items():
+        if key in parameters:
+            raise invalid_argument(f"Parameter '{key}' of {owner} is not supported: this server "
+                                   f"does not serve the {extension} extension")
 
 
 def _names(names: Sequence[str]) -> str:

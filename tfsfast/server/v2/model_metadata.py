@@ -1,7 +1,8 @@
 """Server and model metadata of the Open Inference Protocol, from a servable's signature.
 
 Protocol-neutral: the answers are plain dicts in the protocol's JSON field names, which REST
-writes as they are (and a gRPC service would copy into its messages).
+writes as they are and the gRPC service copies into its messages (the field names are the
+same); ``served_model_metadata`` resolves a served model's for both.
 
 - Server metadata: ``name`` ``tfsfast``, ``version`` the package's, ``extensions`` the protocol
   extensions this server serves (``binary_tensor_data``; none other: no classification, shared
@@ -21,11 +22,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from tfsfast import __version__
+from tfsfast.core.servable_state import ManagerState
 from tfsfast.runtime.signature import Signature, TensorInfo
+from tfsfast.server.predict.predict_signatures import SignatureCache
+from tfsfast.server.server_core import ServerCore
 from tfsfast.server.v2.datatypes import metadata_datatype
 
-__all__ = ["EXTENSIONS", "PLATFORM", "SERVER_NAME", "model_metadata", "server_metadata",
-           "tensor_metadata"]
+__all__ = ["EXTENSIONS", "PLATFORM", "SERVER_NAME", "model_metadata", "served_model_metadata",
+           "server_metadata", "tensor_metadata"]
 
 SERVER_NAME = "tfsfast"
 PLATFORM = "tensorflow_savedmodel"
@@ -54,3 +58,23 @@ def model_metadata(name: str, versions: Iterable[int], signature: Signature) -> 
         "inputs": [tensor_metadata(signature.inputs[a]) for a in sorted(signature.inputs)],
         "outputs": [tensor_metadata(signature.outputs[a]) for a in sorted(signature.outputs)],
     }
+
+
+def served_model_metadata(core: ServerCore, signatures: SignatureCache, name: str,
+                          version: int | None) -> dict[str, Any]:
+    """The model metadata response for model ``name`` (``version``, None: the latest) as
+    ``core`` serves it: the version that answers the lookup, with every other AVAILABLE one
+    when none was asked for; the interface of its ``serving_default`` signature resolved
+    through ``signatures``. NOT_FOUND (TF Serving's text) for a model or version not served."""
+    with core.get_servable_handle(name, version, None) as handle:
+        signature = signatures.of(handle.servable, handle.id).get("")
+        served = handle.id.version
+    if version is not None:
+        versions = [served]
+    else:
+        states = core.servable_state_monitor.get_version_states(name)
+        versions = [v for v, s in states.items()
+                    if s.state.manager_state is ManagerState.AVAILABLE]
+        if served not in versions:  # unloaded since the lookup: still what answered
+            versions.append(served)
+    return model_metadata(name, versions, signature.signature)

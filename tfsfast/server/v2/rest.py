@@ -47,7 +47,6 @@ from urllib.parse import unquote
 
 from tfsfast.codecs import json_codec
 from tfsfast.codecs.codec_limits import CodecLimits
-from tfsfast.core.servable_state import ManagerState
 from tfsfast.monitoring import serving_metrics
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
@@ -152,18 +151,7 @@ class V2RestApi:
     # --- metadata ------------------------------------------------------------------------------
 
     def _model_metadata(self, name: str, version: int | None) -> HttpResponse:
-        with self._core.get_servable_handle(name, version, None) as handle:
-            signature = self._signatures.of(handle.servable, handle.id).get("")
-            served = handle.id.version
-        if version is not None:
-            versions = [served]
-        else:
-            states = self._core.servable_state_monitor.get_version_states(name)
-            versions = [v for v, s in states.items()
-                        if s.state.manager_state is ManagerState.AVAILABLE]
-            if served not in versions:  # unloaded since the lookup: still what answered
-                versions.append(served)
-        body = model_metadata.model_metadata(name, versions, signature.signature)
+        body = model_metadata.served_model_metadata(self._core, self._signatures, name, version)
         return self._ok(json.dumps(body).encode())
 
     # --- inference -------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from tfsfast.server.v2.infer import (
     RequestInput,
     ResponseOutput,
     element_count_mismatch,
+    refuse_unserved,
 )
 from tfsfast.util.status import ServingError, invalid_argument
 
@@ -80,8 +81,6 @@ _DIGITS = re.compile(r"[0-9]+")
 # More digits than this are more bytes than any body holds (and never become a Python int).
 _MAX_DIGITS = 18
 _SHOWN = 32
-# Parameters of extensions not served: accepting them would answer something not asked for.
-_UNSERVED = {"classification": "classification", "shared_memory_region": "shared memory"}
 
 # Datatypes read through a wider JSON dtype, then narrowed (see the module docstring).
 _INTEGER_CARRIED = frozenset({DataType.DT_INT8, DataType.DT_INT16, DataType.DT_UINT8,
@@ -121,10 +120,7 @@ def _parameters(container: dict[str, Any], owner: str) -> dict[str, Any]:
     parameters = container.get("parameters", {})
     if type(parameters) is not dict:
         raise invalid_argument(f"'parameters' of {owner} must be an object")
-    for key, extension in _UNSERVED.items():
-        if key in parameters:
-            raise invalid_argument(f"Parameter '{key}' of {owner} is not supported: this server "
-                                   f"does not serve the {extension} extension")
+    refuse_unserved(parameters, owner)
     return parameters
 
 
