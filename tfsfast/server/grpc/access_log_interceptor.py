@@ -133,25 +133,34 @@ class AccessLogInterceptor(grpc.ServerInterceptor):
                 code: int, bytes_in: int, bytes_out: int) -> None:
         self._log.record_grpc(received, context.peer(), method, head, code, bytes_in, bytes_out)
 
+    def _response(self, received: float, context: grpc.ServicerContext, method: str,
+                  call: Callable[[], Any], serialize: Serializer,
+                  request: Callable[[], tuple[bytes, int]]) -> bytes:
+        """``call()``'s response, serialized, recording the line when it returns or raises;
+        ``request()`` then gives the request's head and size in bytes."""
+        code, bytes_out = int(Code.UNKNOWN), 0
+        try:
+            response = call()
+            if serialize is not None:
+                response = serialize(response)
+            bytes_out = len(response)
+            code = _code(context, Code.OK)
+            return response
+        except BaseException:
+            code = _code(context, Code.UNKNOWN)
+            raise
+        finally:
+            head, bytes_in = request()
+            self._record(received, context, method, head, code, bytes_in, bytes_out)
+
     def _unary_unary(self, method: str, behavior: Callable[..., Any],
                      serialize: Serializer) -> Callable[..., bytes]:
         def unary_unary(request: tuple[Any, bytes], context: grpc.ServicerContext) -> bytes:
             received = time.monotonic()
             message, data = request
-            code, bytes_out = int(Code.UNKNOWN), 0
-            try:
-                response = behavior(_message(message, context), context)
-                if serialize is not None:
-                    response = serialize(response)
-                bytes_out = len(response)
-                code = _code(context, Code.OK)
-                return response
-            except BaseException:
-                code = _code(context, Code.UNKNOWN)
-                raise
-            finally:
-                self._record(received, context, method, data[:REQUEST_PREFIX_BYTES], code,
-                             len(data), bytes_out)
+            return self._response(received, context, method,
+                                  lambda: behavior(_message(message, context), context),
+                                  serialize, lambda: (data[:REQUEST_PREFIX_BYTES], len(data)))
 
         return unary_unary
 
@@ -196,20 +205,9 @@ class AccessLogInterceptor(grpc.ServerInterceptor):
                          context: grpc.ServicerContext) -> bytes:
             received = time.monotonic()
             requests = _Requests(request_iterator, context)
-            code, bytes_out = int(Code.UNKNOWN), 0
-            try:
-                response = behavior(requests, context)
-                if serialize is not None:
-                    response = serialize(response)
-                bytes_out = len(response)
-                code = _code(context, Code.OK)
-                return response
-            except BaseException:
-                code = _code(context, Code.UNKNOWN)
-                raise
-            finally:
-                self._record(received, context, method, requests.head, code, requests.bytes_in,
-                             bytes_out)
+            return self._response(received, context, method,
+                                  lambda: behavior(requests, context), serialize,
+                                  lambda: (requests.head, requests.bytes_in))
 
         return stream_unary
 
