@@ -5,7 +5,7 @@
 What differs is only how: the loop dispatches a completion to its call or method as a C call
 (the tag is the ``UnaryCall`` or the ``_Method`` itself, not a bound method made per call), the
 call's state is in C fields, the deadline is read from the C clock ``time.time`` reads, and the
-cygrpc operation types are bound once. The operations themselves, the batches, the gate (one
+twin's cygrpc bindings and operation builders are bound once. The operations themselves, the batches, the gate (one
 answer per call, no batch once the loop stopped) and the handler calls are the ones the twin
 makes.
 
@@ -20,13 +20,16 @@ size and prefix in C fields.
 from tfsfast._cdefs.clock cimport monotonic, wall_time
 
 from tfsfast.server.access_log import REQUEST_PREFIX_BYTES
+from tfsfast.server.grpc import _fast_unary_py as _twin
 from tfsfast.server.grpc._fast_unary_py import (
     NO_DEADLINE,
     UNIMPLEMENTED,
     check_message_size,
     cygrpc,
     error_status,
+    failure_operations,
     missing_message,
+    reply_operations,
 )
 from tfsfast.util.status import ServingError
 
@@ -42,26 +45,14 @@ cdef object _ServingError = ServingError
 cdef object _check_message_size = check_message_size
 cdef object _error_status = error_status
 
-cdef object _ReceiveMessage = None
-cdef object _SendInitialMetadata = None
-cdef object _SendMessage = None
-cdef object _SendStatus = None
-cdef object _ReceiveClose = None
-cdef int _OK = 0
-cdef int _CALL_OK = 0
-cdef int _QUEUE_SHUTDOWN = -1
-cdef int _QUEUE_TIMEOUT = -1
-if cygrpc is not None:
-    _QUEUE_SHUTDOWN = int(cygrpc.CompletionType.queue_shutdown)
-    _QUEUE_TIMEOUT = int(cygrpc.CompletionType.queue_timeout)
-    # Operations hold the C state of their batch (a received buffer): a new one every time.
-    _ReceiveMessage = cygrpc.ReceiveMessageOperation
-    _SendInitialMetadata = cygrpc.SendInitialMetadataOperation
-    _SendMessage = cygrpc.SendMessageOperation
-    _SendStatus = cygrpc.SendStatusFromServerOperation
-    _ReceiveClose = cygrpc.ReceiveCloseOnServerOperation
-    _OK = int(cygrpc.StatusCode.ok)
-    _CALL_OK = int(cygrpc.CallError.ok)
+# The twin's cygrpc bindings (None and 0 where grpcio has no cygrpc), bound once as C values.
+cdef object _ReceiveMessage = getattr(_twin, "_ReceiveMessage", None)
+cdef object _reply_operations = reply_operations
+cdef object _failure_operations = failure_operations
+cdef int _OK = getattr(_twin, "_OK", 0)
+cdef int _CALL_OK = getattr(_twin, "_CALL_OK", 0)
+cdef int _QUEUE_SHUTDOWN = int(getattr(_twin, "_QUEUE_SHUTDOWN", -1))
+cdef int _QUEUE_TIMEOUT = int(getattr(_twin, "_QUEUE_TIMEOUT", -1))
 
 # A UnaryCall's stage, which says what its next completion is.
 cdef enum:
@@ -216,22 +207,13 @@ cdef class UnaryCall:
                 self.fail(code, details)
                 return
         if not self.answered:
-            self._answer((
-                _SendInitialMetadata(None, 0),
-                _SendMessage(response, 0),
-                _SendStatus(None, _OK, b"", 0),
-                _ReceiveClose(0),
-            ), _OK, len(response))
+            self._answer(_reply_operations(response), _OK, len(response))
 
     cpdef fail(self, int code, bytes details):
         """Step 3 with an error status and no response message; nothing if the call was
         answered already."""
         if not self.answered:
-            self._answer((
-                _SendInitialMetadata(None, 0),
-                _SendStatus(None, code, details, 0),
-                _ReceiveClose(0),
-            ), code, 0)
+            self._answer(_failure_operations(code, details), code, 0)
 
     cdef _answer(self, tuple operations, int code, Py_ssize_t bytes_out):
         cdef _Method method = self.method

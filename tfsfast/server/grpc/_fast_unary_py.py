@@ -61,6 +61,18 @@ if cygrpc is not None:
     _CALL_OK = int(cygrpc.CallError.ok)
 
 
+def reply_operations(response: bytes) -> tuple[Any, ...]:
+    """The batch that answers a call with ``response`` and status OK (step 3)."""
+    return (_SendInitialMetadata(None, 0), _SendMessage(response, 0),
+            _SendStatus(None, _OK, b"", 0), _ReceiveClose(0))
+
+
+def failure_operations(code: int, details: bytes) -> tuple[Any, ...]:
+    """The batch that ends a call with status ``code`` and no response message (step 3)."""
+    return (_SendInitialMetadata(None, 0), _SendStatus(None, code, details, 0),
+            _ReceiveClose(0))
+
+
 def check_message_size(size: int, limit: int, what: str) -> None:
     """RESOURCE_EXHAUSTED naming ``--grpc_max_message_bytes`` when ``size`` exceeds ``limit``."""
     if size > limit:
@@ -228,21 +240,12 @@ class UnaryCall:
             except ServingError as e:
                 self.fail(*error_status(e))
                 return
-        self._answer((
-            _SendInitialMetadata(None, 0),
-            _SendMessage(response, 0),
-            _SendStatus(None, _OK, b"", 0),
-            _ReceiveClose(0),
-        ), _OK, len(response))
+        self._answer(reply_operations(response), _OK, len(response))
 
     def fail(self, code: int, details: bytes) -> None:
         """Step 3 with an error status and no response message; nothing if the call was
         answered already."""
-        self._answer((
-            _SendInitialMetadata(None, 0),
-            _SendStatus(None, code, details, 0),
-            _ReceiveClose(0),
-        ), code, 0)
+        self._answer(failure_operations(code, details), code, 0)
 
     def _answer(self, operations: tuple[Any, ...], code: int, bytes_out: int) -> None:
         if self.answered:
