@@ -46,6 +46,9 @@ from tfsfast.server.http._http_protocol_py import (
     HttpResponse,
     _RequestTooLarge,
     encode_response,
+    end_answers as _end_answers,
+    stalled as _stalled,
+    too_many_connections as _too_many_connections,
     unread_bytes,
 )
 
@@ -188,8 +191,7 @@ cdef class HttpProtocol(DeferredConnection):
             self._peer = transport.get_extra_info("peername")
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
-                self._reject(503, f"Too many connections (more than "
-                                  f"{self._limits.max_connections}); try again later")
+                self._reject(503, _too_many_connections(self._limits))
                 return
             self._connections.add(self)
 
@@ -549,16 +551,8 @@ cdef class HttpProtocol(DeferredConnection):
         """Ends the answers: FIN after what is written, then reads on, discarding, until the
         client closes (or ``close``); see the twin's module docstring."""
         self._closing = True
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            transport.close()
+        _end_answers(self._transport, self._reading_paused)
+        self._reading_paused = False
 
     cdef _reject(self, int status, str message, str method=None):
         """Answers a request that cannot be parsed or is over a limit, then closes; in the
@@ -576,14 +570,10 @@ cdef class HttpProtocol(DeferredConnection):
         if self._busy or self._queue or self._closing:
             return
         idle = now - self._last_activity
-        if self._in_head:
-            if idle > self._limits.header_timeout:
-                self._reject(408, f"Request headers not received within "
-                                  f"{self._limits.header_timeout:g} s")
-        elif self._in_body:
-            if idle > self._limits.body_idle_timeout:
-                self._reject(408, f"Request body stalled for more than "
-                                  f"{self._limits.body_idle_timeout:g} s")
+        if self._in_head or self._in_body:
+            rejection = _stalled(self._limits, self._in_head, self._in_body, idle)
+            if rejection is not None:
+                self._reject(rejection[0], rejection[1])
         elif idle > self._limits.keep_alive_timeout and self._transport is not None:
             self._closing = True
             self._transport.close()

@@ -108,6 +108,36 @@ def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
     return int.from_bytes(count, sys.byteorder)
 
 
+def stalled(limits: HttpServerLimits, in_head: bool, in_body: bool,
+            idle: float) -> tuple[int, str] | None:
+    """The 408 (status, message) for a connection ``idle`` seconds into a request's head or body
+    past its timeout, else None (both protocols' idle sweep)."""
+    if in_head and idle > limits.header_timeout:
+        return 408, f"Request headers not received within {limits.header_timeout:g} s"
+    if in_body and idle > limits.body_idle_timeout:
+        return 408, f"Request body stalled for more than {limits.body_idle_timeout:g} s"
+    return None
+
+
+def too_many_connections(limits: HttpServerLimits) -> str:
+    """The 503's message for a connection over ``max_connections``."""
+    return f"Too many connections (more than {limits.max_connections}); try again later"
+
+
+def end_answers(transport: asyncio.Transport | None, reading_paused: bool) -> None:
+    """The transport's part of a half-close: reading resumed if it was paused (the client's
+    bytes are read and discarded until it closes), then FIN after what is written (a close
+    where the transport cannot half-close); nothing for a transport gone or closing."""
+    if transport is None or transport.is_closing():
+        return
+    if reading_paused:
+        transport.resume_reading()
+    if transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()
+
+
 def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
     reason = _REASONS.get(response.status, "Unknown")
     parts = [f"HTTP/1.1 {response.status} {reason}\r\n".encode("latin-1")]
@@ -253,8 +283,7 @@ class HttpProtocol(asyncio.Protocol):
             self._peer = transport.get_extra_info("peername")
         if self._connections is not None:
             if len(self._connections) >= self._limits.max_connections:
-                self._reject(503, f"Too many connections (more than "
-                                  f"{self._limits.max_connections}); try again later")
+                self._reject(503, too_many_connections(self._limits))
                 return
             self._connections.add(self)
 
@@ -496,16 +525,8 @@ class HttpProtocol(asyncio.Protocol):
         """Ends the answers: FIN after what is written, then reads on, discarding, until the
         client closes (or ``close``); see the module docstring."""
         self._closing = True
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            transport.close()
+        end_answers(self._transport, self._reading_paused)
+        self._reading_paused = False
 
     def _reject(self, status: int, message: str) -> None:
         """Answers a request that cannot be parsed or is over a limit, then closes; in the
@@ -522,14 +543,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._busy or self._queue or self._closing:
             return
         idle = now - self._last_activity
-        if self._in_head:
-            if idle > self._limits.header_timeout:
-                self._reject(408, f"Request headers not received within "
-                                  f"{self._limits.header_timeout:g} s")
-        elif self._in_body:
-            if idle > self._limits.body_idle_timeout:
-                self._reject(408, f"Request body stalled for more than "
-                                  f"{self._limits.body_idle_timeout:g} s")
+        if self._in_head or self._in_body:
+            rejection = stalled(self._limits, self._in_head, self._in_body, idle)
+            if rejection is not None:
+                self._reject(*rejection)
         elif idle > self._limits.keep_alive_timeout and self._transport is not None:
             self._closing = True
             self._transport.close()
