@@ -77,13 +77,25 @@ def test_triton_health_and_metadata(client: triton.InferenceServerClient) -> Non
     assert not client.is_model_ready("nope")
     assert not client.is_model_ready("hp2", "2")
     assert client.get_server_metadata() == {
-        "name": "tfsfast", "version": __version__, "extensions": ["binary_tensor_data"]}
+        "name": "tfsfast", "version": __version__,
+        "extensions": ["binary_tensor_data", "model_repository", "model_configuration"]}
     assert client.get_model_metadata("hp2") == HP2_METADATA
     assert client.get_model_metadata("hp2", "1") == HP2_METADATA
     assert client.get_model_metadata("multi")["inputs"] == [
         {"name": "a", "datatype": "FP32", "shape": [-1, 2]},
         {"name": "b", "datatype": "INT64", "shape": [-1]},
         {"name": "s", "datatype": "BYTES", "shape": [-1]}]
+
+
+def test_triton_model_config(client: triton.InferenceServerClient) -> None:
+    config = client.get_model_config("hp2")
+    assert {k: config[k] for k in ("name", "platform", "backend", "max_batch_size",
+                                   "version_policy")} == {
+        "name": "hp2", "platform": "tensorflow_savedmodel", "backend": "tensorflow",
+        "max_batch_size": 0, "version_policy": {"latest": {"num_versions": 1}}}
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"] + config["output"]
+            ] == [("x", "TYPE_FP32", [-1, 1]), ("y", "TYPE_FP32", [-1, 1])]
+    assert client.get_model_config("hp2", "1") == config
 
 
 @pytest.mark.parametrize("binary_in", [False, True])
@@ -185,6 +197,10 @@ def test_triton_async_infer(client: triton.InferenceServerClient) -> None:
      "Servable not found for request: Latest(nope)"),
     (lambda c: c.get_model_metadata("dtypes"), "400",
      'Serving signature key "serving_default" not found.'),
+    (lambda c: c.get_model_config("nope"), "404",
+     "Servable not found for request: Latest(nope)"),
+    (lambda c: c.get_model_config("hp2", "2"), "404",
+     "Servable not found for request: Specific(hp2, 2)"),
 ])
 def test_triton_errors(client: triton.InferenceServerClient, call: Any, status: str,
                        message: str) -> None:

@@ -16,11 +16,7 @@ for their second row.
 
 from __future__ import annotations
 
-import ast
 import shutil
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tfsfast import __version__
 from tfsfast.server.grpc import protos
-from tfsfast.testing import export_models, runtime_models
+from tfsfast.testing import export_models, runtime_models, triton_grpc_child
 from tfsfast.testing.server_process import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -41,46 +37,10 @@ pytestmark = pytest.mark.integration
 METRICS_PATH = "/monitoring/prometheus/metrics"
 MAX_MESSAGE_BYTES = 1_000_000
 
-_PRELUDE = """\
-import sys
-import numpy as np
-import tritonclient.grpc as triton
-from tritonclient.utils import InferenceServerException
-
-client = triton.InferenceServerClient(sys.argv[1])
-
-
-def error(call):
-    try:
-        call()
-    except InferenceServerException as e:
-        return (e.status(), e.message())
-    return None
-
-
-def tensor(name, array, datatype):
-    t = triton.InferInput(name, list(array.shape), datatype)
-    t.set_data_from_numpy(array)
-    return t
-
-
-def outputs(result):
-    response = result.get_response()
-    return [(o.name, o.datatype, list(o.shape), result.as_numpy(o.name).tolist())
-            for o in response.outputs]
-
-
-"""
-
-
 def _client(server: ServerProcess, snippet: str) -> Any:
     """The ``result`` of ``snippet`` run in a child with a client of ``server`` (see the module
     docstring)."""
-    code = _PRELUDE + textwrap.dedent(snippet) + "\nprint(repr(result))\n"
-    child = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{server.grpc_port}"],
-                           capture_output=True, text=True, check=False)
-    assert child.returncode == 0, child.stderr
-    return ast.literal_eval(child.stdout.splitlines()[-1])
+    return triton_grpc_child.run(f"127.0.0.1:{server.grpc_port}", snippet)
 
 
 def _config(root: Path, names: tuple[str, ...]) -> Path:
@@ -129,7 +89,7 @@ def test_health_and_metadata(server: ServerProcess) -> None:
         True, True, True, True,
         ("StatusCode.NOT_FOUND", "Model with name nope does not exist."),
         ("StatusCode.NOT_FOUND", "Could not find version 2 of model hp2"),
-        ("tfsfast", __version__, ["binary_tensor_data"]),
+        ("tfsfast", __version__, ["binary_tensor_data", "model_repository", "model_configuration"]),
         ("hp2", ["1"], "tensorflow_savedmodel", [("x", "FP32", [-1, 1])],
          [("y", "FP32", [-1, 1])]),
         ("hp2", ["1"], "tensorflow_savedmodel", [("x", "FP32", [-1, 1])],
@@ -256,7 +216,7 @@ def test_errors(server: ServerProcess) -> None:
                                        outputs=[triton.InferRequestedOutput("y", class_count=2)])),
             error(lambda: client.get_model_metadata("nope")),
             error(lambda: client.get_model_metadata("dtypes")),
-            error(lambda: client.get_model_repository_index()),
+            error(lambda: client.get_inference_statistics()),
             client.is_server_live(),
         ]
     """) == [

@@ -60,6 +60,8 @@ from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestAp
 from tfsfast.server.http.http_server import HttpServer
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2.model_repository import ModelRepository, default_repository_path
+from tfsfast.server.v2.remote_model_repository import RemoteModelRepository
 from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
@@ -168,6 +170,7 @@ class Server:
     def __init__(self, argv: list[str] | None = None) -> None:
         self.core: ServerCore | None = None
         self.health: ServerHealth | None = None
+        self.model_repository: ModelRepository | RemoteModelRepository | None = None
         self.http_server: HttpServer | None = None
         self.grpc_server: Any = None  # tfsfast.server.grpc.grpc_server.GrpcServer
         self._rest_workers: rest_workers.RestWorkerPool | None = None
@@ -252,6 +255,7 @@ class Server:
                                                          self._run_cost_policy))
         self.core = ServerCore.create(core_options)
         self.health = ServerHealth(self.core)
+        self.model_repository = self._model_repository(options, config, worker)
         # A server on its way out applies no new config: the reload under way (gRPC or poller)
         # rolls back and answers UNAVAILABLE at once instead of holding the drain.
         self.health.add_draining_callback(self._stop_reloading)
@@ -267,6 +271,23 @@ class Server:
             self._config_poller = threading.Thread(
                 target=self._poll_config_file, name="tfsfast_config_poller", daemon=True)
             self._config_poller.start()
+
+    def _model_repository(self, options: so.ServerOptions, config: Any,
+                          worker: bool) -> ModelRepository | RemoteModelRepository:
+        """The V2 model repository: the flag's (or the configured models' directory); in a REST
+        worker, the server process's, reached over its gRPC listener (see
+        ``remote_model_repository``)."""
+        if worker:
+            if options.grpc_socket_path:
+                return RemoteModelRepository(f"unix:{options.grpc_socket_path}")
+            plain = not options.ssl_config_file and not options.use_alts_credentials
+            return RemoteModelRepository(f"127.0.0.1:{options.port}" if plain else "")
+        assert self.core is not None
+        polled = options.model_config_file_poll_wait_seconds > 0 and options.model_config_file
+        return ModelRepository(
+            self.core, options.model_repository_path or default_repository_path(config),
+            polled_config_file=options.model_config_file if polled else "",
+            poll_wait_seconds=options.model_config_file_poll_wait_seconds)
 
     def _stop_reloading(self) -> None:
         self._stop_polling.set()
@@ -307,6 +328,8 @@ class Server:
         options = self.options
         assert options is not None and self.core is not None
         assert self._codec_limits is not None and self._run_cost_policy is not None
+        repository = self.model_repository
+        assert isinstance(repository, ModelRepository)  # gRPC is the server process's
         self.grpc_server = GrpcServer(self.core, GrpcServerOptions(
             port=options.port,
             socket_path=options.grpc_socket_path,
@@ -321,7 +344,8 @@ class Server:
             serialize_as_tensor_content=options.enable_serialization_as_tensor_content,
             fast_unary=self._grpc_fast_unary,
             codec_limits=self._codec_limits,
-            run_cost_policy=self._run_cost_policy), self._access_log)
+            run_cost_policy=self._run_cost_policy,
+            model_repository=repository), self._access_log)
         self.grpc_server.start()
         # The core has loaded every model before the listeners open.
         self.grpc_server.set_serving(True)
@@ -371,7 +395,8 @@ class Server:
             max_decompressed_body_bytes=options.rest_api_max_body_bytes,
             codec_limits=self._codec_limits,
             prometheus_path=self._prometheus.path if self._prometheus.enable else None)
-        handler = HttpRestApiHandler(self.core, rest_options, self.health)
+        handler = HttpRestApiHandler(self.core, rest_options, self.health,
+                                     self.model_repository)
         limits = HttpServerLimits(max_body_bytes=options.rest_api_max_body_bytes)
         # Common JSON predicts are answered before the handler (byte-identical; see
         # rest_fast_path); everything else reaches the handler unchanged.

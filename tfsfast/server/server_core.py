@@ -188,17 +188,44 @@ class ServerCore:
         Reloads run one at a time; one that cannot start before its deadline fails with
         DEADLINE_EXCEEDED.
         """
-        bound = self.options.reload_config_timeout_seconds
-        if timeout is not None and (bound is None or timeout < bound):
-            bound, within = max(0.0, timeout), "the caller's deadline"
-        else:
-            within = f"the reload timeout of {bound:g} s"
-        deadline = None if bound is None else time.monotonic() + bound
+        deadline, within = self._reload_bound(timeout)
         with self._reload_turn(deadline):
             if self._source is None:
                 self._apply_first_config(new_config)
             else:
                 self._reload(new_config, deadline, within)
+
+    def edit_config(self, edits: Callable[[Any], Iterable[Any]],
+                    timeout: float | None = None) -> None:
+        """Applies the configs ``edits(config in force)`` yields, each as ``reload_config``
+        applies a config, in one reload turn: no other reload (a gRPC ReloadConfig, a poll of
+        the config file) runs between reading the config in force and the last edit, so an edit
+        is never lost to one that raced it.
+
+        ``edits`` gets a copy of the config in force and yields each next config after the one
+        before has been applied (a failed one ends the turn with its error; the ones before it
+        stay applied); it runs on this thread, within the turn. ``timeout`` bounds the whole
+        turn, as ``reload_config``'s.
+        """
+        deadline, within = self._reload_bound(timeout)
+        with self._reload_turn(deadline):
+            current = mc.ModelServerConfig()
+            current.CopyFrom(self._config)
+            for new_config in edits(current):
+                if self._source is None:
+                    self._apply_first_config(new_config)
+                else:
+                    self._reload(new_config, deadline, within)
+
+    def _reload_bound(self, timeout: float | None) -> tuple[float | None, str]:
+        """The deadline of a reload the caller bounds by ``timeout``, and how its errors name
+        the bound."""
+        bound = self.options.reload_config_timeout_seconds
+        if timeout is not None and (bound is None or timeout < bound):
+            bound, within = max(0.0, timeout), "the caller's deadline"
+        else:
+            within = f"the reload timeout of {bound:g} s"
+        return (None if bound is None else time.monotonic() + bound), within
 
     def stop_reloading(self, wait_seconds: float = 0.0) -> None:
         """Fails the reload under way (after it has rolled back) and every later one with

@@ -370,6 +370,16 @@ class ServerOptions:
         600,
         extension=True,
     )
+    model_repository_path: str = _flag(
+        "string",
+        "The model repository of the Open Inference Protocol's repository extension "
+        "(/v2/repository/..., RepositoryModelLoad): a directory or gs:// or s3:// prefix whose "
+        "subdirectories are models (each a base path of numbered versions), loaded and "
+        "unloaded by name. Empty: the directory holding the configured models' base paths, "
+        "when they share one (/models for --model_base_path=/models/m).",
+        "",
+        extension=True,
+    )
     access_log_file: str = _flag(
         "string",
         "If non-empty, append one logfmt line per REST request and gRPC call (time, peer, "
@@ -736,8 +746,9 @@ def validate(options: ServerOptions) -> None:
     Then tfsfast's own checks, which TF lacks (it fails later or misbehaves): ports within
     0..65535, ``rest_api_max_body_bytes`` > 0, ``drain_timeout_seconds`` >= 0,
     ``shutdown_delay_seconds`` >= 0, ``reload_config_timeout_seconds`` > 0,
-    ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own
-    bound), and a well-formed ``grpc_channel_arguments`` (see :func:`grpc_channel_arguments_dict`).
+    ``grpc_max_message_bytes`` in 1..2^31-1 (gRPC's own bound), a ``model_repository_path``
+    that is absolute or a storage URI, and a well-formed ``grpc_channel_arguments`` (see
+    :func:`grpc_channel_arguments_dict`).
     """
     if options.port == 0 and not options.grpc_socket_path:
         raise ServingError(
@@ -815,6 +826,14 @@ def validate(options: ServerOptions) -> None:
             Code.INVALID_ARGUMENT,
             f"--grpc_max_message_bytes must be between 1 and {INT32_MAX}, got "
             f"{options.grpc_max_message_bytes}.",
+        )
+    repository = options.model_repository_path
+    if repository and not (os.path.isabs(repository)
+                           or re.match(r"(?i)(gs|s3|file)://.", repository)):
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"--model_repository_path must be an absolute path or a gs://, s3:// or file:// "
+            f"URI, got {repository}.",
         )
     grpc_channel_arguments_dict(options)
 

@@ -88,11 +88,12 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "grpc_max_message_bytes": ("int64", 67108864),
     "shutdown_delay_seconds": ("int32", 0),
     "reload_config_timeout_seconds": ("int32", 600),
+    "model_repository_path": ("string", ""),
     "access_log_file": ("string", ""),
 }
 EXTENSIONS = {"rest_api_max_body_bytes", "drain_timeout_seconds", "rest_api_num_workers",
               "grpc_max_message_bytes", "shutdown_delay_seconds", "reload_config_timeout_seconds",
-              "access_log_file"}
+              "model_repository_path", "access_log_file"}
 
 NO_ENV: dict[str, str] = {}
 
@@ -594,6 +595,11 @@ class TestValidate:
             (
                 {"rest_api_num_workers": 0},
                 "--rest_api_num_workers must be between 1 and 256, got 0.",
+            ),
+            (
+                {"model_repository_path": "models"},
+                "--model_repository_path must be an absolute path or a gs://, s3:// or file:// "
+                "URI, got models.",
             ),
             (
                 {"grpc_channel_arguments": "grpc.x"},

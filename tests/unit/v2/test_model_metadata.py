@@ -23,7 +23,8 @@ SIGNATURE = Signature(
 
 def test_server_metadata() -> None:
     assert model_metadata.server_metadata() == {
-        "name": "tfsfast", "version": __version__, "extensions": ["binary_tensor_data"]}
+        "name": "tfsfast", "version": __version__,
+        "extensions": ["binary_tensor_data", "model_repository", "model_configuration"]}
 
 
 def test_model_metadata_in_alias_order_with_v2_datatypes_and_shapes() -> None:

@@ -106,7 +106,8 @@ def split(response: HttpResponse) -> tuple[Any, bytes]:
 
 def test_server_metadata(core: ServerCore) -> None:
     assert ok_json(call(HttpRestApiHandler(core), "GET", "/v2?x=1")) == {
-        "name": "tfsfast", "version": __version__, "extensions": ["binary_tensor_data"]}
+        "name": "tfsfast", "version": __version__,
+        "extensions": ["binary_tensor_data", "model_repository", "model_configuration"]}
 
 
 HP2_TENSORS = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],

@@ -13,7 +13,8 @@ Python machinery (measured on the project machine, server pinned to one core, h2
 other, 32 Predicts in flight), the loop ~80 µs for the same call with a fixed answer. Predict
 runs whose measured cost is microseconds run on the loop thread; slower ones, batched ones and
 the other PredictionService methods go to the handler pool, ``--grpc_max_threads`` threads (TF
-Serving's bound on gRPC threads). ModelService, health and reflection stay on grpcio's
+Serving's bound on gRPC threads). The Open Inference Protocol's ModelInfer is served from the
+loop the same way. ModelService, the other V2 methods, health and reflection stay on grpcio's
 synchronous server, which also owns the listeners, TLS and shutdown; with
 ``GrpcServerOptions.fast_unary`` off (the server's ``TFSFAST_GRPC_FAST_UNARY=0``), or a grpcio
 without the hooks the loop needs, PredictionService is served there too, through the same
@@ -73,6 +74,7 @@ from tfsfast.server.grpc.ssl_config import credentials_from_file
 from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
 from tfsfast.server.v2 import grpc_inference_service
+from tfsfast.server.v2.model_repository import ModelRepository
 from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
@@ -105,6 +107,9 @@ class GrpcServerOptions:
     codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS
     # Which Predict runs stay on the completion-queue loop's thread.
     run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY
+    # What the V2 repository methods load and unload from; None: one over the core without a
+    # repository directory.
+    model_repository: ModelRepository | None = None
 
 
 def channel_options(options: GrpcServerOptions) -> list[tuple[str, int | str]]:
@@ -161,14 +166,16 @@ class GrpcServer:
         # PredictionService's methods are served from the completion-queue loop when this
         # grpcio allows it (fast_unary); its generic handler stays registered either way, as
         # the fallback, and core never routes a registered method to it.
-        fast = fast_unary.FastUnaryMethods(prediction.fast_methods(), self._executor,
-                                           o.max_message_bytes, access_log=self._access_log)
+        inference = grpc_inference_service.GrpcInferenceServiceImpl(
+            self._core, self.v2_health, o.max_message_bytes, o.codec_limits,
+            o.enforce_signature_method_name, o.model_repository)
+        fast = fast_unary.FastUnaryMethods(
+            {**prediction.fast_methods(), **inference.fast_methods()}, self._executor,
+            o.max_message_bytes, access_log=self._access_log)
         self._fast = fast if o.fast_unary and fast.attach(server) else None
         handlers = [prediction.handler(),
                     model_service_impl.ModelServiceImpl(self._core).handler(),
-                    grpc_inference_service.GrpcInferenceServiceImpl(
-                        self._core, self.v2_health, o.max_message_bytes, o.codec_limits,
-                        o.enforce_signature_method_name).handler()]
+                    inference.handler()]
         services.append(grpc_inference_service.SERVICE_NAME)
         if o.enable_healthcheck_service:
             handlers.append(self.health.handler())

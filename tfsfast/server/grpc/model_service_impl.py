@@ -35,6 +35,20 @@ SERVICE_NAME = "tensorflow.serving.ModelService"
 _log = logging.getLogger(__name__)
 
 
+def reload_timeout(context: grpc.ServicerContext) -> float | None:
+    """How long a reload the call asks for may take, in seconds (None: the call has no
+    deadline; the server's reload timeout still bounds it).
+
+    A reload still under way once the caller has given up would change the server behind its
+    back: the deadline bounds it too, less a margin for the rollback and the answer, so that the
+    caller learns why it failed (not just DEADLINE_EXCEEDED).
+    """
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return remaining - min(1.0, remaining / 10)
+
+
 class ModelServiceImpl:
     """The service's handlers; thread-safe (reloads are serialized by the core)."""
 
@@ -71,15 +85,9 @@ class ModelServiceImpl:
         for index, model in enumerate(config.model_config_list.config):
             _log.info("Config entry index : %d path : %s name : %s platform : %s", index,
                       model.base_path, model.name, model.model_platform)
-        remaining = context.time_remaining()
-        if remaining is not None:
-            # A reload still under way once the caller has given up would change the server
-            # behind its back: the deadline bounds it too, less a margin for the rollback and
-            # the answer, so that the caller learns why it failed (not just DEADLINE_EXCEEDED).
-            remaining -= min(1.0, remaining / 10)
         before = self._metric_values(request.metric_names)
         try:
-            self._core.reload_config(config, timeout=remaining)
+            self._core.reload_config(config, timeout=reload_timeout(context))
         except ServingError as e:
             _log.error("ReloadConfig failed: %s", e.message)
             raise

@@ -112,7 +112,7 @@ def _record_runtime(model_name: str, api: str, start: int) -> None:
                                            (time.monotonic_ns() - start) // 1000)
 
 
-def _recorded(run: Callable[[], bytes], name: str, api: str, start: int
+def recorded_answer(run: Callable[[], bytes], name: str, api: str, start: int
               ) -> Callable[[], bytes]:
     """The continuation ``run``, counted when it ends (see the module docstring)."""
 
@@ -260,7 +260,7 @@ class PredictionServiceImpl:
         if isinstance(answer, bytes):
             _RECORDER.ok(name, "Predict", start)
             return answer
-        return _recorded(answer, name, "Predict", start)
+        return recorded_answer(answer, name, "Predict", start)
 
     def _predict_answer(self, request: Any, data: bytes, context: grpc.ServicerContext,
                         timeout: int) -> Answer:

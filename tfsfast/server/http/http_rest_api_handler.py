@@ -20,9 +20,10 @@ uncounted, as TF Serving's separate monitoring handler; without it, the path is 
 
 Beside TF Serving's API, the Open Inference Protocol (KServe V2): its metadata and inference
 routes (``GET /v2``, ``GET /v2/models/<name>[/versions/<v>]``, ``POST
-/v2/models/<name>[/versions/<v>]/infer``) are ``tfsfast.server.v2.rest``'s, and its health
-endpoints, which Kubernetes probes of KServe, Triton and MLServer use, are answered here from
-``ServerHealth``:
+/v2/models/<name>[/versions/<v>]/infer``) are ``tfsfast.server.v2.rest``'s, the model
+repository extension's (``/v2/repository/...``) ``tfsfast.server.v2.repository_rest``'s, and
+its health endpoints, which Kubernetes probes of KServe, Triton and MLServer use, are answered
+here from ``ServerHealth``:
 
 - ``GET /v2/health/live``, ``GET /v2/health/ready``,
   ``GET /v2/models/<name>[/versions/<v>]/ready``: 200 for true and 503 for false, both with an
@@ -73,6 +74,9 @@ from tfsfast.server.predict.predict_route import (
 from tfsfast.server.predict.predict_signatures import PredictSignature, SignatureCache
 from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2.model_repository import ModelRepository
+from tfsfast.server.v2.remote_model_repository import RemoteModelRepository
+from tfsfast.server.v2.repository_rest import RepositoryRestApi
 from tfsfast.server.v2.rest import V2RestApi
 from tfsfast.util.status import Code, ServingError, to_http_status
 
@@ -130,9 +134,11 @@ class HttpRestApiHandler:
     """Turns ``HttpRequest`` into ``HttpResponse``; never raises. Thread-compatible (loop only)."""
 
     def __init__(self, core: ServerCore, options: RestApiOptions | None = None,
-                 health: ServerHealth | None = None) -> None:
+                 health: ServerHealth | None = None,
+                 repository: ModelRepository | RemoteModelRepository | None = None) -> None:
         """``health`` answers the V2 health routes; by default one over ``core`` alone (never
-        draining), for a handler outside a ``Server``."""
+        draining), for a handler outside a ``Server``. ``repository`` answers the model
+        repository routes; by default one over ``core`` without a repository directory."""
         self._core = core
         self._options = options or RestApiOptions()
         self._cors = CORS_HEADERS if self._options.enable_cors_support else None
@@ -147,6 +153,9 @@ class HttpRestApiHandler:
         self._signatures = SignatureCache(self._options.enforce_signature_method_name)
         self._v2 = V2RestApi(core, self._signatures, self._options.timeout_in_ms, limits,
                              self._cors, self._decompressed_body, self._error, self._preflight)
+        self._v2_repository = RepositoryRestApi(
+            repository if repository is not None else ModelRepository(core), self._cors,
+            self._decompressed_body, self._error, self._preflight)
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -160,6 +169,8 @@ class HttpRestApiHandler:
             if path.startswith(_V2_PREFIX) or path == _V2_ROOT:
                 response: HttpResponse | Awaitable[HttpResponse] | None = self._v2_health(
                     request, path)
+                if response is None:
+                    response = self._v2_repository(request, path)
                 if response is None:
                     response = self._v2(request, path)
                 if response is not None:

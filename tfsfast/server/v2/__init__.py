@@ -4,6 +4,8 @@ What the protocol is, independently of its transport, and what REST adds:
 
 - ``datatypes``: the protocol's datatype names and the TF DataTypes they carry.
 - ``model_metadata``: server and model metadata, from a servable's signature.
+- ``model_config``: Triton's model configuration of a servable (the model configuration
+  extension), answered on both transports.
 - ``infer``: an inference request bound to a signature (the checks, the input tensors), the
   outputs asked for, the response outputs.
 - ``binary_tensor``: tensors as raw bytes, the layout of REST's binary extension and of gRPC's

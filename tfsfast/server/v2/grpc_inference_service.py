@@ -7,15 +7,23 @@ messages are Triton's definition of the protocol (``grpc_protocol``). The method
   give them (ModelReady of a model outside the config is NOT_FOUND; draining turns readiness
   off).
 - ServerMetadata, ModelMetadata: ``model_metadata``'s, the REST metadata's content.
+- ModelConfig: Triton's model configuration extension, ``model_config``'s message, whose JSON
+  the REST ``/config`` route answers.
 - ModelInfer: the request bound to a signature by ``infer`` (``grpc_codec`` reads the wire),
-  run through ``SavedModelBundle.run``, which enqueues it on the signature's batcher when the
-  model batches (so V2 gRPC, V2 REST and ``/v1`` requests share batches; a batched run computes
-  every output and the answer keeps those asked for, TF Serving's rule), else runs it on the
-  handler thread with only the outputs asked for. The response carries every answered output
-  in ``raw_output_contents``.
+  served, as Predict, from the completion-queue loop (``fast_methods``; grpcio's server when the
+  loop is off): a run whose measured cost is microseconds runs on the loop thread
+  (``SavedModelBundle.run_inline``), any other goes to the handler pool through
+  ``SavedModelBundle.run``, which enqueues it on the signature's batcher when the model batches
+  (so V2 gRPC, V2 REST and ``/v1`` requests share batches; a batched run computes every output
+  and the answer keeps those asked for, TF Serving's rule), else runs only the outputs asked
+  for. The response carries every answered output in ``raw_output_contents``.
 
-Triton's other methods (streaming, repository, shared memory, statistics, ...) are not
-registered: gRPC answers them UNIMPLEMENTED.
+- RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload: the model repository extension
+  (``model_repository``), a load or unload bounded by the call's deadline as
+  HandleReloadConfigRequest is (``reload_timeout``); they count nothing either.
+
+Triton's other methods (streaming, shared memory, statistics, ...) are not registered: gRPC
+answers them UNIMPLEMENTED.
 
 A model version is the protocol's string: "" for the latest AVAILABLE one, else a number
 (INVALID_ARGUMENT ``Failed to convert version: v to numeric.``, TF Serving's text, otherwise).
@@ -28,8 +36,8 @@ INTERNAL.
 
 Metrics: every ModelInfer that is read counts ``request_count{model_name, status}`` once and,
 when OK, ``request_latency{model_name, API="ModelInfer", entrypoint="GRPC"}``; a successful
-run records ``runtime_latency`` with API ``ModelInfer``, as the REST V2 route does. The health
-and metadata methods count nothing, as PredictionService's GetModelMetadata.
+run records ``runtime_latency`` with API ``ModelInfer``, as the REST V2 route does. The health,
+metadata and configuration methods count nothing, as PredictionService's GetModelMetadata.
 
 Thread-safe: handlers run on grpcio's pool; what they share is the core, the health and a
 ``SignatureCache`` (whose races build equal entries).
@@ -47,14 +55,20 @@ from tfsfast.codecs.codec_limits import DEFAULT_CODEC_LIMITS, CodecLimits
 from tfsfast.monitoring import serving_metrics
 from tfsfast.servables.saved_model_bundle import SavedModelBundle
 from tfsfast.server.grpc import grpc_status_util
-from tfsfast.server.grpc.fast_unary import grpcio_handler
-from tfsfast.server.grpc.prediction_service_impl import timeout_in_ms
+from tfsfast.server.grpc.fast_unary import Answer, grpcio_handler
+from tfsfast.server.grpc.model_service_impl import reload_timeout
+from tfsfast.server.grpc.prediction_service_impl import (
+    INLINE_MAX_REQUEST_BYTES,
+    recorded_answer,
+    timeout_in_ms,
+)
 from tfsfast.server.predict.predict_route import INT64_MAX
 from tfsfast.server.predict.predict_signatures import SignatureCache
 from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
-from tfsfast.server.v2 import grpc_codec, infer, model_metadata
+from tfsfast.server.v2 import grpc_codec, infer, model_config, model_metadata
 from tfsfast.server.v2.grpc_protocol import SERVICE_NAME, message_class
+from tfsfast.server.v2.model_repository import ModelRepository, check_repository_name
 from tfsfast.util.status import Code, ServingError
 
 __all__ = ["INFER_API", "SERVICE_NAME", "GrpcInferenceServiceImpl"]
@@ -94,8 +108,10 @@ class GrpcInferenceServiceImpl:
 
     def __init__(self, core: ServerCore, health: ServerHealth, max_message_bytes: int,
                  codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS,
-                 enforce_signature_method_name: bool = False) -> None:
+                 enforce_signature_method_name: bool = False,
+                 repository: ModelRepository | None = None) -> None:
         self._core = core
+        self._repository = repository if repository is not None else ModelRepository(core)
         self._health = health
         self._max_message_bytes = max_message_bytes
         self._limits = codec_limits
@@ -108,7 +124,7 @@ class GrpcInferenceServiceImpl:
               ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         """``method`` (request bytes in, response message out) as a grpcio handler of raw bytes,
         so that both sizes are checked against the limit (see the module docstring)."""
-        return grpcio_handler(lambda data, context: method(data, context).SerializeToString(),
+        return grpcio_handler(lambda data, context: _serialized(method(data, context)),
                               self._max_message_bytes)
 
     def _methods(self) -> dict[str, Callable[[bytes, grpc.ServicerContext], Any]]:
@@ -118,7 +134,11 @@ class GrpcInferenceServiceImpl:
             "ModelReady": self.model_ready,
             "ServerMetadata": self.server_metadata,
             "ModelMetadata": self.model_metadata,
+            "ModelConfig": self.model_config,
             "ModelInfer": self.model_infer,
+            "RepositoryIndex": self.repository_index,
+            "RepositoryModelLoad": self.repository_model_load,
+            "RepositoryModelUnload": self.repository_model_unload,
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -152,10 +172,59 @@ class GrpcInferenceServiceImpl:
                                                     model_version(request.version))
         return message_class("ModelMetadataResponse")(**body)
 
+    def model_config(self, data: bytes, context: grpc.ServicerContext) -> Any:
+        request = _parse("ModelConfigRequest", data)
+        config = model_config.served_model_config(self._core, self._signatures, request.name,
+                                                  model_version(request.version))
+        return message_class("ModelConfigResponse")(config=config)
+
+    # --- model repository --------------------------------------------------------------------
+
+    def repository_index(self, data: bytes, context: grpc.ServicerContext) -> Any:
+        request = _parse("RepositoryIndexRequest", data)
+        check_repository_name(request.repository_name)
+        index_class = message_class("RepositoryIndexResponse")
+        return index_class(models=[
+            index_class.ModelIndex(name=e.name, version=e.version, state=e.state,
+                                   reason=e.reason)
+            for e in self._repository.index(request.ready)])
+
+    def repository_model_load(self, data: bytes, context: grpc.ServicerContext) -> Any:
+        return self._repository_edit("RepositoryModelLoad", self._repository.load, data,
+                                     context)
+
+    def repository_model_unload(self, data: bytes, context: grpc.ServicerContext) -> Any:
+        return self._repository_edit("RepositoryModelUnload", self._repository.unload, data,
+                                     context)
+
+    @staticmethod
+    def _repository_edit(method: str, edit: Callable[[str, dict[str, Any], float | None], None],
+                         data: bytes, context: grpc.ServicerContext) -> Any:
+        """A load or unload: ``<method>Request`` in, ``edit`` applied, ``<method>Response``."""
+        request = _parse(f"{method}Request", data)
+        check_repository_name(request.repository_name)
+        edit(request.model_name, _parameters(request.parameters), reload_timeout(context))
+        return message_class(f"{method}Response")()
+
     # --- inference ---------------------------------------------------------------------------
 
-    def model_infer(self, data: bytes, context: grpc.ServicerContext) -> Any:
-        """ModelInfer, counted (see the module docstring)."""
+    def fast_methods(self) -> dict[str, tuple[Callable[[bytes, Any], Answer], bool]]:
+        """ModelInfer for ``fast_unary.FastUnaryMethods`` (full name -> (handler, inline)), as
+        PredictionService's Predict: it starts on the completion-queue loop's thread and hands
+        a run that is not cheap, or that batches, to the pool (see ``model_infer_answer``)."""
+        return {f"/{SERVICE_NAME}/ModelInfer": (self.model_infer_answer, True)}
+
+    def model_infer(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """ModelInfer, answered on the calling thread (grpcio's handler)."""
+        answer = self.model_infer_answer(data, context)
+        return answer if isinstance(answer, bytes) else answer()
+
+    def model_infer_answer(self, data: bytes, context: grpc.ServicerContext) -> Answer:
+        """ModelInfer up to the model run; then the response, when the run is cheap enough for
+        the calling thread (``SavedModelBundle.run_inline``, and a request of at most
+        ``INLINE_MAX_REQUEST_BYTES``), else a continuation that runs the model and returns the
+        response (it holds the servable handle until the run is over). Counted (see the module
+        docstring)."""
         start = _RECORDER.start()
         # An expired deadline is refused before the request is read, and not counted, as
         # Predict's.
@@ -164,18 +233,23 @@ class GrpcInferenceServiceImpl:
         try:
             request = _parse("ModelInferRequest", data)
             name = request.model_name
-            response = self._infer(request, timeout)
+            answer = self._infer_answer(request, len(data) <= INLINE_MAX_REQUEST_BYTES, context,
+                                        timeout)
         except Exception as e:
             _RECORDER.error(name, e.code if isinstance(e, ServingError) else Code.INTERNAL)
             raise
-        _RECORDER.ok(name, INFER_API, start)
-        return response
+        if isinstance(answer, bytes):
+            _RECORDER.ok(name, INFER_API, start)
+            return answer
+        return recorded_answer(answer, name, INFER_API, start)
 
-    def _infer(self, request: Any, timeout: int) -> Any:
+    def _infer_answer(self, request: Any, inline: bool, context: grpc.ServicerContext,
+                      timeout: int) -> Answer:
         name = request.model_name
         version = model_version(request.model_version)
         parsed = grpc_codec.parse_infer_request(request)
-        with self._core.get_servable_handle(name, version, None) as handle:
+        handle = self._core.get_servable_handle(name, version, None)
+        try:
             bundle: SavedModelBundle = handle.servable
             signatures = self._signatures.of(bundle, handle.id)
             signature = signatures.get(infer.signature_name(parsed))
@@ -184,13 +258,53 @@ class GrpcInferenceServiceImpl:
             aliases = infer.requested_aliases(signature.signature, parsed.outputs)
             # Batched runs compute every output: a subset would not join the batch.
             run_aliases = None if signatures.batching is not None else aliases
-            run_start = time.monotonic_ns()
-            outputs = bundle.run(signature.key, inputs, run_aliases, timeout)
-            serving_metrics.record_runtime_latency(
-                name, INFER_API, "TF1", (time.monotonic_ns() - run_start) // 1000)
             served = handle.id.version
-        answer = infer.response_outputs(signature.signature, outputs, aliases)
-        return grpc_codec.infer_response(name, str(served), request.id, answer)
+            run_start = time.monotonic_ns()
+            outputs = (bundle.run_inline(signature.key, inputs, run_aliases, timeout)
+                       if inline else None)
+        except BaseException:
+            handle.release()
+            raise
+
+        def respond(outputs: dict[str, Any]) -> bytes:
+            answer = infer.response_outputs(signature.signature, outputs, aliases)
+            return grpc_codec.infer_response(name, str(served), request.id,
+                                             answer).SerializeToString()
+
+        if outputs is not None:
+            handle.release()
+            _record_runtime(name, run_start)
+            return respond(outputs)
+
+        def run() -> bytes:
+            try:  # the time spent waiting for a pool thread counts against the deadline
+                run_start = time.monotonic_ns()
+                outputs = bundle.run(signature.key, inputs, run_aliases,
+                                     run_timeout_in_ms(context))
+                _record_runtime(name, run_start)
+            finally:
+                handle.release()
+            return respond(outputs)
+
+        return run
+
+
+def _record_runtime(model_name: str, start: int) -> None:
+    """TF Serving's RecordRuntimeLatency of a successful run begun at ``start``
+    (``time.monotonic_ns``), under the protocol's RPC name."""
+    serving_metrics.record_runtime_latency(model_name, INFER_API, "TF1",
+                                           (time.monotonic_ns() - start) // 1000)
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """A repository request's ``ModelRepositoryParameter`` map as Python values."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice") or "bool_param")
+            for key, value in parameters.items()}
+
+
+def _serialized(response: Any) -> bytes:
+    """A method's response as bytes (ModelInfer's already is)."""
+    return response if type(response) is bytes else response.SerializeToString()
 
 
 def _parse(name: str, data: bytes) -> Any:

@@ -5,8 +5,9 @@ writes as they are and the gRPC service copies into its messages (the field name
 same); ``served_model_metadata`` resolves a served model's for both.
 
 - Server metadata: ``name`` ``tfsfast``, ``version`` the package's, ``extensions`` the protocol
-  extensions this server serves (``binary_tensor_data``; none other: no classification, shared
-  memory, statistics or repository extension).
+  extensions this server serves (``binary_tensor_data``, ``model_repository``, and Triton's
+  ``model_configuration``; none other: no classification, shared memory or statistics
+  extension).
 - Model metadata: ``name``; ``versions``, the version asked for, else every AVAILABLE version
   (ascending), as strings; ``platform`` ``tensorflow_savedmodel``, what Triton reports for a
   TensorFlow SavedModel; ``inputs`` and ``outputs``, the tensors of the signature (the
@@ -34,7 +35,7 @@ __all__ = ["EXTENSIONS", "PLATFORM", "SERVER_NAME", "model_metadata", "served_mo
 SERVER_NAME = "tfsfast"
 PLATFORM = "tensorflow_savedmodel"
 # The protocol extensions served, by the names Triton's server metadata gives them.
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "model_repository", "model_configuration")
 
 
 def server_metadata() -> dict[str, Any]:

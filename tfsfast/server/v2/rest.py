@@ -6,6 +6,8 @@ that ``/v1`` did not match (after the V2 health routes, which it answers itself)
 - ``GET /v2``: server metadata (``model_metadata.server_metadata``).
 - ``GET /v2/models/<name>[/versions/<v>]``: model metadata of the servable's ``serving_default``
   signature (``model_metadata.model_metadata``).
+- ``GET /v2/models/<name>[/versions/<v>]/config``: Triton's model configuration of it
+  (``model_config.config_json``).
 - ``POST /v2/models/<name>[/versions/<v>]/infer``: inference (``infer``, ``rest_codec``).
 
 Names are percent-decoded and matched case-sensitively (the protocol's rule for every string);
@@ -30,8 +32,8 @@ names): every request of these routes (errors and malformed ones included; not t
 preflight, and not the health routes, which probes call) counts ``request_count{model_name,
 status}`` once; an OK one records ``request_latency{model_name, API, entrypoint="REST"}`` with
 API ``infer`` for inference (the route's verb, as ``/v1`` labels ``predict``) and "" for
-metadata; a successful run records ``runtime_latency`` with API ``ModelInfer`` (the protocol's
-RPC, as ``/v1``'s runs carry gRPC's ``Predict``).
+metadata and configuration; a successful run records ``runtime_latency`` with API
+``ModelInfer`` (the protocol's RPC, as ``/v1``'s runs carry gRPC's ``Predict``).
 
 Thread-compatible: called on the REST loop only, as the handler.
 """
@@ -53,14 +55,15 @@ from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
 from tfsfast.server.predict.predict_route import model_spec
 from tfsfast.server.predict.predict_signatures import PredictSignature, SignatureCache
 from tfsfast.server.server_core import ServerCore
-from tfsfast.server.v2 import infer, model_metadata, rest_codec
+from tfsfast.server.v2 import infer, model_config, model_metadata, rest_codec
 from tfsfast.util.status import Code, ServingError
 
 __all__ = ["INFER_API", "RUNTIME_API", "V2RestApi"]
 
-# The routes (full matches, case-sensitive): the server, and a model's metadata or inference.
+# The routes (full matches, case-sensitive): the server, and a model's metadata, configuration
+# or inference.
 _SERVER_PATH = "/v2"
-_MODEL_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?(/infer)?")
+_MODEL_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?(/infer|/config)?")
 # The metric labels (see the module docstring).
 INFER_API = "infer"
 RUNTIME_API = "ModelInfer"
@@ -117,6 +120,9 @@ class V2RestApi:
                 if match.group(3) is None:
                     self._expect(request, "GET", path)
                     answer = self._model_metadata(name, version)
+                elif match.group(3) == "/config":
+                    self._expect(request, "GET", path)
+                    answer = self._model_config(name, version)
                 else:
                     self._expect(request, "POST", path)
                     api = INFER_API
@@ -153,6 +159,10 @@ class V2RestApi:
     def _model_metadata(self, name: str, version: int | None) -> HttpResponse:
         body = model_metadata.served_model_metadata(self._core, self._signatures, name, version)
         return self._ok(json.dumps(body).encode())
+
+    def _model_config(self, name: str, version: int | None) -> HttpResponse:
+        config = model_config.served_model_config(self._core, self._signatures, name, version)
+        return self._ok(json.dumps(model_config.config_json(config)).encode())
 
     # --- inference -------------------------------------------------------------------------
 
