@@ -31,14 +31,19 @@ serve: install
 test: install test-packages
 	$(PY) -m pytest -q
 
-# Debian packages the tests start as real components: Prometheus, which scrapes a test server.
-# Installed when missing and this user can (root, apt-get); otherwise the test that needs it
-# fails, saying what to install.
+# Debian packages the tests start as real components: Prometheus, which scrapes a test server
+# (tests/integration/test_prometheus_metrics.py), and libb64, which Triton's perf_analyzer links
+# (tests/integration/test_perf_analyzer.py; the binary itself comes from a tritonclient wheel,
+# see tfsfast/testing/perf_analyzer.py). Installed when missing and this user can (root,
+# apt-get); otherwise the test that needs one fails, saying what to install.
 test-packages:
-	@command -v prometheus >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	@set -- $$(command -v prometheus >/dev/null || echo prometheus) \
+		$$(dpkg -s libb64-0d >/dev/null 2>&1 || echo libb64-0d); \
+	[ $$# = 0 ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		prometheus >/dev/null; } || echo "make: prometheus is not installed; install it \
-		(Debian: apt-get install prometheus) for tests/integration/test_prometheus_metrics.py"
+		"$$@" >/dev/null; } || echo "make: $$* not installed; install (Debian: apt-get \
+		install $$*) for tests/integration/test_prometheus_metrics.py (prometheus) and \
+		tests/integration/test_perf_analyzer.py (libb64-0d)"
 
 test-python: install test-packages
 	TFSFAST_NO_EXTENSIONS=1 $(PY) -m pytest -q
