@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import statistics
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,3 +76,32 @@ def model_base_path(workdir: Path) -> Path:
 # What ``--monitoring_config_file`` gets in the metrics-on rows: TF Serving's
 # testdata/monitoring_config.txt.
 MONITORING_CONFIG = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
+
+
+Burst = dict[str, Any]  # one burst's figures, requests/s as "rps"
+
+
+def paired_bursts(numerator: Callable[[], Burst], denominator: Callable[[], Burst],
+                  bursts: int) -> tuple[float, list[Burst], list[Burst]]:
+    """The median of ``bursts`` paired ratios of requests/s (``rps``), ``numerator``'s over
+    ``denominator``'s, each a call that measures one burst; with the bursts of each side.
+
+    The two sides alternate, and which goes first alternates too (the denominator on even
+    bursts): a neighbour's burst on a shared machine then hits both sides of a pair, and the
+    median drops the pairs it hit unevenly. Steadier than comparing best rounds for ratios near
+    1, where a few percent matters.
+    """
+    ratios: list[float] = []
+    above: list[Burst] = []
+    below: list[Burst] = []
+    for burst in range(bursts):
+        if burst % 2 == 0:
+            den = denominator()
+            num = numerator()
+        else:
+            num = numerator()
+            den = denominator()
+        above.append(num)
+        below.append(den)
+        ratios.append(num["rps"] / den["rps"])
+    return statistics.median(ratios), above, below

@@ -216,11 +216,13 @@ def _percentiles(latencies_ms: list[float]) -> tuple[float, float]:
 
 
 def run_h2load(port: int, body: Path, duration: float, connections: int, streams: int,
-               workdir: Path) -> dict[str, float]:
+               workdir: Path, method: str = METHOD) -> dict[str, float]:
+    """h2load sending ``body`` (a gRPC-framed request) to ``method`` (a gRPC method path).
+    h2load sees HTTP statuses only, not gRPC's: check the answers before and after a load."""
     log = workdir / "h2load.log"
     argv = [*pin(0), "h2load", "-D", f"{duration:g}", "-c", str(connections), "-m",
             str(streams), "-t", "1", "-d", str(body), "-H", "content-type: application/grpc",
-            "-H", "te: trailers", "--log-file", str(log), f"http://127.0.0.1:{port}{METHOD}"]
+            "-H", "te: trailers", "--log-file", str(log), f"http://127.0.0.1:{port}{method}"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     done = failed = 0
     for line in out.splitlines():

@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,15 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench._common import MONITORING_CONFIG, REPO, StealMeter, free_port, model_base_path, pin
+from bench._common import (
+    MONITORING_CONFIG,
+    REPO,
+    StealMeter,
+    free_port,
+    model_base_path,
+    paired_bursts,
+    pin,
+)
 
 BODY = b'{"instances": [[1.0],[2.0],[5.0]]}'
 EXPECTED = [[2.5], [3.0], [4.5]]
@@ -55,12 +62,17 @@ num_batch_threads { value: 1 }
 """
 
 
-def ensure_tools() -> None:
-    """wrk from Debian's packages and the baselines' Python packages, installed if missing."""
+def ensure_wrk() -> None:
+    """wrk from Debian's packages, installed if missing."""
     if shutil.which("wrk") is None:
         print("installing wrk (apt-get)...", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=False)
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+
+
+def ensure_tools() -> None:
+    """wrk and the baselines' Python packages, installed if missing."""
+    ensure_wrk()
     try:
         import fastapi  # noqa: F401
         import flask  # noqa: F401
@@ -171,13 +183,9 @@ def paired_ratio(table: dict[str, tuple[list[str], dict[str, str]]], off: str, o
         for server in servers:
             server.wait_ready()
             run_wrk(server.url, 8, 1.0, script)  # warm up
-        ratios = []
-        for burst in range(bursts):
-            order = servers if burst % 2 == 0 else servers[::-1]
-            got = {server.name: run_wrk(server.url, 32, duration, script)["rps"]
-                   for server in order}
-            ratios.append(got[on] / got[off])
-        return statistics.median(ratios)
+        off_server, on_server = servers
+        return paired_bursts(lambda: run_wrk(on_server.url, 32, duration, script),
+                             lambda: run_wrk(off_server.url, 32, duration, script), bursts)[0]
     finally:
         for server in servers:
             server.stop()
