@@ -3,6 +3,7 @@ drain, deadlines, and requests that do not parse (what a real client cannot send
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,10 @@ import pytest
 from tfsfast.server import model_config as mc
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2.grpc_inference_service import GrpcInferenceServiceImpl
 from tfsfast.server.v2.grpc_protocol import SERVICE_NAME, message_class
+from tfsfast.util.run_cost import RunCostPolicy
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +91,30 @@ def test_a_request_that_does_not_parse(server: tuple[GrpcServer, grpc.Channel],
     assert (raised.value.code(), raised.value.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         f"Could not parse the request as a inference.{method}Request")
+
+
+class _NoDeadline:
+    """The one thing ModelInfer asks of its context."""
+
+    @staticmethod
+    def time_remaining() -> None:
+        return None
+
+
+@pytest.mark.parametrize("inline_run_max_seconds, inline", [(math.inf, True), (0.0, False)])
+def test_model_infer_runs_on_the_calling_thread_once_measured(
+        core: ServerCore, inline_run_max_seconds: float, inline: bool) -> None:
+    """As Predict on the completion-queue loop: a signature not measured yet runs in the pool
+    (the answer is a continuation); once measured under the policy's limit, on the calling
+    thread (the answer is the response)."""
+    service = GrpcInferenceServiceImpl(core, ServerHealth(core), 1 << 20,
+                                       run_cost_policy=RunCostPolicy(inline_run_max_seconds))
+    data = _infer_request().SerializeToString()
+    first = service.model_infer_answer(data, _NoDeadline())
+    assert not isinstance(first, bytes)
+    response = first()
+    second = service.model_infer_answer(data, _NoDeadline())
+    assert isinstance(second, bytes) == inline
+    assert (second if isinstance(second, bytes) else second()) == response
+    parsed = message_class("ModelInferResponse").FromString(response)
+    assert list(parsed.raw_output_contents) == [b"\x00\x00\x20\x40\x00\x00\x60\x40"]

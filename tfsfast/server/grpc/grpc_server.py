@@ -168,7 +168,7 @@ class GrpcServer:
         # the fallback, and core never routes a registered method to it.
         inference = grpc_inference_service.GrpcInferenceServiceImpl(
             self._core, self.v2_health, o.max_message_bytes, o.codec_limits,
-            o.enforce_signature_method_name, o.model_repository)
+            o.enforce_signature_method_name, o.model_repository, o.run_cost_policy)
         fast = fast_unary.FastUnaryMethods(
             {**prediction.fast_methods(), **inference.fast_methods()}, self._executor,
             o.max_message_bytes, access_log=self._access_log)

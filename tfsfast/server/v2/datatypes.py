@@ -18,15 +18,19 @@ length-prefixed instead (``binary_tensor``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from tfsfast.runtime.dtypes import DataType, to_numpy
 
-__all__ = ["BYTES", "binary_dtype", "data_type", "datatype", "metadata_datatype"]
+__all__ = ["BINARY_DTYPES", "BYTES", "DATATYPES", "binary_dtype", "data_type", "datatype",
+           "metadata_datatype"]
 
 BYTES = "BYTES"
 
-_DATATYPES: dict[DataType, str] = {
+# Keyed by DataType members, which any int of the same value finds (an IntEnum).
+_DATATYPES: dict[int, str] = {
     DataType.DT_BOOL: "BOOL",
     DataType.DT_UINT8: "UINT8",
     DataType.DT_UINT16: "UINT16",
@@ -42,20 +46,24 @@ _DATATYPES: dict[DataType, str] = {
     DataType.DT_BFLOAT16: "BF16",
     DataType.DT_STRING: BYTES,
 }
-_DATA_TYPES: dict[str, DataType] = {name: dtype for dtype, name in _DATATYPES.items()}
+_DATA_TYPES: dict[str, DataType] = {name: DataType(dtype) for dtype, name in _DATATYPES.items()}
 # Little-endian, whatever the host's order: the binary format's (None for BYTES).
-_BINARY: dict[DataType, np.dtype] = {
-    dtype: to_numpy(dtype).newbyteorder("<") for dtype in _DATATYPES
+_BINARY: dict[int, np.dtype] = {
+    dtype: to_numpy(DataType(dtype)).newbyteorder("<") for dtype in _DATATYPES
     if dtype != DataType.DT_STRING
 }
 
 
+# The tables behind ``datatype`` and ``binary_dtype``, for code on every request's path that looks
+# them up without a call (the compiled ModelInfer fast path); not to be modified.
+DATATYPES: Mapping[int, str] = _DATATYPES
+BINARY_DTYPES: Mapping[int, np.dtype] = _BINARY
+
+
 def datatype(dtype: int) -> str | None:
     """The protocol's datatype for a TF DataType, or None when it has none."""
-    try:
-        return _DATATYPES.get(DataType(dtype))
-    except ValueError:
-        return None
+    # DataType is an IntEnum: a plain int finds its member's entry (on every request's path).
+    return _DATATYPES.get(dtype)
 
 
 def data_type(name: str) -> DataType | None:

@@ -64,6 +64,8 @@ _NARROW = frozenset({DataType.DT_INT8, DataType.DT_INT16, DataType.DT_UINT8,
 def parameters(message: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """A ``map<string, InferParameter>`` as ``{key: value}`` (a parameter with no value set is
     None), once ``refuse_unserved`` let it through."""
+    if not message:
+        return {}  # the common case, on every request's path
     values: dict[str, Any] = {}
     for key, parameter in message.items():
         choice = parameter.WhichOneof("parameter_choice")
@@ -82,12 +84,14 @@ def parse_infer_request(request: Any) -> InferRequest:
     inputs = []
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
-        data: Any = tensor.contents
+        data: Any
         if raw:
             if tensor.HasField("contents"):
                 raise invalid_argument(f"Input '{name}' has contents, which the request must "
                                        "not give when it has raw_input_contents")
             data = memoryview(raw[index])
+        else:
+            data = tensor.contents
         inputs.append(RequestInput(name, tensor.datatype, tuple(tensor.shape), data,
                                    parameters(tensor.parameters, f"input '{name}'")))
     outputs = [RequestedOutput(o.name, parameters(o.parameters, f"output '{o.name}'"))

@@ -11,12 +11,12 @@ messages are Triton's definition of the protocol (``grpc_protocol``). The method
   the REST ``/config`` route answers.
 - ModelInfer: the request bound to a signature by ``infer`` (``grpc_codec`` reads the wire),
   served, as Predict, from the completion-queue loop (``fast_methods``; grpcio's server when the
-  loop is off): a run whose measured cost is microseconds runs on the loop thread
-  (``SavedModelBundle.run_inline``), any other goes to the handler pool through
-  ``SavedModelBundle.run``, which enqueues it on the signature's batcher when the model batches
-  (so V2 gRPC, V2 REST and ``/v1`` requests share batches; a batched run computes every output
-  and the answer keeps those asked for, TF Serving's rule), else runs only the outputs asked
-  for. The response carries every answered output in ``raw_output_contents``.
+  loop is off): a run whose measured cost is microseconds runs on the loop thread (``RunCosts``,
+  as Predict's), any other goes to the handler pool through ``SavedModelBundle.run``, which
+  enqueues it on the signature's batcher when the model batches (so V2 gRPC, V2 REST and
+  ``/v1`` requests share batches; a batched run computes every output and the answer keeps
+  those asked for, TF Serving's rule), else runs only the outputs asked for. The response
+  carries every answered output in ``raw_output_contents``.
 
 - RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload: the model repository extension
   (``model_repository``), a load or unload bounded by the call's deadline as
@@ -59,6 +59,7 @@ from tfsfast.server.grpc.fast_unary import Answer, grpcio_handler
 from tfsfast.server.grpc.model_service_impl import reload_timeout
 from tfsfast.server.grpc.prediction_service_impl import (
     INLINE_MAX_REQUEST_BYTES,
+    RunCosts,
     recorded_answer,
     timeout_in_ms,
 )
@@ -68,7 +69,9 @@ from tfsfast.server.server_core import ServerCore
 from tfsfast.server.server_health import ServerHealth
 from tfsfast.server.v2 import grpc_codec, infer, model_config, model_metadata
 from tfsfast.server.v2.grpc_protocol import SERVICE_NAME, message_class
+from tfsfast.server.v2.infer_fast_path import InferFastPath
 from tfsfast.server.v2.model_repository import ModelRepository, check_repository_name
+from tfsfast.util.run_cost import DEFAULT_RUN_COST_POLICY, RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 __all__ = ["INFER_API", "SERVICE_NAME", "GrpcInferenceServiceImpl"]
@@ -109,13 +112,18 @@ class GrpcInferenceServiceImpl:
     def __init__(self, core: ServerCore, health: ServerHealth, max_message_bytes: int,
                  codec_limits: CodecLimits = DEFAULT_CODEC_LIMITS,
                  enforce_signature_method_name: bool = False,
-                 repository: ModelRepository | None = None) -> None:
+                 repository: ModelRepository | None = None,
+                 run_cost_policy: RunCostPolicy = DEFAULT_RUN_COST_POLICY) -> None:
         self._core = core
+        # Which runs stay on the completion-queue loop's thread, measured per signature as
+        # Predict's are.
+        self._run_costs = RunCosts(run_cost_policy)
         self._repository = repository if repository is not None else ModelRepository(core)
         self._health = health
         self._max_message_bytes = max_message_bytes
         self._limits = codec_limits
         self._signatures = SignatureCache(enforce_signature_method_name)
+        self._enforce_method_name = enforce_signature_method_name
         self._decode = grpc_codec.ContentsDecoder()
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -210,9 +218,13 @@ class GrpcInferenceServiceImpl:
 
     def fast_methods(self) -> dict[str, tuple[Callable[[bytes, Any], Answer], bool]]:
         """ModelInfer for ``fast_unary.FastUnaryMethods`` (full name -> (handler, inline)), as
-        PredictionService's Predict: it starts on the completion-queue loop's thread and hands
-        a run that is not cheap, or that batches, to the pool (see ``model_infer_answer``)."""
-        return {f"/{SERVICE_NAME}/ModelInfer": (self.model_infer_answer, True)}
+        PredictionService's Predict: it starts on the completion-queue loop's thread, in the
+        ``InferFastPath`` before ``model_infer_answer``, and hands a run that is not cheap, or
+        that batches, to the pool."""
+        fast_path = InferFastPath(self._core.manager.handle_table.find, self._run_costs,
+                                  self.model_infer_answer, self._enforce_method_name,
+                                  INLINE_MAX_REQUEST_BYTES, self._limits)
+        return {f"/{SERVICE_NAME}/ModelInfer": (fast_path, True)}
 
     def model_infer(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         """ModelInfer, answered on the calling thread (grpcio's handler)."""
@@ -221,10 +233,10 @@ class GrpcInferenceServiceImpl:
 
     def model_infer_answer(self, data: bytes, context: grpc.ServicerContext) -> Answer:
         """ModelInfer up to the model run; then the response, when the run is cheap enough for
-        the calling thread (``SavedModelBundle.run_inline``, and a request of at most
-        ``INLINE_MAX_REQUEST_BYTES``), else a continuation that runs the model and returns the
-        response (it holds the servable handle until the run is over). Counted (see the module
-        docstring)."""
+        the calling thread (``RunCosts.runs_inline``, and a request of at most
+        ``INLINE_MAX_REQUEST_BYTES``, as Predict's), else a continuation that runs the model and
+        returns the response (it holds the servable handle until the run is over). Counted (see
+        the module docstring)."""
         start = _RECORDER.start()
         # An expired deadline is refused before the request is read, and not counted, as
         # Predict's.
@@ -258,17 +270,20 @@ class GrpcInferenceServiceImpl:
             aliases = infer.requested_aliases(signature.signature, parsed.outputs)
             # Batched runs compute every output: a subset would not join the batch.
             run_aliases = None if signatures.batching is not None else aliases
-            served = handle.id.version
-            run_start = time.monotonic_ns()
-            outputs = (bundle.run_inline(signature.key, inputs, run_aliases, timeout)
-                       if inline else None)
+            servable_id = handle.id
+            key = signature.key
+            costs = self._run_costs
+            outputs = None
+            if inline and costs.runs_inline(bundle, servable_id, key):
+                run_start = time.monotonic_ns()
+                outputs = costs.run(bundle, servable_id, key, inputs, run_aliases, timeout)
         except BaseException:
             handle.release()
             raise
 
         def respond(outputs: dict[str, Any]) -> bytes:
             answer = infer.response_outputs(signature.signature, outputs, aliases)
-            return grpc_codec.infer_response(name, str(served), request.id,
+            return grpc_codec.infer_response(name, str(servable_id.version), request.id,
                                              answer).SerializeToString()
 
         if outputs is not None:
@@ -279,8 +294,8 @@ class GrpcInferenceServiceImpl:
         def run() -> bytes:
             try:  # the time spent waiting for a pool thread counts against the deadline
                 run_start = time.monotonic_ns()
-                outputs = bundle.run(signature.key, inputs, run_aliases,
-                                     run_timeout_in_ms(context))
+                outputs = costs.run(bundle, servable_id, key, inputs, run_aliases,
+                                    run_timeout_in_ms(context))
                 _record_runtime(name, run_start)
             finally:
                 handle.release()
