@@ -49,6 +49,8 @@ REST_IMPLS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
 GRPC_IMPLS = implementations("tfsfast.server.grpc._predict_fast_path",
                              "tfsfast.server.grpc._predict_fast_path_py")
+V2_IMPLS = implementations("tfsfast.server.v2._rest_infer_fast_path",
+                           "tfsfast.server.v2._rest_infer_fast_path_py")
 JSON = {b"content-type": b"application/json"}
 ROW = b'{"instances": [[1.0], [2.0], [5.0]]}'
 # Every measured signature runs inline, however slow this machine is.
@@ -245,6 +247,30 @@ def test_rest_fast_path_counts_what_it_answers(rest_impl: Any, core: ServerCore)
     assert added(latency_before, latency_counts()) == {("counted", "predict", "REST"): 4}
     assert added(runtime_before, latency_counts("runtime_latency")) == {
         ("counted", "Predict", "TF1"): 4}
+
+
+def test_rest_v2_fast_path_counts_what_it_answers(v2_impl: Any, core: ServerCore) -> None:
+    infer = b'{"inputs":[{"name":"x","shape":[2,1],"datatype":"FP32","data":[1,2]}]}'
+    call(HttpRestApiHandler(core), "POST", "/v2/models/counted/infer", infer)  # measured
+    fast = v2_impl.RestInferFastPath(core.manager.handle_table.find, RestApiOptions())
+    before, latency_before = request_counts(), latency_counts()
+    runtime_before = latency_counts("runtime_latency")
+    for path in (b"/v2/models/counted/infer", b"/v2/models/counted/infer",
+                 b"/v2/models/counted/versions/3/infer"):
+        answer = fast.answer(path, infer, True)
+        assert answer is not None and answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    # Declined: the handler answers and counts these.
+    assert fast.answer(b"/v2/models/counted/infer", b"{", True) is None
+    assert fast.answer(b"/v2/models/nowhere/infer", infer, True) is None
+    assert added(before, request_counts()) == {("counted", "OK"): 3}
+    assert added(latency_before, latency_counts()) == {("counted", "infer", "REST"): 3}
+    assert added(runtime_before, latency_counts("runtime_latency")) == {
+        ("counted", "ModelInfer", "TF1"): 3}
+
+
+@pytest.fixture(params=V2_IMPLS)
+def v2_impl(request: pytest.FixtureRequest) -> Any:
+    return importlib.import_module(request.param)
 
 
 # --- gRPC --------------------------------------------------------------------------------------

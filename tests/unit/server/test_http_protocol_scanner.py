@@ -98,6 +98,8 @@ def test_the_common_request_is_scanned() -> None:
             length=False),
     request(headers=[(b"Upgrade", b"h2c"), (b"Connection", b"Upgrade")]),
     request(headers=[(b"Connection", b"keep-alive, Upgrade")]),
+    request(target=b"/v2/models/m/infer",
+            headers=[(b"Inference-Header-Content-Length", b"22")]),
     request(headers=[(b"X-Empty", b"")]),
     request(headers=[(b"X-Pad", b"a ")]),
     request(headers=[(b"X-Ctl", b"a\x01b")]),

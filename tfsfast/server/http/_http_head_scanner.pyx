@@ -26,7 +26,8 @@ cdef enum:
     _H_CONTENT_ENCODING
     _H_ACCEPT
     _H_CONNECTION
-    _H_DEFER  # transfer-encoding, upgrade: httptools' business
+    _H_DEFER  # transfer-encoding, upgrade: httptools' business; V2's binary data header,
+              # which the fast paths must see (answer() declines it)
 
 
 cdef inline bint _is_token(unsigned char c) noexcept:
@@ -70,7 +71,8 @@ cdef int _header_kind(const unsigned char *s, Py_ssize_t n) noexcept:
     if n == 10 and _equals_lower(s, n, b"connection"):
         return _H_CONNECTION
     if ((n == 17 and _equals_lower(s, n, b"transfer-encoding"))
-            or (n == 7 and _equals_lower(s, n, b"upgrade"))):
+            or (n == 7 and _equals_lower(s, n, b"upgrade"))
+            or (n == 31 and _equals_lower(s, n, b"inference-header-content-length"))):
         return _H_DEFER
     return _H_OTHER
 

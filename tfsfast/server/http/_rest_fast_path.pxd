@@ -23,6 +23,7 @@ cdef class RestFastPath:
     cdef RequestCounts _counts
     cdef OkCounts _last_ok
     cdef OkCounts _last_runtime
+    cdef public object v2
 
     cpdef object answer(self, str method, bytes path, dict headers, bytes body, bint keep_alive,
                         object connection=*)

@@ -138,6 +138,10 @@ cdef bytes _encode_ok(bytes head, bytes body, bint keep_alive):
     return out
 
 
+# The header of V2's binary tensor data extension: such a request is the handler's.
+_V2_BINARY = b"inference-header-content-length"
+
+
 cdef class RestFastPath:
     """The predict fast path in front of ``HttpRestApiHandler``; see ``_rest_fast_path_py``.
 
@@ -165,13 +169,15 @@ cdef class RestFastPath:
         # The last route's OK and runtime counts (made with its first answer).
         self._last_ok = None
         self._last_runtime = None
+        # The V2 infer fast path, offered the requests that are not a /v1 predict (for_core).
+        self.v2 = None
 
     cpdef object answer(self, str method, bytes path, dict headers, bytes body,
                         bint keep_alive, object connection=None):
         """The whole HTTP response (``Connection: close`` unless ``keep_alive``); a
         ``BatchedReply`` when the run was batched for ``connection``; or None: hand the request
         to the handler."""
-        if method != "POST" or not _plain_json(headers):
+        if method != "POST" or not _plain_json(headers) or _V2_BINARY in headers:
             return None
         return self.answer_plain(path, body, keep_alive, connection)
 
@@ -180,7 +186,9 @@ cdef class RestFastPath:
         cdef long long start = monotonic_ns()
         cdef tuple spec = self._route(path)
         if spec is None:
-            return None
+            # Not a /v1 predict: V2's infer, if it is one (the scanner leaves a request with
+            # binary data to httptools, and answer() declines it).
+            return self.v2.answer(path, body, keep_alive) if self.v2 is not None else None
         entry = self._find(spec[0], spec[1], LATEST)
         if entry is None:
             return None

@@ -27,6 +27,12 @@ Taken here (everything else returns None):
   passed a ``connection``, the signature's batcher taking the run (``schedule`` returning None
   means it bypasses the batcher: the handler's).
 
+A POST that is not a ``/v1`` predict goes to ``v2`` (``rest_infer_fast_path``'s
+``RestInferFastPath``, set by ``rest_fast_path.for_core``; None: the handler's), which answers
+the V2 infers it takes the same way; ``answer`` declines any request with V2's
+``Inference-Header-Content-Length`` (binary data is the handler's), which the compiled
+protocol's head scanner leaves to httptools for that reason.
+
 A batched request is answered later: ``answer`` returns a :class:`BatchedReply` (the task's
 waiter, with an asyncio future's methods as a ``BatchWaiter`` has them) instead of bytes, and when
 the batch has run, on the connection's event loop, the reply calls
@@ -78,6 +84,8 @@ from tfsfast.util.status import ServingError, to_http_status
 _log = logging.getLogger("tfsfast.server.http.rest_fast_path")
 
 _ACCEPTED = (b"*/*", b"application/json")
+# The header of V2's binary tensor data extension: such a request is the handler's.
+_V2_BINARY = b"inference-header-content-length"
 
 # find(name, version, policy) of the manager's handle table.
 Find = Callable[[str, "int | None", int], Any]
@@ -119,13 +127,15 @@ class RestFastPath:
         # The last route's OK and runtime counts (made with its first answer).
         self._last_ok: Any = None
         self._last_runtime: Any = None
+        # The V2 infer fast path, offered the requests that are not a /v1 predict (for_core).
+        self.v2: Any = None
 
     def answer(self, method: str, path: bytes, headers: Mapping[bytes, bytes], body: bytes,
                keep_alive: bool, connection: Any = None) -> bytes | BatchedReply | None:
         """The whole HTTP response (``Connection: close`` unless ``keep_alive``); a
         :class:`BatchedReply` when the run was batched for ``connection`` (see the module
         docstring); or None: hand the request to the handler."""
-        if method != "POST" or not plain_json(headers):
+        if method != "POST" or not plain_json(headers) or _V2_BINARY in headers:
             return None
         start = request_counts.now_ns()
         if path != self._last_path:
@@ -135,7 +145,8 @@ class RestFastPath:
             self._last_runtime = None
         spec = self._last_route
         if spec is None:
-            return None
+            # Not a /v1 predict: V2's infer, if it is one.
+            return self.v2.answer(path, body, keep_alive) if self.v2 is not None else None
         entry = self._find(spec[0], spec[1], LATEST)
         if entry is None:
             return None

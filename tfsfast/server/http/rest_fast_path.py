@@ -23,15 +23,20 @@ else:
     RestFastPath = _impl.RestFastPath
 
 
-def for_core(core: Any, options: RestApiOptions, impl: Any = None) -> Any:
-    """A ``RestFastPath`` on ``core``'s handle table, with the handler's ``options``.
+def for_core(core: Any, options: RestApiOptions, impl: Any = None, v2_impl: Any = None) -> Any:
+    """A ``RestFastPath`` on ``core``'s handle table, with the handler's ``options``, and behind
+    it the V2 infer fast path (``rest_infer_fast_path``) on the same table and options.
 
-    It reads the table the manager's ``get_servable_handle`` reads (``find`` with the same
+    They read the table the manager's ``get_servable_handle`` reads (``find`` with the same
     arguments), without building a ServableRequest and a ServableHandle per request. ``impl``
-    picks a module (tests run both); the default is the one this façade loaded.
+    and ``v2_impl`` pick modules (tests run both); the defaults are the ones the façades loaded.
     """
+    from tfsfast.server.v2 import rest_infer_fast_path
+
     table = core.manager.handle_table
-    return (impl or _impl).RestFastPath(table.find, options)
+    fast_path = (impl or _impl).RestFastPath(table.find, options)
+    fast_path.v2 = (v2_impl or rest_infer_fast_path._impl).RestInferFastPath(table.find, options)
+    return fast_path
 
 
 __all__ = ["IMPLEMENTATION", "RestFastPath", "for_core"]

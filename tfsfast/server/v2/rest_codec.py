@@ -87,10 +87,10 @@ _INTEGER_CARRIED = frozenset({DataType.DT_INT8, DataType.DT_INT16, DataType.DT_U
                               DataType.DT_UINT16})
 _FLOAT_CARRIED = frozenset({DataType.DT_HALF, DataType.DT_BFLOAT16})
 # Datatypes the JSON writer has no text for, written as a wider one that keeps every value.
-_WRITTEN_AS = {DataType.DT_HALF: DataType.DT_FLOAT, DataType.DT_BFLOAT16: DataType.DT_FLOAT,
+WRITTEN_AS = {DataType.DT_HALF: DataType.DT_FLOAT, DataType.DT_BFLOAT16: DataType.DT_FLOAT,
                DataType.DT_UINT16: DataType.DT_INT32}
 # What the writer puts around one columnar output.
-_WRITER_PREFIX = b'{"outputs": '
+WRITER_PREFIX = b'{"outputs": '
 
 TensorWriter = Callable[[Mapping[str, np.ndarray], bool, Mapping[str, DataType]], bytes]
 
@@ -284,12 +284,12 @@ def tensor_json(array: np.ndarray, dtype: DataType,
                 writer: TensorWriter = json_codec.format_predict_response) -> bytes:
     """The JSON array of ``array``'s elements, flat and row-major, as the JSON codec's
     ``format_predict_response`` (``writer``) writes a tensor."""
-    written_as = _WRITTEN_AS.get(dtype, dtype)
+    written_as = WRITTEN_AS.get(dtype, dtype)
     flat = np.ascontiguousarray(array, dtype=to_numpy(written_as)).reshape(-1)
     # One columnar output is written whole as {"outputs": <tensor>}: the tensor is the text
     # between that prefix and the closing brace.
     body = writer({"data": flat}, True, {"data": written_as})
-    return body[len(_WRITER_PREFIX):-1]
+    return body[len(WRITER_PREFIX):-1]
 
 
 def _text(s: str) -> bytes:
