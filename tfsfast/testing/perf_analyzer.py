@@ -215,9 +215,12 @@ def run(args: Sequence[str], prefix: Sequence[str] = (), timeout: float = 300) -
 
 
 if __name__ == "__main__":
-    # ``python -m tfsfast.testing.perf_analyzer``: fetches the binary and prints its path.
+    # ``python -m tfsfast.testing.perf_analyzer``: fetches the binary and prints the command
+    # that runs it (its CUDA runtime library on the library path), to which perf_analyzer's
+    # arguments are appended.
     try:
-        print(binary())
+        path = binary()
+        print(f"env LD_LIBRARY_PATH={environment()['LD_LIBRARY_PATH']} {path}")
     except PerfAnalyzerUnavailable as e:
         print(e, file=sys.stderr)
         sys.exit(1)

@@ -115,6 +115,13 @@ def both(core: ServerCore, impl: Any, message: Any,
     return outcome(fast.answer, data, context), outcome(s.model_infer_answer, data, context)
 
 
+def _with(message: Any, change: Any) -> Any:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    change(copy)
+    return copy
+
+
 @pytest.mark.parametrize("message", [
     hp2(),
     hp2(id="abc"),
@@ -124,7 +131,12 @@ def both(core: ServerCore, impl: Any, message: Any,
     multi(order=("s", "b", "a")),
     multi(outputs=("text", "total")),
     multi(outputs=("positive",)),
-], ids=["hp2", "id", "version", "empty", "multi", "input-order", "outputs", "bool-output"])
+    _with(hp2(), lambda r: r.parameters["triton_enable_empty_final_response"].CopyFrom(
+        type(r.parameters["x"])(bool_param=True))),
+    _with(hp2(), lambda r: r.parameters["priority"].CopyFrom(
+        type(r.parameters["x"])(string_param="é"))),
+], ids=["hp2", "id", "version", "empty", "multi", "input-order", "outputs", "bool-output",
+        "ignored-parameter", "ignored-string-parameter"])
 def test_taken_requests_answer_what_model_infer_answers(core: ServerCore, impl: Any,
                                                         message: Any) -> None:
     fast, slow = both(core, impl, message)
@@ -135,13 +147,6 @@ def test_taken_requests_answer_what_model_infer_answers(core: ServerCore, impl: 
 def test_taken_with_a_deadline(core: ServerCore, impl: Any) -> None:
     fast, slow = both(core, impl, hp2(), _Context(30.0))
     assert fast is not None and fast == slow
-
-
-def _with(message: Any, change: Any) -> Any:
-    copy = type(message)()
-    copy.CopyFrom(message)
-    change(copy)
-    return copy
 
 
 def _typed(r: Any) -> None:
@@ -178,6 +183,12 @@ def _unknown_fields(r: Any) -> bytes:
     _with(multi(), lambda r: r.inputs.pop()),
     _with(multi(), lambda r: setattr(r.inputs[2], "name", "a")),
     _unknown_fields(hp2()),
+    _with(hp2(), lambda r: r.parameters["classification"].CopyFrom(
+        type(r.parameters["x"])(int64_param=2))),
+    # A string parameter that is not UTF-8 (protobuf refuses the request).
+    hp2().SerializeToString() + b"\x22\x0b\x0a\x01k\x12\x06\x1a\x04\xff\xfe\xfd\xfc",
+    # A parameter value whose field has the wrong wire type.
+    hp2().SerializeToString() + b"\x22\x07\x0a\x01k\x12\x02\x0d\x00",
     b"\x0a\x03hp",  # truncated
     b"\x0a\x02\xff\xfe",  # a model name that is not UTF-8
     b"\x0b",  # a group
@@ -185,7 +196,8 @@ def _unknown_fields(r: Any) -> bytes:
         "output-parameter", "unknown-model", "no-model", "bad-version", "missing-version",
         "datatype", "unknown-input", "negative-dim", "size-mismatch", "rank", "huge-dim",
         "unknown-output", "output-twice", "raw-count", "missing-input", "input-twice",
-        "unknown-fields", "truncated", "not-utf8", "group"])
+        "unknown-fields", "classification", "parameter-not-utf8", "parameter-wire-type",
+        "truncated", "not-utf8", "group"])
 def test_other_requests_are_model_infer_answers(core: ServerCore, impl: Any,
                                                 message: Any) -> None:
     """Declined (None), and model_infer_answer answers; or taken with its very answer (the

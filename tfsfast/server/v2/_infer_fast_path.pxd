@@ -67,6 +67,14 @@ cdef class _Request:
                wire_type=int, size="unsigned long long")
 cdef _Request _read_request(bytes data)
 
+@cython.locals(tag="unsigned long long", number="unsigned long long", wire_type=int,
+               size="unsigned long long", start=Py_ssize_t, key=str)
+cdef bint _ignored_parameter(bytes data, Py_ssize_t pos, Py_ssize_t end) except -1
+
+@cython.locals(tag="unsigned long long", number="unsigned long long", wire_type=int,
+               size="unsigned long long")
+cdef bint _valid_parameter_value(bytes data, Py_ssize_t pos, Py_ssize_t end) except -1
+
 @cython.locals(tensor=_Tensor, shape=list, tag="unsigned long long",
                number="unsigned long long", wire_type=int, size="unsigned long long",
                start=Py_ssize_t)

@@ -20,7 +20,8 @@ those of the run itself comes from ``model_infer_answer``.
 Taken here (everything else returns None):
 
 * a request of at most ``max_inline_bytes`` whose deadline, if any, has not passed;
-* a model name, a ``model_version`` that is "" or a version number, no request ``parameters``;
+* a model name, a ``model_version`` that is "" or a version number, request ``parameters``
+  that ``model_infer_answer`` ignores (not ``signature_name``, not an unserved extension's);
 * a version in the manager's handle table; a servable that has ``run`` and no batching session
   (batched runs go through ``model_infer_answer`` and the batching session);
 * the default signature (a request ``signature_name`` is a parameter), inputs in
@@ -73,6 +74,9 @@ INFER_API = "ModelInfer"
 _MAX_VERSION_DIGITS = 19
 _INT64_MAX = (1 << 63) - 1
 _UINT64 = (1 << 64) - 1
+# The request parameters model_infer_answer reads or refuses (infer.signature_name,
+# infer.refuse_unserved): a request with one is its to answer.
+_READ_PARAMETERS = frozenset({"signature_name", "classification", "shared_memory_region"})
 # binary_tensor.decode's arrays are views of the data on a little-endian host.
 _NATIVE_LITTLE = sys.byteorder == "little"
 # grpcio reports a call without a deadline as one some 1e18 seconds away.
@@ -336,7 +340,8 @@ def _read_request(data: bytes) -> _Request | None:
             elif number == 3:
                 request.id = data[start:pos].decode()
             elif number == 4:
-                return None
+                if not _ignored_parameter(data, start, pos):
+                    return None
             elif number == 5:
                 tensor = _read_tensor(data, start, pos)
                 if tensor is None:
@@ -352,6 +357,58 @@ def _read_request(data: bytes) -> _Request | None:
     except (ValueError, IndexError):  # a truncated varint; a string that is not UTF-8
         return None
     return request
+
+
+def _ignored_parameter(data: bytes, pos: int, end: int) -> bool:
+    """Whether the request parameter (a map entry) at ``data[pos:end]`` is well formed and one
+    ``model_infer_answer`` ignores: not ``signature_name``, not one of an extension it refuses
+    (Triton's clients send their own, such as perf_analyzer's
+    ``triton_enable_empty_final_response``)."""
+    key = ""
+    while pos < end:
+        tag, pos = _read_varint(data, pos, end)
+        number = tag >> 3
+        wire_type = tag & 7
+        if wire_type != 2:
+            pos = _skip(data, pos, end, wire_type)
+            if pos < 0 or number == 1 or number == 2:
+                return False
+            continue
+        size, pos = _read_varint(data, pos, end)
+        if size > end - pos:
+            return False
+        start = pos
+        pos += size
+        if number == 1:
+            key = data[start:pos].decode()
+        elif number == 2 and not _valid_parameter_value(data, start, pos):
+            return False
+    return key not in _READ_PARAMETERS
+
+
+def _valid_parameter_value(data: bytes, pos: int, end: int) -> bool:
+    """Whether ``data[pos:end]`` is an ``InferParameter`` protobuf reads."""
+    while pos < end:
+        tag, pos = _read_varint(data, pos, end)
+        number = tag >> 3
+        wire_type = tag & 7
+        if number == 3 or wire_type == 2:
+            if wire_type != 2:
+                return False
+            size, pos = _read_varint(data, pos, end)
+            if size > end - pos:
+                return False
+            if number == 3:
+                data[pos:pos + size].decode()  # string_param: UTF-8, or protobuf's error
+            pos += size
+            continue
+        if ((number == 1 or number == 2 or number == 5) and wire_type != 0) or (
+                number == 4 and wire_type != 1):
+            return False
+        pos = _skip(data, pos, end, wire_type)
+        if pos < 0:
+            return False
+    return True
 
 
 def _read_tensor(data: bytes, pos: int, end: int) -> _Tensor | None:
