@@ -26,20 +26,13 @@ from tfsfast.server.grpc.prediction_service_impl import (
     PredictionServiceOptions,
 )
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.testing.call_context import CallContext
 from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
 from tfsfast.util.status import Code, ServingError
 
 IMPLS = implementations("tfsfast.server.grpc._predict_fast_path",
                         "tfsfast.server.grpc._predict_fast_path_py")
-
-
-class _Context:
-    def __init__(self, remaining: float | None = None) -> None:
-        self.remaining = remaining
-
-    def time_remaining(self) -> float | None:
-        return self.remaining
 
 
 @pytest.fixture(params=IMPLS)
@@ -101,7 +94,7 @@ def service(core: ServerCore, impl: Any, **options: Any) -> tuple[PredictionServ
     sharing its run costs."""
     s = PredictionServiceImpl(core, PredictionServiceOptions(run_cost_policy=INLINE, **options))
     for message in (request(), regress_request()):
-        s.predict(message.SerializeToString(), _Context())
+        s.predict(message.SerializeToString(), CallContext())
     fast = impl.PredictFastPath(
         core.manager.handle_table.find, core.get_model_version_for_label, s._run_costs,
         s.predict_answer, s._options.enforce_signature_method_name,
@@ -122,7 +115,7 @@ def both(core: ServerCore, impl: Any, message: Any, context: Any = None,
          **options: Any) -> tuple[Any, Any]:
     s, fast = service(core, impl, **options)
     data = message if type(message) is bytes else message.SerializeToString()
-    context = context or _Context()
+    context = context or CallContext()
     return outcome(fast.answer, data, context), outcome(s.predict_answer, data, context)
 
 
@@ -163,7 +156,7 @@ def test_predict_answers_match_predict_answer(impl: Any, core: ServerCore,
 
 
 def test_answers_match_with_tensor_content_and_a_deadline(impl: Any, core: ServerCore) -> None:
-    fast, general = both(core, impl, request(), _Context(5.0),
+    fast, general = both(core, impl, request(), CallContext(5.0),
                          serialize_as_tensor_content=True)
     assert type(fast) is bytes and fast == general
     y = predict_pb2.PredictResponse.FromString(fast).outputs["y"]
@@ -175,7 +168,7 @@ def test_calling_the_fast_path_answers_what_predict_answer_does(impl: Any,
     s, fast = service(core, impl)
     for message in (request(), request("nope"), request(version_label="none")):
         data = message.SerializeToString()
-        assert outcome(fast, data, _Context()) == outcome(s.predict_answer, data, _Context())
+        assert outcome(fast, data, CallContext()) == outcome(s.predict_answer, data, CallContext())
 
 
 def test_a_failed_run_raises_what_predict_answer_raises(impl: Any, core: ServerCore) -> None:
@@ -252,7 +245,7 @@ def test_input_mismatches_and_bad_tensors_go_to_predict_answer(impl: Any,
 
 def test_expired_deadlines_and_large_requests_go_to_predict_answer(impl: Any,
                                                                    core: ServerCore) -> None:
-    fast, general = both(core, impl, request(), _Context(-1.0))
+    fast, general = both(core, impl, request(), CallContext(-1.0))
     assert fast is None and general == (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
     large = request(x=[1.0] * (INLINE_MAX_REQUEST_BYTES // 4 + 1))
     large.inputs["x"].CopyFrom(tensor_proto.from_ndarray(
@@ -277,16 +270,16 @@ def test_unmeasured_slow_and_batched_runs_go_to_predict_answer(
 
     fast = fast_path(INLINE)
     data = request().SerializeToString()
-    assert fast.answer(data, _Context()) is None  # never measured: the pool measures it
-    assert not callable(outcome(fast, data, _Context()))
-    assert type(fast.answer(data, _Context())) is bytes
+    assert fast.answer(data, CallContext()) is None  # never measured: the pool measures it
+    assert not callable(outcome(fast, data, CallContext()))
+    assert type(fast.answer(data, CallContext())) is bytes
     slow = fast_path(RunCostPolicy(0.0))  # no run is cheap enough for this thread
-    assert not callable(outcome(slow, data, _Context()))  # measured, in the pool
-    assert slow.answer(data, _Context()) is None
-    assert callable(slow(data, _Context()))  # predict_answer's continuation for the pool
+    assert not callable(outcome(slow, data, CallContext()))  # measured, in the pool
+    assert slow.answer(data, CallContext()) is None
+    assert callable(slow(data, CallContext()))  # predict_answer's continuation for the pool
     with core.get_servable_handle("m") as handle:
         monkeypatch.setattr(handle.servable, "batching_session", object())
-        assert fast.answer(data, _Context()) is None
+        assert fast.answer(data, CallContext()) is None
 
 
 def test_the_service_uses_the_loaded_implementation(core: ServerCore) -> None:
@@ -301,5 +294,5 @@ def test_fast_runs_are_measured_into_the_shared_run_cost(impl: Any, core: Server
     with core.get_servable_handle("m") as handle:
         cost = s._run_costs.cost(handle.id, "serving_default")
     cost.seconds = 1e6  # a faster run becomes the estimate at once
-    assert type(fast.answer(request().SerializeToString(), _Context())) is bytes
+    assert type(fast.answer(request().SerializeToString(), CallContext())) is bytes
     assert 0 < cost.seconds < 1e6

@@ -18,6 +18,7 @@ from tfsfast.codecs import tensor_proto
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
 from tfsfast.server.grpc.prediction_service_impl import PredictionServiceImpl, timeout_in_ms
 from tfsfast.server.server_core import ServerCore
+from tfsfast.testing.call_context import CallContext
 from tfsfast.util.status import Code, ServingError
 
 
@@ -326,20 +327,12 @@ def test_message_size_limit_names_the_flag(core: ServerCore, tmp_path) -> None:
         server.stop(None).wait()
 
 
-class _Context:
-    def __init__(self, remaining: float | None) -> None:
-        self.remaining = remaining
-
-    def time_remaining(self) -> float | None:
-        return self.remaining
-
-
 def test_deadlines_become_run_timeouts() -> None:
-    assert timeout_in_ms(_Context(None)) == 0
-    assert timeout_in_ms(_Context(1.5)) == 1500
-    assert timeout_in_ms(_Context(0.0001)) == 1
+    assert timeout_in_ms(CallContext(None)) == 0
+    assert timeout_in_ms(CallContext(1.5)) == 1500
+    assert timeout_in_ms(CallContext(0.0001)) == 1
     with pytest.raises(ServingError) as e:
-        timeout_in_ms(_Context(-0.5))
+        timeout_in_ms(CallContext(-0.5))
     assert (e.value.code, e.value.message) == (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
 
@@ -348,5 +341,5 @@ def test_expired_deadline_is_refused_before_anything_runs(core: ServerCore) -> N
     # Garbage would be INVALID_ARGUMENT if the request were even read.
     for method in (service.predict, service.classify, service.regress, service.multi_inference):
         with pytest.raises(ServingError) as e:
-            method(b"\xff", _Context(-1.0))  # type: ignore[arg-type]
+            method(b"\xff", CallContext(-1.0))  # type: ignore[arg-type]
         assert e.value.code == Code.DEADLINE_EXCEEDED

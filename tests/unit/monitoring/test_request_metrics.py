@@ -41,6 +41,10 @@ from tfsfast.server.http import rest_fast_path
 from tfsfast.server.http._http_protocol_py import HttpRequest, HttpResponse
 from tfsfast.server.http.http_rest_api_handler import HttpRestApiHandler, RestApiOptions
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
+from tfsfast.server.server_health import ServerHealth
+from tfsfast.server.v2.grpc_inference_service import GrpcInferenceServiceImpl
+from tfsfast.server.v2.grpc_protocol import message_class
+from tfsfast.testing.call_context import CallContext
 from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
 from tfsfast.util.status import ServingError
@@ -49,6 +53,8 @@ REST_IMPLS = implementations("tfsfast.server.http._rest_fast_path",
                              "tfsfast.server.http._rest_fast_path_py")
 GRPC_IMPLS = implementations("tfsfast.server.grpc._predict_fast_path",
                              "tfsfast.server.grpc._predict_fast_path_py")
+INFER_IMPLS = implementations("tfsfast.server.v2._infer_fast_path",
+                              "tfsfast.server.v2._infer_fast_path_py")
 V2_IMPLS = implementations("tfsfast.server.v2._rest_infer_fast_path",
                            "tfsfast.server.v2._rest_infer_fast_path_py")
 JSON = {b"content-type": b"application/json"}
@@ -276,11 +282,6 @@ def v2_impl(request: pytest.FixtureRequest) -> Any:
 # --- gRPC --------------------------------------------------------------------------------------
 
 
-class _Context:
-    def time_remaining(self) -> None:
-        return None
-
-
 def predict_request(name: str = "counted", **spec: Any) -> bytes:
     r = predict_pb2.PredictRequest()
     r.model_spec.name = name
@@ -298,7 +299,7 @@ def examples_input(target: Any) -> None:
 
 
 def answer(method: Any, data: bytes) -> bytes:
-    result = method(data, _Context())
+    result = method(data, CallContext())
     return result if isinstance(result, bytes) else result()
 
 
@@ -369,7 +370,7 @@ def test_grpc_continuation_is_counted_when_it_ends(core: ServerCore) -> None:
     service = PredictionServiceImpl(core, PredictionServiceOptions(
         run_cost_policy=RunCostPolicy(0.0)))
     before, latency_before = request_counts(), latency_counts()
-    continuation = service.predict_answer(predict_request(), _Context())
+    continuation = service.predict_answer(predict_request(), CallContext())
     assert not isinstance(continuation, bytes)
     assert added(before, request_counts()) == {}
     continuation()
@@ -382,6 +383,33 @@ def grpc_impl(request: pytest.FixtureRequest) -> Any:
     return importlib.import_module(request.param)
 
 
+@pytest.fixture(params=INFER_IMPLS)
+def infer_impl(request: pytest.FixtureRequest) -> Any:
+    return importlib.import_module(request.param)
+
+
+def test_model_infer_fast_path_counts_what_it_answers(infer_impl: Any,
+                                                      core: ServerCore) -> None:
+    service = GrpcInferenceServiceImpl(core, ServerHealth(core), 1 << 20, run_cost_policy=INLINE)
+    request = message_class("ModelInferRequest")(model_name="counted")
+    request.inputs.add(name="x", datatype="FP32", shape=[2, 1])
+    request.raw_input_contents.append(np.array([1.0, 2.0], "<f4").tobytes())
+    data = request.SerializeToString()
+    answer(service.model_infer_answer, data)  # measured
+    fast = infer_impl.InferFastPath(core.manager.handle_table.find, service._run_costs,
+                                    service.model_infer_answer)
+    before, latency_before = request_counts(), latency_counts()
+    runtime_before = latency_counts("runtime_latency")
+    for _ in range(3):
+        assert fast.answer(data, CallContext()) is not None
+    # Declined: model_infer_answer answers and counts it.
+    assert fast.answer(data[:-3], CallContext()) is None
+    assert added(before, request_counts()) == {("counted", "OK"): 3}
+    assert added(latency_before, latency_counts()) == {("counted", "ModelInfer", "GRPC"): 3}
+    assert added(runtime_before, latency_counts("runtime_latency")) == {
+        ("counted", "ModelInfer", "TF1"): 3}
+
+
 def test_grpc_fast_path_counts_once_whoever_answers(grpc_impl: Any, core: ServerCore) -> None:
     service = PredictionServiceImpl(core, PredictionServiceOptions(run_cost_policy=INLINE))
     answer(service.predict_answer, predict_request())  # measured: runs inline from now
@@ -390,7 +418,7 @@ def test_grpc_fast_path_counts_once_whoever_answers(grpc_impl: Any, core: Server
         service.predict_answer, False, False, INLINE_MAX_REQUEST_BYTES, service._tensors)
     before, latency_before = request_counts(), latency_counts()
     runtime_before = latency_counts("runtime_latency")
-    assert fast.answer(predict_request(), _Context()) is not None
+    assert fast.answer(predict_request(), CallContext()) is not None
     for _ in range(2):
         answer(fast, predict_request())
     with pytest.raises(ServingError):

@@ -18,6 +18,7 @@ from tfsfast.server.server_core import ServerCore, ServerCoreOptions
 from tfsfast.server.server_health import ServerHealth
 from tfsfast.server.v2.grpc_inference_service import GrpcInferenceServiceImpl
 from tfsfast.server.v2.grpc_protocol import SERVICE_NAME, message_class
+from tfsfast.testing.call_context import CallContext
 from tfsfast.util.run_cost import RunCostPolicy
 
 
@@ -93,14 +94,6 @@ def test_a_request_that_does_not_parse(server: tuple[GrpcServer, grpc.Channel],
         f"Could not parse the request as a inference.{method}Request")
 
 
-class _NoDeadline:
-    """The one thing ModelInfer asks of its context."""
-
-    @staticmethod
-    def time_remaining() -> None:
-        return None
-
-
 @pytest.mark.parametrize("inline_run_max_seconds, inline", [(math.inf, True), (0.0, False)])
 def test_model_infer_runs_on_the_calling_thread_once_measured(
         core: ServerCore, inline_run_max_seconds: float, inline: bool) -> None:
@@ -110,10 +103,10 @@ def test_model_infer_runs_on_the_calling_thread_once_measured(
     service = GrpcInferenceServiceImpl(core, ServerHealth(core), 1 << 20,
                                        run_cost_policy=RunCostPolicy(inline_run_max_seconds))
     data = _infer_request().SerializeToString()
-    first = service.model_infer_answer(data, _NoDeadline())
+    first = service.model_infer_answer(data, CallContext())
     assert not isinstance(first, bytes)
     response = first()
-    second = service.model_infer_answer(data, _NoDeadline())
+    second = service.model_infer_answer(data, CallContext())
     assert isinstance(second, bytes) == inline
     assert (second if isinstance(second, bytes) else second()) == response
     parsed = message_class("ModelInferResponse").FromString(response)

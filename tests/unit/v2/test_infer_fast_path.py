@@ -25,6 +25,7 @@ from tfsfast.server.server_health import ServerHealth
 from tfsfast.server.v2.grpc_inference_service import GrpcInferenceServiceImpl
 from tfsfast.server.v2.grpc_protocol import message_class
 from tfsfast.testing import export_models
+from tfsfast.testing.call_context import CallContext
 from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
 from tfsfast.util.status import Code, ServingError
@@ -33,14 +34,6 @@ IMPLS = implementations("tfsfast.server.v2._infer_fast_path",
                         "tfsfast.server.v2._infer_fast_path_py")
 # Every signature with a measured cost runs inline, however slow this machine is.
 INLINE = RunCostPolicy(float("inf"))
-
-
-class _Context:
-    def __init__(self, remaining: float | None = None) -> None:
-        self.remaining = remaining
-
-    def time_remaining(self) -> float | None:
-        return self.remaining
 
 
 @pytest.fixture(params=IMPLS)
@@ -92,7 +85,7 @@ def service(core: ServerCore, impl: Any) -> tuple[GrpcInferenceServiceImpl, Any]
     sharing its run costs."""
     s = GrpcInferenceServiceImpl(core, ServerHealth(core), 1 << 26, run_cost_policy=INLINE)
     for message in (hp2(), multi()):
-        s.model_infer(message.SerializeToString(), _Context())
+        s.model_infer(message.SerializeToString(), CallContext())
     fast = impl.InferFastPath(core.manager.handle_table.find, s._run_costs,
                               s.model_infer_answer, False, INLINE_MAX_REQUEST_BYTES, s._limits)
     return s, fast
@@ -111,7 +104,7 @@ def both(core: ServerCore, impl: Any, message: Any,
          context: Any = None) -> tuple[Any, Any]:
     s, fast = service(core, impl)
     data = message if type(message) is bytes else message.SerializeToString()
-    context = context or _Context()
+    context = context or CallContext()
     return outcome(fast.answer, data, context), outcome(s.model_infer_answer, data, context)
 
 
@@ -145,7 +138,7 @@ def test_taken_requests_answer_what_model_infer_answers(core: ServerCore, impl: 
 
 
 def test_taken_with_a_deadline(core: ServerCore, impl: Any) -> None:
-    fast, slow = both(core, impl, hp2(), _Context(30.0))
+    fast, slow = both(core, impl, hp2(), CallContext(30.0))
     assert fast is not None and fast == slow
 
 
@@ -209,7 +202,7 @@ def test_other_requests_are_model_infer_answers(core: ServerCore, impl: Any,
 
 
 def test_declines_a_passed_deadline(core: ServerCore, impl: Any) -> None:
-    fast, slow = both(core, impl, hp2(), _Context(-1.0))
+    fast, slow = both(core, impl, hp2(), CallContext(-1.0))
     assert fast is None
     assert slow == (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
@@ -220,11 +213,11 @@ def test_declines_an_unmeasured_signature(core: ServerCore, impl: Any) -> None:
     fast = impl.InferFastPath(core.manager.handle_table.find, s._run_costs,
                               s.model_infer_answer)
     data = hp2().SerializeToString()
-    assert fast.answer(data, _Context()) is None
-    first = fast(data, _Context())  # the fallback's continuation
+    assert fast.answer(data, CallContext()) is None
+    first = fast(data, CallContext())  # the fallback's continuation
     assert callable(first)
     response = first()  # measures the signature
-    assert fast.answer(data, _Context()) == response
+    assert fast.answer(data, CallContext()) == response
 
 
 def test_random_corruptions_are_declined_or_answered_alike(core: ServerCore, impl: Any) -> None:
@@ -236,8 +229,8 @@ def test_random_corruptions_are_declined_or_answered_alike(core: ServerCore, imp
         data = bytearray(base)
         for _ in range(rng.randint(1, 3)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        fast_answer = outcome(fast.answer, bytes(data), _Context())
-        slow = outcome(s.model_infer_answer, bytes(data), _Context())
+        fast_answer = outcome(fast.answer, bytes(data), CallContext())
+        slow = outcome(s.model_infer_answer, bytes(data), CallContext())
         if fast_answer is not None:
             taken += 1
             assert fast_answer == slow, bytes(data)
