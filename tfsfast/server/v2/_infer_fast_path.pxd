@@ -64,15 +64,15 @@ cdef class _Request:
 
 @cython.locals(request=_Request, tensor=_Tensor, pos=Py_ssize_t, end=Py_ssize_t,
                start=Py_ssize_t, tag="unsigned long long", number="unsigned long long",
-               wire_type=int, size="unsigned long long")
+               wire_type=int)
 cdef _Request _read_request(bytes data)
 
 @cython.locals(tag="unsigned long long", number="unsigned long long", wire_type=int,
-               size="unsigned long long", start=Py_ssize_t, key=str)
+               start=Py_ssize_t, key=str)
 cdef bint _ignored_parameter(bytes data, Py_ssize_t pos, Py_ssize_t end) except -1
 
 @cython.locals(tag="unsigned long long", number="unsigned long long", wire_type=int,
-               size="unsigned long long")
+               start=Py_ssize_t)
 cdef bint _valid_parameter_value(bytes data, Py_ssize_t pos, Py_ssize_t end) except -1
 
 @cython.locals(tensor=_Tensor, shape=list, tag="unsigned long long",
@@ -81,13 +81,16 @@ cdef bint _valid_parameter_value(bytes data, Py_ssize_t pos, Py_ssize_t end) exc
 cdef _Tensor _read_tensor(bytes data, Py_ssize_t pos, Py_ssize_t end)
 
 @cython.locals(tag="unsigned long long", number="unsigned long long", wire_type=int,
-               size="unsigned long long", start=Py_ssize_t)
+               start=Py_ssize_t)
 cdef str _read_output(bytes data, Py_ssize_t pos, Py_ssize_t end)
 
 @cython.locals(result="unsigned long long", shift=int, byte="unsigned char")
 cdef tuple _read_varint(bytes data, Py_ssize_t pos, Py_ssize_t end)
 
-cdef Py_ssize_t _skip(bytes data, Py_ssize_t pos, Py_ssize_t end, int wire_type) except -2
+@cython.locals(size="unsigned long long")
+cdef tuple _read_payload(bytes data, Py_ssize_t pos, Py_ssize_t end)
+
+cdef Py_ssize_t _skip(bytes data, Py_ssize_t pos, Py_ssize_t end, int wire_type) except -1
 
 @cython.locals(out=bytearray)
 cdef bytes _varint(object value)

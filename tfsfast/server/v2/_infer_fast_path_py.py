@@ -324,15 +324,11 @@ def _read_request(data: bytes) -> _Request | None:
             number = tag >> 3
             wire_type = tag & 7
             if wire_type != 2:
-                pos = _skip(data, pos, end, wire_type)
-                if pos < 0 or number in (1, 2, 3, 4, 5, 6, 7):
+                if number in (1, 2, 3, 4, 5, 6, 7):
                     return None  # a known field with the wrong wire type: protobuf's error
+                pos = _skip(data, pos, end, wire_type)
                 continue
-            size, pos = _read_varint(data, pos, end)
-            if size > end - pos:
-                return None
-            start = pos
-            pos += size
+            start, pos = _read_payload(data, pos, end)
             if number == 1:
                 request.model_name = data[start:pos].decode()
             elif number == 2:
@@ -354,7 +350,7 @@ def _read_request(data: bytes) -> _Request | None:
                 request.outputs.append(output)
             elif number == 7:
                 request.raw_input_contents.append(data[start:pos])
-    except (ValueError, IndexError):  # a truncated varint; a string that is not UTF-8
+    except (ValueError, IndexError):  # truncated or malformed; a string that is not UTF-8
         return None
     return request
 
@@ -370,15 +366,11 @@ def _ignored_parameter(data: bytes, pos: int, end: int) -> bool:
         number = tag >> 3
         wire_type = tag & 7
         if wire_type != 2:
-            pos = _skip(data, pos, end, wire_type)
-            if pos < 0 or number == 1 or number == 2:
+            if number == 1 or number == 2:
                 return False
+            pos = _skip(data, pos, end, wire_type)
             continue
-        size, pos = _read_varint(data, pos, end)
-        if size > end - pos:
-            return False
-        start = pos
-        pos += size
+        start, pos = _read_payload(data, pos, end)
         if number == 1:
             key = data[start:pos].decode()
         elif number == 2 and not _valid_parameter_value(data, start, pos):
@@ -395,19 +387,14 @@ def _valid_parameter_value(data: bytes, pos: int, end: int) -> bool:
         if number == 3 or wire_type == 2:
             if wire_type != 2:
                 return False
-            size, pos = _read_varint(data, pos, end)
-            if size > end - pos:
-                return False
+            start, pos = _read_payload(data, pos, end)
             if number == 3:
-                data[pos:pos + size].decode()  # string_param: UTF-8, or protobuf's error
-            pos += size
+                data[start:pos].decode()  # string_param: UTF-8, or protobuf's error
             continue
         if ((number == 1 or number == 2 or number == 5) and wire_type != 0) or (
                 number == 4 and wire_type != 1):
             return False
         pos = _skip(data, pos, end, wire_type)
-        if pos < 0:
-            return False
     return True
 
 
@@ -423,15 +410,11 @@ def _read_tensor(data: bytes, pos: int, end: int) -> _Tensor | None:
             shape.append(_int64(size))
             continue
         if wire_type != 2:
-            pos = _skip(data, pos, end, wire_type)
-            if pos < 0 or number in (1, 2, 4, 5):
+            if number in (1, 2, 4, 5):
                 return None
+            pos = _skip(data, pos, end, wire_type)
             continue
-        size, pos = _read_varint(data, pos, end)
-        if size > end - pos:
-            return None
-        start = pos
-        pos += size
+        start, pos = _read_payload(data, pos, end)
         if number == 1:
             tensor.name = data[start:pos].decode()
         elif number == 2:
@@ -453,15 +436,11 @@ def _read_output(data: bytes, pos: int, end: int) -> str | None:
         number = tag >> 3
         wire_type = tag & 7
         if wire_type != 2:
-            pos = _skip(data, pos, end, wire_type)
-            if pos < 0 or number in (1, 2):
+            if number in (1, 2):
                 return None
+            pos = _skip(data, pos, end, wire_type)
             continue
-        size, pos = _read_varint(data, pos, end)
-        if size > end - pos:
-            return None
-        start = pos
-        pos += size
+        start, pos = _read_payload(data, pos, end)
         if number == 1:
             name = data[start:pos].decode()
         elif number == 2:
@@ -485,16 +464,26 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _read_payload(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(start, end) of the payload of the length-delimited field whose length is at ``pos``;
+    ValueError when it runs past ``end``."""
+    size, pos = _read_varint(data, pos, end)
+    if size > end - pos:
+        raise ValueError("truncated length-delimited field")
+    return pos, pos + size
+
+
 def _skip(data: bytes, pos: int, end: int, wire_type: int) -> int:
-    """The position after the value of an unknown field of ``wire_type`` (not LEN), or -1 when
-    it cannot be skipped (truncated; a group or an invalid wire type, which protobuf refuses)."""
+    """The position after the value of a field of ``wire_type`` (not LEN); ValueError when it
+    cannot be skipped (truncated; a group or an invalid wire type, which protobuf refuses)."""
     if wire_type == 0:
         _, pos = _read_varint(data, pos, end)
         return pos
     if wire_type == 1 or wire_type == 5:
         pos += 8 if wire_type == 1 else 4
-        return pos if pos <= end else -1
-    return -1
+        if pos <= end:
+            return pos
+    raise ValueError("truncated field, a group, or an invalid wire type")
 
 
 def _int64(value: int) -> int:

@@ -92,3 +92,6 @@ cdef tuple _read_string(bytes body, Py_ssize_t pos, Py_ssize_t end)
 
 @cython.locals(start=Py_ssize_t)
 cdef Py_ssize_t _read_number(bytes body, Py_ssize_t pos, Py_ssize_t end) except -1
+
+@cython.locals(start=Py_ssize_t)
+cdef Py_ssize_t _read_digits(bytes body, Py_ssize_t pos, Py_ssize_t end) except -1

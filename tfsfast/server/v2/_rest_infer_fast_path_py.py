@@ -511,24 +511,24 @@ def _read_number(body: bytes, pos: int, end: int) -> int:
     if pos < end and body[pos] == 0x2D:  # -
         pos += 1
     start = pos
-    while pos < end and 0x30 <= body[pos] <= 0x39:
-        pos += 1
-    if pos == start or (body[start] == 0x30 and pos - start > 1):  # none, or a leading 0
+    pos = _read_digits(body, pos, end)
+    if body[start] == 0x30 and pos - start > 1:  # a leading 0
         raise _Decline
     if pos < end and body[pos] == 0x2E:  # .
-        pos += 1
-        start = pos
-        while pos < end and 0x30 <= body[pos] <= 0x39:
-            pos += 1
-        if pos == start:
-            raise _Decline
+        pos = _read_digits(body, pos + 1, end)
     if pos < end and (body[pos] == 0x65 or body[pos] == 0x45):  # e E
         pos += 1
         if pos < end and (body[pos] == 0x2B or body[pos] == 0x2D):  # + -
             pos += 1
-        start = pos
-        while pos < end and 0x30 <= body[pos] <= 0x39:
-            pos += 1
-        if pos == start:
-            raise _Decline
+        pos = _read_digits(body, pos, end)
+    return pos
+
+
+def _read_digits(body: bytes, pos: int, end: int) -> int:
+    """The position after the one or more digits at ``pos`` (_Decline if there is none)."""
+    start = pos
+    while pos < end and 0x30 <= body[pos] <= 0x39:
+        pos += 1
+    if pos == start:
+        raise _Decline
     return pos
