@@ -34,6 +34,10 @@
 
 #include "tfsfast_json_number.h"
 
+/* Header-only: a module that includes this may use only part of it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 #define TFS_MAX_RANK 64          /* levels a tensor may have here (numpy's limit) */
 #define TFS_MAX_TENSORS 64       /* named inputs per body handled here */
 #define TFS_MAX_RECURSION 1000   /* C stack guard, whatever the configured depth limit */
@@ -1009,5 +1013,7 @@ static int64_t tfs_b64_decode(const uint8_t *s, size_t n, uint8_t *dst) {
     }
     return (int64_t)(o - dst);
 }
+
+#pragma GCC diagnostic pop
 
 #endif /* TFSFAST_JSON_SCAN_H */

@@ -16,6 +16,10 @@
 
 #include "tfsfast_json_number.h"
 
+/* Header-only: a module that includes this may use only part of it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 enum {
     TFS_W_F32 = 1, TFS_W_F64, TFS_W_I8, TFS_W_I16, TFS_W_I32, TFS_W_I64,
     TFS_W_U8, TFS_W_U16, TFS_W_U32, TFS_W_U64, TFS_W_BOOL, TFS_W_TOKENS,
@@ -102,8 +106,8 @@ static char *tfs_write_run(char *o, const tfs_wsrc *src, int64_t i, int64_t n) {
 
 /* The sub-tensor of `shape` (ndim dims) whose first value is index *i: a bare value for ndim 0,
  * else nested lists. Advances *i past its values. */
-static char *tfs_write_nested(char *o, const tfs_wsrc *src, int64_t *i, const int64_t *shape,
-                              int ndim) {
+static inline char *tfs_write_nested(char *o, const tfs_wsrc *src, int64_t *i,
+                                     const int64_t *shape, int ndim) {
     if (ndim == 0) return tfs_write_value(o, src, (*i)++);
     *o++ = '[';
     if (ndim == 1) {
@@ -124,7 +128,7 @@ static char *tfs_write_nested(char *o, const tfs_wsrc *src, int64_t *i, const in
 }
 
 /* Whether s[0..n) is valid UTF-8 (strict, as Python's decoder). */
-static int tfs_utf8_valid(const uint8_t *s, size_t n) {
+static inline int tfs_utf8_valid(const uint8_t *s, size_t n) {
     const uint8_t *p = s, *end = s + n;
     while (p < end) {
         if (*p < 0x80) {
@@ -155,7 +159,7 @@ static int tfs_utf8_valid(const uint8_t *s, size_t n) {
 /* A JSON string literal of UTF-8 text s[0..n), escaped as rapidjson's Writer does (control
  * characters as \b \t \n \f \r or \u00XX, '"' and '\\'; everything else as is). dst needs
  * 6 * n + 2 bytes. Returns the length written. */
-static size_t tfs_write_json_string(const uint8_t *s, size_t n, char *dst) {
+static inline size_t tfs_write_json_string(const uint8_t *s, size_t n, char *dst) {
     static const char hex[] = "0123456789ABCDEF";
     char *o = dst;
     *o++ = '"';
@@ -186,5 +190,7 @@ static size_t tfs_write_json_string(const uint8_t *s, size_t n, char *dst) {
     *o++ = '"';
     return (size_t)(o - dst);
 }
+
+#pragma GCC diagnostic pop
 
 #endif /* TFSFAST_JSON_WRITE_H */

@@ -1,12 +1,26 @@
 # The C side of the compiled JSON codec (csrc/tfsfast_json_*.h): the number reader/writer, the
 # predict-body scanner and the tensor writer. Plain C, no Python objects; see the headers for the
-# contracts. Only ``_json.pyx`` cimports this (the headers define static functions and tables).
+# contracts. ``_json.pyx`` cimports this, and so does the compiled V2 REST fast path, which reads
+# and writes numbers as the codec does. The headers define static functions and tables, so each
+# module that cimports this has its own copy and calls ``tfs_number_init()`` at import.
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 
 cdef extern from "tfsfast_json_number.h" nogil:
+    enum:
+        TFS_NUM_INT
+        TFS_NUM_UINT
+        TFS_NUM_DBL
+
+    ctypedef union tfs_num_value:
+        int64_t i
+        uint64_t u
+        double d
+
     int tfs_number_init()
+    const uint8_t *tfs_read_number(const uint8_t *s, const uint8_t *end, int max_int_digits,
+                                   int *kind, tfs_num_value *out)
     int tfs_write_float32(float f, char *out)
     int tfs_write_float64(double v, char *out)
     int tfs_write_i64(int64_t v, char *out)
@@ -83,6 +97,7 @@ cdef extern from "tfsfast_json_write.h" nogil:
         const char *const *tokens
         const size_t *token_lens
 
+    char *tfs_write_run(char *o, const tfs_wsrc *src, int64_t i, int64_t n)
     char *tfs_write_nested(char *o, const tfs_wsrc *src, int64_t *i, const int64_t *shape,
                            int ndim)
     int tfs_utf8_valid(const uint8_t *s, size_t n)

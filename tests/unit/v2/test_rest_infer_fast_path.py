@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tfsfast.codecs.codec_limits import CodecLimits
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.http import rest_fast_path
@@ -65,16 +66,44 @@ def _export_typed(export_dir: str) -> None:
             builder.save()
 
 
+def _export_mixed(export_dir: str) -> None:
+    """A default signature of one float32 input and outputs of every kind the JSON answer
+    writes: as they are (bool, int8, uint64) and converted or rendered (float16, bfloat16,
+    uint16, strings)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, shape=[None], name="x")
+        outputs = {
+            "flag": tf.greater(x, 0.0), "i8": tf.cast(x, tf.int8), "u64": tf.cast(x, tf.uint64),
+            "half": tf.cast(x, tf.float16), "bf16": tf.cast(x, tf.bfloat16),
+            "u16": tf.cast(x, tf.uint16), "text": tf.strings.as_string(x),
+        }
+        info = v1.saved_model.utils.build_tensor_info
+        signature = v1.saved_model.signature_def_utils.build_signature_def(
+            {"x": info(x)}, {alias: info(t) for alias, t in outputs.items()},
+            "tensorflow/serving/predict")
+        with v1.Session(graph=graph) as session:
+            builder = v1.saved_model.Builder(export_dir)
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+                "serving_default": signature})
+            builder.save()
+
+
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory,
          exported_models: dict[str, Path]) -> Iterator[ServerCore]:
-    """half_plus_two ("m", version 3) and the typed model ("typed")."""
+    """half_plus_two ("m", version 3), the typed model ("typed") and the mixed one
+    ("mixed")."""
     root = tmp_path_factory.mktemp("rest_infer_fast_path")
     shutil.copytree(exported_models["tf1"], root / "m" / "3")
     _export_typed(str(root / "typed" / "1"))
+    _export_mixed(str(root / "mixed" / "1"))
     config = mc.parse_model_server_config("model_config_list {" + "".join(
         f' config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}'
-        for name in ("m", "typed")) + " }")
+        for name in ("m", "typed", "mixed")) + " }")
     serving = ServerCore.create(ServerCoreOptions(
         model_server_config=config, file_system_poll_wait_seconds=0, max_num_load_retries=0,
         session_bundle_config=SessionBundleConfig(run_cost_policy=RunCostPolicy(float("inf")))))
@@ -101,13 +130,18 @@ TYPED = json.dumps({"inputs": [
 ]}).encode()
 
 
+MIXED = b'{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[-1.5,0,2.25,300]}]}'
+# A request of each signature, so that the signatures' costs are measured.
+WARM = ((b"/v2/models/m/infer", HP2), (b"/v2/models/typed/infer", TYPED),
+        (b"/v2/models/mixed/infer", MIXED))
+
+
 def both(core: ServerCore, impl: Any, path: bytes, body: bytes,
          keep_alive: bool = True, options: RestApiOptions | None = None
          ) -> tuple[bytes | None, bytes]:
     options = options or RestApiOptions()
     handler = HttpRestApiHandler(core, options)
-    for warm_path, warm_body in ((b"/v2/models/m/infer", HP2), (b"/v2/models/typed/infer",
-                                                                 TYPED)):
+    for warm_path, warm_body in WARM:
         handler_bytes(handler, warm_path, warm_body)  # the signatures' costs are measured
     fast = impl.RestInferFastPath(core.manager.handle_table.find, options)
     return fast.answer(path, body, keep_alive), handler_bytes(handler, path, body,
@@ -128,11 +162,25 @@ def both(core: ServerCore, impl: Any, path: bytes, body: bytes,
                             b'"data":[]}]}'),
     (b"/v2/models/m/infer", b'{"inputs":[{"name":"x","shape":[2,1],"datatype":"FP32",'
                             b'"data":[16777217,1.0000000596046448]}]}'),
+    (b"/v2/models/m/infer", b'{"inputs":[{"name":"x","shape":[8],"datatype":"FP32","data":['
+                            b'1e-46,-1.17549435e-38,0.30000000000000004,3.4028234663852886e38,'
+                            b'123456789012345678901,18446744073709551615,-9223372036854775808,'
+                            b'1E+2]}],"id":"a-b_c.d/e:f"}'),
     (b"/v2/models/typed/infer", TYPED),
     (b"/v2/models/typed/infer", TYPED.replace(b'"inputs"', b'"outputs": [{"name": "i32"}, '
                                                            b'{"name": "sum"}], "inputs"')),
+    (b"/v2/models/typed/infer", TYPED.replace(b", 7]", b", -0]")
+     .replace(b"[0.1, 1e-310]", b"[-0, 9223372036854775807]")),
+    (b"/v2/models/typed/infer", TYPED.replace(b"[0.1, 1e-310]",
+                                              b"[1.7976931348623157e308, 4.9e-324]")),
+    (b"/v2/models/mixed/infer", MIXED),
+    (b"/v2/models/mixed/infer", MIXED[:-1] + b',"outputs":[{"name":"text"},{"name":"u64"},'
+                                             b'{"name":"half"},{"name":"flag"}]}'),
+    (b"/v2/models/mixed/infer", MIXED.replace(b"[4]", b"[0]").replace(b"-1.5,0,2.25,300", b"")),
 ], ids=["plain", "version", "version-zeros", "spacing-id-order", "outputs-extremes",
-        "negative-zero", "empty", "rounding", "typed", "typed-outputs"])
+        "negative-zero", "empty", "rounding", "float-texts", "typed", "typed-outputs",
+        "typed-zeros-extremes", "typed-fp64-extremes", "mixed", "mixed-outputs",
+        "mixed-empty"])
 def test_answers_match_the_handler(impl: Any, core: ServerCore, path: bytes,
                                    body: bytes) -> None:
     fast, general = both(core, impl, path, body)
@@ -208,23 +256,50 @@ def test_other_requests_are_the_handlers(impl: Any, core: ServerCore, path: byte
     assert fast is None, general
 
 
-def test_random_corruptions_are_declined_or_answered_alike(impl: Any, core: ServerCore) -> None:
+@pytest.mark.parametrize(("path", "request_body"), [
+    (b"/v2/models/typed/infer", TYPED),
+    (b"/v2/models/m/infer", HP2[:-1] + b',"outputs":[{"name":"y"}],"id":"7"}'),
+], ids=["typed", "outputs-id"])
+def test_random_corruptions_are_declined_or_answered_alike(impl: Any, core: ServerCore,
+                                                          path: bytes,
+                                                          request_body: bytes) -> None:
     options = RestApiOptions()
     handler = HttpRestApiHandler(core, options)
-    handler_bytes(handler, b"/v2/models/typed/infer", TYPED)
+    for warm_path, warm_body in WARM:
+        handler_bytes(handler, warm_path, warm_body)
     fast = impl.RestInferFastPath(core.manager.handle_table.find, options)
     rng = random.Random(5)
     taken = 0
     for _ in range(500):
-        body = bytearray(TYPED)
+        body = bytearray(request_body)
         for _ in range(rng.randint(1, 2)):
             body[rng.randrange(len(body))] = rng.choice(b'0123456789-.eE,[]{}":  x')
-        answer = fast.answer(b"/v2/models/typed/infer", bytes(body), True)
+        answer = fast.answer(path, bytes(body), True)
         if answer is not None:
             taken += 1
-            assert answer == handler_bytes(handler, b"/v2/models/typed/infer", bytes(body)), (
-                bytes(body))
+            assert answer == handler_bytes(handler, path, bytes(body)), bytes(body)
     assert taken > 0
+
+
+@pytest.mark.parametrize(("limits", "path", "body", "taken"), [
+    # Integers longer than max_int_digits are doubles to the handler: an integer input's
+    # values are then its to judge, a float input's are the same values.
+    (CodecLimits(max_int_digits=5), b"/v2/models/typed/infer", TYPED, False),
+    (CodecLimits(max_int_digits=5), b"/v2/models/m/infer",
+     HP2.replace(b"[1,2,5]", b"[1234567,2,5]"), True),
+    (CodecLimits(max_tensor_elements=2), b"/v2/models/m/infer", HP2, False),
+    (CodecLimits(max_tensor_elements=3), b"/v2/models/m/infer", HP2, True),
+    (CodecLimits(max_request_elements=5), b"/v2/models/typed/infer", TYPED, False),
+    (CodecLimits(max_tensor_rank=1), b"/v2/models/m/infer", HP2, False),
+], ids=["int-digits", "int-digits-float", "tensor-elements", "tensor-elements-at",
+        "request-elements", "rank"])
+def test_codec_limits_are_the_handlers(impl: Any, core: ServerCore, limits: CodecLimits,
+                                       path: bytes, body: bytes, taken: bool) -> None:
+    fast, general = both(core, impl, path, body, options=RestApiOptions(codec_limits=limits))
+    if taken:
+        assert fast == general and general.startswith(b"HTTP/1.1 200 OK\r\n")
+    else:
+        assert fast is None, general
 
 
 def test_the_v1_fast_path_hands_v2_infers_over(core: ServerCore) -> None:

@@ -1,9 +1,8 @@
-"""The REST V2 infer fast path: one source, compiled twice.
+"""The REST V2 infer fast path: its contract, and its Python twin.
 
-``_rest_infer_fast_path.pxd`` declares the C types with which Cython compiles this file into
-``tfsfast.server.v2._rest_infer_fast_path``: there the JSON reading is C, and the signature step
-and the request counts are the compiled modules' (``_predict_signatures``,
-``_request_counts``); this file as it is uses their Python twins.
+The compiled ``_rest_infer_fast_path`` (a ``.pyx``) has the same contract and reads and writes
+the bytes in place, in C; this module is its twin and the reference it is tested against (both
+are tested against the handler).
 
 ``RestInferFastPath.answer`` serves the request shape that dominates V2 REST traffic, a JSON
 infer of numeric tensors with their data flat, for a model whose runs take microseconds, without
@@ -28,8 +27,9 @@ Taken here (everything else returns None):
 * inputs that name every input of the signature once, of its datatype among FP32, FP64, INT32
   and INT64, shapes within the ``codec_limits`` whose element count the data holds, values that
   the handler reads as it is read here (integers for the integer datatypes, within their range;
-  numbers within float's range); requested outputs of the signature, each once, of a dtype the
-  protocol carries and with a name JSON writes as it is;
+  numbers within float's range; integers of at most ``max_int_digits`` digits for the integer
+  datatypes, which the handler would read as doubles); requested outputs of the signature, each
+  once, of a dtype the protocol carries and with a name JSON writes as it is;
 * and ``bundle.run_inline`` running it now (None: the run must go to a thread, and the handler
   awaits it).
 
@@ -60,8 +60,6 @@ import numpy as np
 from tfsfast.codecs import json_codec
 from tfsfast.codecs._json_text import clean, json_string
 from tfsfast.core.handle_table import LATEST
-
-# The twins under the compiled modules' names: compiled, the .pxd cimports the compiled modules.
 from tfsfast.monitoring import _request_counts_py as _request_counts
 from tfsfast.runtime.dtypes import DataType, to_numpy
 from tfsfast.server.http._http_protocol_py import HttpResponse, encode_response
@@ -71,7 +69,8 @@ from tfsfast.server.v2.datatypes import DATATYPES
 from tfsfast.server.v2.rest_codec import WRITER_PREFIX, WRITTEN_AS
 from tfsfast.util.status import ServingError, to_http_status
 
-__all__ = ["INFER_API", "MAX_BODY_BYTES", "RUNTIME_API", "RestInferFastPath"]
+__all__ = ["INFER_API", "MAX_BODY_BYTES", "RUNTIME_API", "RestInferFastPath", "plain_name",
+           "route"]
 
 # The metric labels of V2 REST inference (``v2.rest``'s).
 INFER_API = "infer"
@@ -105,7 +104,7 @@ class _Decline(Exception):
 
 
 class _Input:
-    __slots__ = ("data", "datatype", "ints", "name", "shape")
+    __slots__ = ("data", "datatype", "digits", "ints", "name", "shape")
 
     def __init__(self) -> None:
         self.name: str | None = None
@@ -113,6 +112,7 @@ class _Input:
         self.shape: tuple[int, ...] | None = None
         self.data: list[Any] | None = None
         self.ints = True  # every value of data is an integer's text
+        self.digits = 0  # the most digits of an integer's text in data
 
 
 class _Request:
@@ -157,15 +157,15 @@ class RestInferFastPath:
         handler."""
         start = _request_counts.now_ns()
         if path != self._last_path:
-            self._last_route = _route(path)
+            self._last_route = route(path)
             self._last_path = path
             self._last_ok = None
             self._last_runtime = None
-        route = self._last_route
-        if route is None or len(body) > MAX_BODY_BYTES:
+        spec = self._last_route
+        if spec is None or len(body) > MAX_BODY_BYTES:
             return None
-        name = route[0]
-        entry = self._find(name, route[1], LATEST)
+        name = spec[0]
+        entry = self._find(name, spec[1], LATEST)
         if entry is None:
             return None
         servable = self._signatures.of(entry.servable, entry.id)
@@ -233,7 +233,8 @@ class RestInferFastPath:
                 count *= size
             used += count
             if (count > limits.max_tensor_elements or used > limits.max_request_elements
-                    or len(tensor.data) != count):
+                    or len(tensor.data) != count
+                    or (numeric[1] and tensor.digits > limits.max_int_digits)):
                 raise _Decline
             tensors[alias] = _array(tensor, numeric[0], numeric[1]).reshape(shape)
         return tensors
@@ -274,7 +275,7 @@ class RestInferFastPath:
                                             headers=self._cors), keep_alive)
 
 
-def _route(path: bytes) -> tuple[str, int | None] | None:
+def route(path: bytes) -> tuple[str, int | None] | None:
     """(model name, version or None) of an infer URL the fast path takes, else None."""
     match = _ROUTE.fullmatch(path)
     if match is None:
@@ -306,9 +307,15 @@ def _aliases(outputs: list[str] | None, info: Any) -> list[str]:
                 raise _Decline
             aliases.append(alias)
     for alias in aliases:
-        if DATATYPES.get(info.outputs[alias].dtype) is None or not _PLAIN_NAME.fullmatch(alias):
+        if DATATYPES.get(info.outputs[alias].dtype) is None or not plain_name(alias):
             raise _Decline
     return aliases
+
+
+def plain_name(alias: str) -> bool:
+    """Whether JSON writes output alias ``alias`` as it is (others are the handler's to
+    escape)."""
+    return _PLAIN_NAME.fullmatch(alias) is not None
 
 
 def _array(tensor: _Input, dtype: Any, integers: bool) -> Any:
@@ -426,6 +433,7 @@ def _read_input(body: bytes, pos: int, end: int, tensor: _Input) -> int:
                 if len(text) > 40:
                     raise _Decline  # past what the reading here is checked against
                 if _is_int(text):
+                    tensor.digits = max(tensor.digits, len(text) - (text[0] == 0x2D))  # -
                     value = int(text)
                     data.append(value if ints else float(value))
                 elif ints:
