@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,10 +28,13 @@ def head(*fields: str, status: str = "200 OK") -> bytes:
 
 class ScriptedServer:
     """Answers the n-th request it reads with ``answers[n]`` (bytes, then closes the
-    connection when the answer is followed by None); counts connections and requests."""
+    connection when the answer is followed by None), ``delays[n]`` seconds after reading it;
+    counts connections and requests."""
 
-    def __init__(self, answers: Sequence[bytes | None]) -> None:
+    def __init__(self, answers: Sequence[bytes | None],
+                 delays: Sequence[float] = ()) -> None:
         self.answers = list(answers)
+        self.delays = list(delays)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
@@ -55,6 +59,8 @@ class ScriptedServer:
                     else:
                         request, _, buffer = buffer.partition(b"\r\n\r\n")
                         self.requests.append(request)
+                        if self.delays:
+                            time.sleep(self.delays.pop(0))
                         conn.sendall(self.answers.pop(0) or b"")
                         if self.answers and self.answers[0] is None:
                             self.answers.pop(0)
@@ -75,8 +81,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 def scripted(request: pytest.FixtureRequest) -> Iterator[Any]:
     servers: list[ScriptedServer] = []
 
-    def make(answers: Sequence[bytes | None]) -> ScriptedServer:
-        servers.append(ScriptedServer(answers))
+    def make(answers: Sequence[bytes | None], delays: Sequence[float] = ()) -> ScriptedServer:
+        servers.append(ScriptedServer(answers, delays))
         return servers[-1]
 
     yield make
@@ -99,6 +105,29 @@ def test_content_length_and_a_kept_connection(kind: str, scripted: Any) -> None:
     assert status_of(kind, server, 3) == [EXPECTED] * 3
     assert server.connections == 1
     assert server.requests[0].startswith(b"GET /v1/models/m HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+def test_each_call_on_a_kept_connection_waits_until_its_own_deadline(kind: str,
+                                                                     scripted: Any) -> None:
+    """A call with a short timeout leaves no shorter wait behind on the connection: the next
+    call waits for an answer that comes later than the first call's timeout; and a call the
+    server answers too late ends at its own deadline."""
+    answer = head("Content-Type: application/json", f"Content-Length: {len(STATUS)}") + STATUS
+    server = scripted([answer] * 3, delays=[0, 0.6, 2])
+    target = f"127.0.0.1:{server.port}"
+    client = connect(kind, target, target, timeout=10)
+    try:
+        assert client.model_status("m", timeout=0.3) == EXPECTED
+        assert client.model_status("m", timeout=5) == EXPECTED
+        start = time.monotonic()
+        with pytest.raises(RequestError) as e:
+            client.model_status("m", timeout=0.8)
+        elapsed = time.monotonic() - start
+    finally:
+        client.close()
+    assert e.value.code == Code.DEADLINE_EXCEEDED
+    assert 0.8 <= elapsed < 1.5
+    assert server.connections == 1
 
 
 def test_chunks_with_extensions_and_trailers(kind: str, scripted: Any) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -78,24 +79,29 @@ class _Connection:
     """A socket, the bytes read from it beyond the last answer, and how many bytes of the
     current answer arrived (none: the server may have closed the connection unanswered).
 
-    The socket is non-blocking, and the connection waits for it with ``poll`` bounded by the
-    call's deadline: a socket timeout would cost a ``settimeout`` before every send and receive
-    and a ``poll`` before each (CPython's timeout sockets poll first), where this waits only
-    for the answer.
+    The socket is blocking and waits in the kernel, bounded by the call's deadline through the
+    socket's own send and receive timeouts (``SO_SNDTIMEO``, ``SO_RCVTIMEO``): a small call is
+    then one send and one receive. Python's socket timeouts would ``poll`` before each of them
+    (as a non-blocking socket needs to), which costs a system call and its Python wrapping on
+    every call. The kernel timeouts are changed only when the time left is shorter than the
+    one set, or once a wait has ended on it; so a wait never outlasts the deadline.
     """
 
-    __slots__ = ("buffer", "idle_since", "readable", "received", "sock", "writable")
+    __slots__ = ("buffer", "idle_since", "last_head", "last_head_bytes", "readable", "received",
+                 "sock", "wait_limit")
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
+        sock.settimeout(None)
         self.sock = sock
         self.buffer = bytearray()
         self.received = 0
         self.idle_since = 0.0  # when the last answer was read
-        self.readable = select.poll()
+        self.readable = select.poll()  # (for is_idle_and_open only)
         self.readable.register(sock, select.POLLIN)
-        self.writable = select.poll()
-        self.writable.register(sock, select.POLLOUT)
+        self.wait_limit: float | None = None  # the kernel timeouts, None: none
+        # The last answer's head, and what it said (answers to repeated calls repeat it).
+        self.last_head_bytes = b""
+        self.last_head: ResponseHead | None = None
 
     def is_idle_and_open(self) -> bool:
         """True while the server has neither closed the connection nor sent anything on it
@@ -111,33 +117,41 @@ class _Connection:
         except OSError:
             return False
 
-    @staticmethod
-    def _wait(poller: select.poll, deadline: float | None) -> None:
-        """Returns when ``poller``'s event (or an error or hang-up) is there; TimeoutError
-        once the deadline has passed."""
+    def _limit(self, deadline: float | None, expired: bool = False) -> None:
+        """Bounds the next send or receive by ``deadline``; TimeoutError once it has passed.
+        ``expired``: the last wait ended on the kernel timeout (set again, exactly)."""
         if deadline is None:
-            poller.poll()
+            if self.wait_limit is not None:
+                self._set_wait_limit(0.0)
+                self.wait_limit = None
             return
         remaining = deadline - time.monotonic()
-        # poll counts whole milliseconds: rounded up, so that a wait never ends early.
-        if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
+        if remaining <= 0:
             raise TimeoutError
+        if expired or self.wait_limit is None or remaining < self.wait_limit:
+            self._set_wait_limit(remaining)
+            self.wait_limit = remaining
+
+    def _set_wait_limit(self, seconds: float) -> None:
+        """Both kernel timeouts, in whole microseconds rounded up (0: wait without a limit)."""
+        micros = math.ceil(seconds * 1e6)
+        value = struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
     def _send(self, data: bytes | memoryview, deadline: float | None) -> None:
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return  # a small request: all of it, at once
-        view = memoryview(data)[sent:]
-        while view:
+        expired = False
+        while data:
+            self._limit(deadline, expired)
             try:
-                sent = self.sock.send(view)
-            except BlockingIOError:
-                self._wait(self.writable, deadline)
+                sent = self.sock.send(data)
+            except BlockingIOError:  # the kernel timeout
+                expired = True
                 continue
-            view = view[sent:]
+            expired = False
+            if sent == len(data):
+                return  # a small request: all of it, at once
+            data = memoryview(data)[sent:]
 
     def send(self, head: bytes, body: bytes | None, deadline: float | None) -> None:
         self.received = 0
@@ -146,6 +160,7 @@ class _Connection:
         elif len(body) < _GATHER_BYTES:
             self._send(head + body, deadline)
         else:
+            self._limit(deadline)
             try:
                 sent = self.sock.sendmsg([head, body])
             except BlockingIOError:
@@ -157,11 +172,13 @@ class _Connection:
 
     def receive(self, deadline: float | None) -> bytes:
         """What the socket has (waiting for something); EOFError when the server closed it."""
+        expired = False
         while True:
-            self._wait(self.readable, deadline)
+            self._limit(deadline, expired)
             try:
                 data = self.sock.recv(_RECV_BYTES)
-            except BlockingIOError:
+            except BlockingIOError:  # the kernel timeout
+                expired = True
                 continue
             if not data:
                 raise EOFError
@@ -197,12 +214,15 @@ class _Connection:
         out[:have] = self.buffer
         self.buffer.clear()
         view = memoryview(out)
+        expired = False
         while have < n:
-            self._wait(self.readable, deadline)
+            self._limit(deadline, expired)
             try:
                 got = self.sock.recv_into(view[have:])
-            except BlockingIOError:
+            except BlockingIOError:  # the kernel timeout
+                expired = True
                 continue
+            expired = False
             if not got:
                 raise EOFError
             self.received += got
@@ -232,7 +252,12 @@ def _read_answer(conn: _Connection, deadline: float | None
         data = conn.receive(deadline)
         end = data.find(HEAD_END) + len(HEAD_END)
         if end >= len(HEAD_END):
-            head = parse_response_head(data[:end])
+            head_bytes = data[:end]
+            if head_bytes == conn.last_head_bytes and conn.last_head is not None:
+                head = conn.last_head
+            else:
+                head = conn.last_head = parse_response_head(head_bytes)
+                conn.last_head_bytes = head_bytes
             length = head.content_length
             if (length is not None and len(data) - end >= length
                     and not 100 <= head.status < 200):
@@ -367,8 +392,6 @@ class RestClient:
             raise TimeoutError
         sock = socket.create_connection(self._address, timeout=remaining)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if deadline is None:
-            sock.settimeout(None)
         return _Connection(sock)
 
     def _release(self, conn: _Connection) -> None:
