@@ -197,6 +197,7 @@ def _predict_answers(core: ServerCore, tmp_path: Path,
         with grpc.insecure_channel(f"unix:{socket}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             ok = [stub.Predict(predict_request(x=[2.0, 4.0]), timeout=30) for _ in range(3)]
+            ok.append(stub.Predict(predict_request(x=[2.0, 4.0])))  # without a deadline
             error = rpc_error(stub.Predict, predict_request(name="nope"))
         return server._fast is not None, ok, error
     finally:

@@ -155,8 +155,10 @@ def test_predict_answers_match_predict_answer(impl: Any, core: ServerCore,
     assert response.model_spec.name == "m" and response.model_spec.version.value == 3
 
 
-def test_answers_match_with_tensor_content_and_a_deadline(impl: Any, core: ServerCore) -> None:
-    fast, general = both(core, impl, request(), CallContext(5.0),
+@pytest.mark.parametrize("remaining", [5.0, 1e18], ids=["deadline", "grpcio-no-deadline"])
+def test_answers_match_with_tensor_content_and_a_deadline(impl: Any, core: ServerCore,
+                                                          remaining: float) -> None:
+    fast, general = both(core, impl, request(), CallContext(remaining),
                          serialize_as_tensor_content=True)
     assert type(fast) is bytes and fast == general
     y = predict_pb2.PredictResponse.FromString(fast).outputs["y"]

@@ -331,6 +331,8 @@ def test_deadlines_become_run_timeouts() -> None:
     assert timeout_in_ms(CallContext(None)) == 0
     assert timeout_in_ms(CallContext(1.5)) == 1500
     assert timeout_in_ms(CallContext(0.0001)) == 1
+    # grpcio's server reports a call without a deadline as one ~1e18 seconds away.
+    assert timeout_in_ms(CallContext(1e18)) == 0
     with pytest.raises(ServingError) as e:
         timeout_in_ms(CallContext(-0.5))
     assert (e.value.code, e.value.message) == (Code.DEADLINE_EXCEEDED, "Deadline Exceeded")

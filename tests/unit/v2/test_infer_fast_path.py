@@ -137,8 +137,9 @@ def test_taken_requests_answer_what_model_infer_answers(core: ServerCore, impl: 
     assert fast == slow
 
 
-def test_taken_with_a_deadline(core: ServerCore, impl: Any) -> None:
-    fast, slow = both(core, impl, hp2(), CallContext(30.0))
+@pytest.mark.parametrize("remaining", [30.0, 1e18], ids=["deadline", "grpcio-no-deadline"])
+def test_taken_with_a_deadline(core: ServerCore, impl: Any, remaining: float) -> None:
+    fast, slow = both(core, impl, hp2(), CallContext(remaining))
     assert fast is not None and fast == slow
 
 

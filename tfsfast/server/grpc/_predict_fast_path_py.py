@@ -54,7 +54,6 @@ Thread-safety: the per-bundle caches are not locked; concurrent misses build equ
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +63,7 @@ from tfsfast.core.handle_table import LATEST
 
 # The twins under the compiled modules' names: compiled, the .pxd cimports the compiled modules.
 from tfsfast.monitoring import _request_counts_py as _request_counts
+from tfsfast.server.grpc.deadline import DEADLINE_PASSED, run_timeout_ms
 from tfsfast.server.predict import _predict_signatures_py as _predict_signatures
 from tfsfast.util.status import Code, ServingError
 
@@ -113,13 +113,9 @@ class PredictFastPath:
     def _answer(self, data: bytes, context: Any, begun: int) -> bytes | None:
         if type(data) is not bytes or len(data) > self._max_inline_bytes:
             return None
-        remaining = context.time_remaining()
-        if remaining is None:
-            timeout = 0
-        elif remaining <= 0:
+        timeout = run_timeout_ms(context.time_remaining())
+        if timeout == DEADLINE_PASSED:
             return None  # predict_answer's DEADLINE_EXCEEDED
-        else:
-            timeout = max(1, math.ceil(remaining * 1000.0))
         try:
             request = tensor_proto.decode_predict_request(data)
         except Exception:

@@ -41,7 +41,6 @@ everything else (every error but the run's, batching, runs for the pool) to ``pr
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from tfsfast.servables.multi_inference import InferenceTask, run_multi_inference
 from tfsfast.servables.serialized_input import serialized_request_class
 from tfsfast.server.get_model_metadata_impl import get_model_metadata
 from tfsfast.server.grpc import grpc_status_util, predict_fast_path
+from tfsfast.server.grpc.deadline import DEADLINE_PASSED, run_timeout_ms
 from tfsfast.server.grpc.fast_unary import Answer, grpcio_handler
 from tfsfast.server.grpc.model_spec_util import (
     get_servable_handle,
@@ -97,12 +97,10 @@ def missing_model_spec() -> ServingError:
 
 def timeout_in_ms(context: grpc.ServicerContext) -> int:
     """The run timeout from the client's deadline (0: none); DEADLINE_EXCEEDED if it passed."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return 0
-    if remaining <= 0:
+    timeout = run_timeout_ms(context.time_remaining())
+    if timeout == DEADLINE_PASSED:
         raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
-    return max(1, math.ceil(remaining * 1000.0))
+    return timeout
 
 
 def _record_runtime(model_name: str, api: str, start: int) -> None:

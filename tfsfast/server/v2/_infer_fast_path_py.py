@@ -49,7 +49,6 @@ Thread-safety: the per-bundle caches are not locked; concurrent misses build equ
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +60,7 @@ from tfsfast.core.handle_table import LATEST
 
 # The twins under the compiled modules' names: compiled, the .pxd cimports the compiled modules.
 from tfsfast.monitoring import _request_counts_py as _request_counts
+from tfsfast.server.grpc.deadline import DEADLINE_PASSED, run_timeout_ms
 from tfsfast.server.predict import _predict_signatures_py as _predict_signatures
 from tfsfast.server.v2 import binary_tensor
 from tfsfast.server.v2.datatypes import BINARY_DTYPES, DATATYPES
@@ -79,8 +79,6 @@ _UINT64 = (1 << 64) - 1
 _READ_PARAMETERS = frozenset({"signature_name", "classification", "shared_memory_region"})
 # binary_tensor.decode's arrays are views of the data on a little-endian host.
 _NATIVE_LITTLE = sys.byteorder == "little"
-# grpcio reports a call without a deadline as one some 1e18 seconds away.
-_NO_DEADLINE_SECONDS = 1e15
 
 # find(name, version, policy) of the manager's handle table.
 Find = Callable[[str, "int | None", int], Any]
@@ -122,13 +120,9 @@ class InferFastPath:
     def _answer(self, data: bytes, context: Any, begun: int) -> bytes | None:
         if type(data) is not bytes or len(data) > self._max_inline_bytes:
             return None
-        remaining = context.time_remaining()
-        if remaining is None or remaining >= _NO_DEADLINE_SECONDS:
-            timeout = 0
-        elif remaining <= 0:
+        timeout = run_timeout_ms(context.time_remaining())
+        if timeout == DEADLINE_PASSED:
             return None  # model_infer_answer's DEADLINE_EXCEEDED
-        else:
-            timeout = max(1, math.ceil(remaining * 1000.0))
         request = _read_request(data)
         if request is None:
             return None

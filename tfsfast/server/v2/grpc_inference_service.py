@@ -79,20 +79,6 @@ __all__ = ["INFER_API", "SERVICE_NAME", "GrpcInferenceServiceImpl"]
 # The metric label of ModelInfer's requests and runs: the protocol's RPC.
 INFER_API = "ModelInfer"
 _RECORDER = serving_metrics.RequestRecorder("GRPC")
-# grpcio's server reports a call without a deadline as one in gRPC's infinite future (some
-# 1e18 seconds away): a time remaining this long is no deadline.
-_NO_DEADLINE_SECONDS = 1e15
-
-
-def run_timeout_in_ms(context: grpc.ServicerContext) -> int:
-    """Predict's ``timeout_in_ms`` of the call (0: no deadline; DEADLINE_EXCEEDED if it has
-    passed)."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining >= _NO_DEADLINE_SECONDS:
-        return 0
-    return timeout_in_ms(context)
-
-
 def model_version(text: str) -> int | None:
     """The version a request's ``model_version`` names (None: the latest)."""
     if not text:
@@ -240,7 +226,7 @@ class GrpcInferenceServiceImpl:
         start = _RECORDER.start()
         # An expired deadline is refused before the request is read, and not counted, as
         # Predict's.
-        timeout = run_timeout_in_ms(context)
+        timeout = timeout_in_ms(context)
         name = ""
         try:
             request = _parse("ModelInferRequest", data)
@@ -295,7 +281,7 @@ class GrpcInferenceServiceImpl:
             try:  # the time spent waiting for a pool thread counts against the deadline
                 run_start = time.monotonic_ns()
                 outputs = costs.run(bundle, servable_id, key, inputs, run_aliases,
-                                    run_timeout_in_ms(context))
+                                    timeout_in_ms(context))
                 _record_runtime(name, run_start)
             finally:
                 handle.release()
