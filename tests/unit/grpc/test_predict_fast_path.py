@@ -26,10 +26,10 @@ from tfsfast.server.grpc.prediction_service_impl import (
     PredictionServiceOptions,
 )
 from tfsfast.server.server_core import ServerCore, ServerCoreOptions
-from tfsfast.testing.call_context import CallContext
+from tfsfast.testing.call_context import CallContext, outcome
 from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
-from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import Code
 
 IMPLS = implementations("tfsfast.server.grpc._predict_fast_path",
                         "tfsfast.server.grpc._predict_fast_path_py")
@@ -100,15 +100,6 @@ def service(core: ServerCore, impl: Any, **options: Any) -> tuple[PredictionServ
         s.predict_answer, s._options.enforce_signature_method_name,
         s._options.serialize_as_tensor_content, INLINE_MAX_REQUEST_BYTES, s._tensors)
     return s, fast
-
-
-def outcome(call: Any, data: bytes, context: Any) -> Any:
-    """The bytes answered (a continuation is run), or the (code, message) raised."""
-    try:
-        answer = call(data, context)
-        return answer if answer is None or type(answer) is bytes else answer()
-    except ServingError as e:
-        return e.code, e.message
 
 
 def both(core: ServerCore, impl: Any, message: Any, context: Any = None,

@@ -25,10 +25,10 @@ from tfsfast.server.server_health import ServerHealth
 from tfsfast.server.v2.grpc_inference_service import GrpcInferenceServiceImpl
 from tfsfast.server.v2.grpc_protocol import message_class
 from tfsfast.testing import export_models
-from tfsfast.testing.call_context import CallContext
+from tfsfast.testing.call_context import CallContext, outcome
 from tfsfast.testing.test_util import implementations
 from tfsfast.util.run_cost import RunCostPolicy
-from tfsfast.util.status import Code, ServingError
+from tfsfast.util.status import Code
 
 IMPLS = implementations("tfsfast.server.v2._infer_fast_path",
                         "tfsfast.server.v2._infer_fast_path_py")
@@ -89,15 +89,6 @@ def service(core: ServerCore, impl: Any) -> tuple[GrpcInferenceServiceImpl, Any]
     fast = impl.InferFastPath(core.manager.handle_table.find, s._run_costs,
                               s.model_infer_answer, False, INLINE_MAX_REQUEST_BYTES, s._limits)
     return s, fast
-
-
-def outcome(call: Any, data: bytes, context: Any) -> Any:
-    """The bytes answered (a continuation is run), or the (code, message) raised."""
-    try:
-        answer = call(data, context)
-        return answer if answer is None or type(answer) is bytes else answer()
-    except ServingError as e:
-        return e.code, e.message
 
 
 def both(core: ServerCore, impl: Any, message: Any,

@@ -18,7 +18,6 @@ from tfsfast.batching import batching_parameters as bp
 from tfsfast.batching.batching_parameters import QueueOptions
 from tfsfast.core.servable_state import ManagerState
 from tfsfast.runtime.dtypes import DataType
-from tfsfast.runtime.signature import Signature, TensorInfo
 from tfsfast.servables.saved_model_bundle_factory import SessionBundleConfig
 from tfsfast.server import model_config as mc
 from tfsfast.server.grpc.grpc_server import GrpcServer, GrpcServerOptions
@@ -31,18 +30,7 @@ from tfsfast.sources.servable_version_policy import ServableVersionPolicy
 from tfsfast.testing import export_models, runtime_models
 from tfsfast.testing.wait import wait_until
 
-
-def _info(alias: str, dtype: DataType, shape: tuple[int, ...] | None) -> TensorInfo:
-    return TensorInfo(alias, f"{alias}:0", dtype, shape)
-
-
-SIGNATURE = Signature(
-    "serving_default", "tensorflow/serving/predict",
-    inputs={"z": _info("z", DataType.DT_FLOAT, (-1, 3)),
-            "a": _info("a", DataType.DT_STRING, None),
-            "m": _info("m", DataType.DT_HALF, ())},
-    outputs={"out": _info("out", DataType.DT_INT64, (-1,)),
-             "c": _info("c", DataType.DT_COMPLEX64, (2, -1))})
+from .signatures import SIGNATURE
 
 # What Triton's JSON holds for every input and output besides name, data_type and dims.
 INPUT_DEFAULTS = {"format": "FORMAT_NONE", "is_shape_tensor": False, "allow_ragged_batch": False,

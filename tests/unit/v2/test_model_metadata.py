@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 from tfsfast import __version__
-from tfsfast.runtime.dtypes import DataType
-from tfsfast.runtime.signature import Signature, TensorInfo
 from tfsfast.server.v2 import model_metadata
 
-
-def _info(alias: str, dtype: DataType, shape: tuple[int, ...] | None) -> TensorInfo:
-    return TensorInfo(alias, f"{alias}:0", dtype, shape)
-
-
-SIGNATURE = Signature(
-    "serving_default", "tensorflow/serving/predict",
-    inputs={"z": _info("z", DataType.DT_FLOAT, (-1, 3)),
-            "a": _info("a", DataType.DT_STRING, None),
-            "m": _info("m", DataType.DT_HALF, ())},
-    outputs={"out": _info("out", DataType.DT_INT64, (-1,)),
-             "c": _info("c", DataType.DT_COMPLEX64, (2, -1))})
+from .signatures import SIGNATURE
 
 
 def test_server_metadata() -> None:
